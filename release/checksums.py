@@ -1,0 +1,130 @@
+"""SHA256SUMS and manifest bookkeeping: write, read, merge, and look a file up.
+
+SHA256SUMS is the trust root a user checks with `sha256sum -c`: sorted `<hex>  <basename>` lines
+for exactly the files that are published (the parts of a split artifact, not the whole). A CI's
+release job collects one SHA256SUMS and one manifest per arch and merges them; a name with two
+different hashes means two builds claim one file name, which must stop the release.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from pathlib import Path
+from typing import Iterable
+
+from .download import sha256_file
+from .errors import ChecksumError
+
+SUMS_NAME = "SHA256SUMS"
+MANIFEST_NAME = "manifest.json"
+_LINE = re.compile(r"^([0-9a-fA-F]{64}) [ *](.+)$")
+
+
+def write_text_atomic(path: Path, text: str, mode: int = 0o644) -> Path:
+    """Write via a temp name in the same dir, so a reader never sees half a file."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text)
+    tmp.chmod(mode)
+    os.replace(tmp, path)
+    return path
+
+
+def format_sums(sums: dict[str, str]) -> str:
+    return "".join(f"{sha}  {name}\n" for name, sha in sorted(sums.items()))
+
+
+def published_names(manifest: dict) -> list[str]:
+    """The binary files a release publishes: each artifact, or its parts when it was split."""
+    names: list[str] = []
+    for artifact in manifest.get("artifacts", []):
+        names += [part["name"] for part in artifact.get("parts") or []] or [artifact["name"]]
+    return names
+
+
+def write_sums(dist_dir: Path, names: Iterable[str], known: dict[str, str] | None = None) -> Path:
+    """Hash the named files of dist_dir (reusing `known` hashes) into dist_dir/SHA256SUMS."""
+    known = known or {}
+    sums = {}
+    for name in names:
+        if Path(name).name != name:
+            raise ChecksumError(f"SHA256SUMS takes basenames only, got '{name}'")
+        sums[name] = known.get(name) or sha256_file(dist_dir / name)
+    return write_text_atomic(dist_dir / SUMS_NAME, format_sums(sums))
+
+
+def parse_sums(text: str, origin: str) -> dict[str, str]:
+    sums: dict[str, str] = {}
+    for number, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        match = _LINE.match(line)
+        if not match:
+            raise ChecksumError(f"{origin}:{number}: not a sha256sum line: {line[:80]!r}")
+        _add(sums, Path(match.group(2)).name, match.group(1).lower(), origin)
+    return sums
+
+
+def read_sums(path: Path) -> dict[str, str]:
+    try:
+        return parse_sums(Path(path).read_text(), str(path))
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ChecksumError(f"cannot read checksums {path}: {exc}") from None
+
+
+def _add(sums: dict[str, str], name: str, sha: str, origin: str) -> None:
+    if sums.get(name, sha) != sha:
+        raise ChecksumError(f"two different sha256 for {name} ({sums[name][:12]}… and {sha[:12]}… in {origin})")
+    sums[name] = sha
+
+
+def merge_sums(inputs: list[Path], out: Path) -> Path:
+    """Combine per-arch SHA256SUMS files; the same name with two hashes is an error."""
+    merged: dict[str, str] = {}
+    for path in inputs:
+        for name, sha in read_sums(path).items():
+            _add(merged, name, sha, str(path))
+    Path(out).parent.mkdir(parents=True, exist_ok=True)
+    return write_text_atomic(Path(out), format_sums(merged))
+
+
+def read_manifest(path: Path) -> dict:
+    try:
+        manifest = json.loads(Path(path).read_text())
+    except (OSError, ValueError) as exc:
+        raise ChecksumError(f"cannot read manifest {path}: {exc}") from None
+    if not isinstance(manifest, dict) or not isinstance(manifest.get("artifacts"), list):
+        raise ChecksumError(f"{path} is not a tea-release manifest (no 'artifacts' list)")
+    return manifest
+
+
+def merge_manifests(inputs: list[Path], out: Path) -> Path:
+    """Union of the artifacts of per-arch manifests; top-level fields come from the first one."""
+    manifests = [read_manifest(path) for path in inputs]
+    if not manifests:
+        raise ChecksumError("merge_manifests needs at least one manifest")
+    by_name: dict[str, dict] = {}
+    for path, manifest in zip(inputs, manifests):
+        for artifact in manifest["artifacts"]:
+            seen = by_name.setdefault(artifact["name"], artifact)
+            if seen["sha256"] != artifact["sha256"]:
+                raise ChecksumError(f"two different sha256 for {artifact['name']} (second one in {path})")
+    merged = {**manifests[0], "artifacts": [by_name[name] for name in sorted(by_name)]}
+    Path(out).parent.mkdir(parents=True, exist_ok=True)
+    return write_text_atomic(Path(out), json.dumps(merged, indent=2) + "\n")
+
+
+def expected_sha256(sums: dict[str, str], name: str, origin: str) -> str:
+    """The pinned hash of name; a file the sums do not list is refused, never run unverified."""
+    if name not in sums:
+        raise ChecksumError(f"{origin} has no line for {name}: refusing to use an unverified file")
+    return sums[name]
+
+
+def verify_file(path: Path, sha256: str) -> Path:
+    actual = sha256_file(path)
+    if actual != sha256:
+        raise ChecksumError(f"{path.name}: sha256 {actual[:16]}… does not match the expected {sha256[:16]}…"
+                            " (corrupted or tampered: delete it and download again)")
+    return path
