@@ -1,0 +1,39 @@
+"""The `tea` command line.
+
+`--version` and `--impl` are answered before argparse or anything heavy is imported: they are what
+packaging smoke tests call, and they must work even where llama_cpp, jinja2 or yaml would not load.
+"""
+
+from __future__ import annotations
+
+import sys
+
+IMPLEMENTATION = "python"
+FAST_FLAGS = {"--version", "--impl"}
+
+
+def fast_answer(argv: list[str]) -> str | None:
+    """`tea X.Y.Z`, `python` or `tea X.Y.Z (python)` when argv holds only those flags."""
+    if not argv or not set(argv) <= FAST_FLAGS:
+        return None
+    from .version import package_version
+
+    version = f"tea {package_version()}"
+    if "--version" in argv and "--impl" in argv:
+        return f"{version} ({IMPLEMENTATION})"
+    return version if "--version" in argv else IMPLEMENTATION
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    answer = fast_answer(argv)
+    if answer is not None:
+        print(answer)
+        return 0
+    from .commands import dispatch
+
+    return dispatch(argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
