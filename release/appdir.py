@@ -1,0 +1,111 @@
+"""The appdir step: the AppDir tree that becomes the AppImage's filesystem.
+
+Layout: AppRun, the desktop entry and icon at the root (the AppImage convention), the onedir app
+in usr/bin, desktop metadata under usr/share, and the model at usr/share/models/<filename>.
+Large files are hard-linked from the freeze output and the model cache instead of copied
+(4.5 GB of model), falling back to a reflink/copy across filesystems.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+from . import audit, freeze, log
+from .config import Flavor, Settings
+from .errors import BuildError
+from .pipeline import BaseStep, Context, hash_tree
+
+ASSETS = Path(__file__).with_name("assets")
+APP_ID = "tea-python"
+
+
+def appdir_path(settings: Settings, flavor: Flavor) -> Path:
+    return settings.flavor_dir(flavor) / "AppDir"
+
+
+def link_or_copy(source: Path, target: Path) -> None:
+    target.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        os.link(source, target)
+    except OSError:
+        subprocess.run(["cp", "--reflink=auto", "--preserve=mode", str(source), str(target)], check=True)
+
+
+def link_tree(source: Path, target: Path) -> None:
+    """Mirror a tree with hard links, keeping symlinks as symlinks."""
+    for path in sorted(source.rglob("*")):
+        dest = target / path.relative_to(source)
+        if path.is_symlink():
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            dest.symlink_to(os.readlink(path))
+        elif path.is_dir():
+            dest.mkdir(parents=True, exist_ok=True)
+        else:
+            link_or_copy(path, dest)
+
+
+def write_metadata(root: Path, version: str) -> None:
+    """AppRun, desktop entry, icons and AppStream metadata, where AppImage tools look for them."""
+    shutil.copy2(ASSETS / "AppRun", root / "AppRun")
+    desktop = (ASSETS / f"{APP_ID}.desktop").read_text().format(version=version)
+    for place in (root / f"{APP_ID}.desktop", root / "usr/share/applications" / f"{APP_ID}.desktop"):
+        place.parent.mkdir(parents=True, exist_ok=True)
+        place.write_text(desktop)
+    icons = {root / f"{APP_ID}.svg": "svg", root / f"{APP_ID}.png": "png",
+             root / "usr/share/icons/hicolor/scalable/apps" / f"{APP_ID}.svg": "svg",
+             root / "usr/share/icons/hicolor/256x256/apps" / f"{APP_ID}.png": "png"}
+    for place, kind in icons.items():
+        place.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(ASSETS / f"{APP_ID}.{kind}", place)
+    (root / ".DirIcon").symlink_to(f"{APP_ID}.png")
+    metainfo = root / "usr/share/metainfo" / f"{APP_ID}.appdata.xml"
+    metainfo.parent.mkdir(parents=True, exist_ok=True)
+    metainfo.write_text((ASSETS / f"{APP_ID}.appdata.xml").read_text().format(version=version))
+
+
+def validate_desktop_file(path: Path) -> None:
+    if not shutil.which("desktop-file-validate"):
+        log.warn("desktop-file-validate not installed; desktop entry not checked (run `invoke deps`)")
+        return
+    done = subprocess.run(["desktop-file-validate", str(path)], capture_output=True, text=True)
+    if done.returncode != 0 or done.stdout.strip():
+        raise BuildError(f"{path.name} is not a valid desktop entry: {(done.stdout + done.stderr).strip()}")
+
+
+def build_appdir(target: Path, onedir: Path, version: str, model: Path | None) -> None:
+    """Assemble next to `target`, then swap it in: never a half-built AppDir at the final path."""
+    staging = target.with_name(target.name + ".partial")
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    write_metadata(staging, version)
+    link_tree(onedir, staging / "usr/bin")
+    if model is not None:
+        link_or_copy(model, staging / "usr/share/models" / model.name)
+    validate_desktop_file(staging / f"{APP_ID}.desktop")
+    shutil.rmtree(target, ignore_errors=True)
+    os.replace(staging, target)
+
+
+class AppDirStep(BaseStep):
+    def __init__(self, flavor: Flavor) -> None:
+        self.flavor = flavor
+        self.name = f"appdir-{flavor.name}"
+        self.after = (f"freeze-{flavor.name}", "model") if flavor.llm else (f"freeze-{flavor.name}",)
+
+    def inputs(self, ctx: Context) -> dict:
+        return {"assets": hash_tree(ASSETS), "model": ctx.settings.model.filename if self.flavor.llm else None}
+
+    def outputs(self, ctx: Context) -> list[Path]:
+        return [appdir_path(ctx.settings, self.flavor) / "AppRun"]
+
+    def run(self, ctx: Context) -> dict:
+        settings = ctx.settings
+        model = Path(ctx.results["model"]["path"]) if self.flavor.llm else None
+        target = appdir_path(settings, self.flavor)
+        build_appdir(target, freeze.onedir(settings, self.flavor), settings.version, model)
+        report = audit.audit_appdir(target, arch=settings.arch)
+        log.info(f"{self.name}: {report.elf_count} ELF files resolve; minimum glibc {report.min_glibc}")
+        return {"appdir": str(target), "min_glibc": report.min_glibc}

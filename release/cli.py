@@ -1,0 +1,133 @@
+"""What the invoke tasks do, kept out of tasks.py so it is importable and testable without invoke."""
+
+from __future__ import annotations
+
+import functools
+import shutil
+import sys
+from pathlib import Path
+from typing import Callable
+
+from invoke.exceptions import Exit
+
+from . import arch as arches
+from . import audit, config, finalize, log, plan, verify
+from . import checksums as checksums_module
+from .errors import ConfigError, ReleaseError, VerifyError
+from .pipeline import Context, run
+
+
+def one_line_errors(task_body: Callable) -> Callable:
+    """User-fixable failures end a task with one line and their exit code, never a traceback."""
+
+    @functools.wraps(task_body)
+    def wrapper(*args, **kwargs):
+        try:
+            return task_body(*args, **kwargs)
+        except ReleaseError as error:
+            raise Exit(f"error: {error}", code=error.exit_code) from None
+        except KeyboardInterrupt:
+            raise Exit("interrupted", code=130) from None
+
+    return wrapper
+
+
+def split_list(value: str | None) -> frozenset[str]:
+    return frozenset(item.strip() for item in (value or "").split(",") if item.strip())
+
+
+def run_pipeline(settings: config.Settings, last_stage: str, *, skip: str | None = None,
+                 force: str | None = None) -> Context:
+    if last_stage not in ("deps", "model"):
+        arches.require_runnable(settings.arch)
+    steps = plan.steps_until(settings, last_stage, skip=split_list(skip))
+    ctx = run(steps, Context(settings, force=split_list(force)))
+    log.info(f"{last_stage}: finished; outputs in {settings.dist_dir if last_stage == 'checksums' else settings.build_dir}")
+    return ctx
+
+
+def check_runnable_appimage(path: Path) -> Path:
+    """Refuse what cannot be an AppImage for this host before running anything."""
+    if not path.is_file():
+        raise ConfigError(f"{path}: no such file")
+    with path.open("rb") as handle:
+        head = handle.read(11)
+    if head[:4] != b"\x7fELF" or head[8:11] != b"AI\x02":
+        raise VerifyError(f"{path}: not a type-2 AppImage (no ELF header with the AI\\x02 magic)")
+    if not path.stat().st_mode & 0o111:
+        raise ConfigError(f"{path}: not executable; run: chmod +x {path}")
+    arches.require_runnable(audit.elf_machine(path))
+    return path
+
+
+def manifest_entry(path: Path) -> dict:
+    """The manifest record of an AppImage, from the manifest.json beside it (empty if none)."""
+    manifest = finalize.load_manifest(path.parent)
+    return next((a for a in manifest["artifacts"] if a["name"] == path.name), {})
+
+
+def is_llm_appimage(path: Path, entry: dict) -> bool:
+    return entry.get("flavor", "python-llm" if "-llm-" in path.name else "python") == "python-llm"
+
+
+def check_appimage(path: Path, *, smoke: bool = True, functional: bool = True, clean: bool = False,
+                   cache_dir: Path | None = None) -> None:
+    from . import clean_system, rootfs
+
+    check_runnable_appimage(path)
+    entry, version = manifest_entry(path), config.project_version()
+    llm = is_llm_appimage(path, entry)
+    model_filename = (entry.get("model") or {}).get("filename") if llm else None
+    if smoke:
+        log.info(f"smoke {path.name}: {verify.smoke(path, entry.get('version', version))}")
+    if functional:
+        result = verify.functional_llm(path, model_filename) if llm else verify.functional_plain(path)
+        log.info(f"functional {path.name}: {result}")
+    if clean:
+        tarball = rootfs.ensure_rootfs(cache_dir or config.default_cache_dir(), arch=audit.elf_machine(path))
+        checked = clean_system.check_in_rootfs(tarball, path, version, model_filename=model_filename if llm else None)
+        log.info(f"clean system {path.name}: {', '.join(checked)}")
+
+
+def clean(build_dir: Path, dist_dir: Path, cache_dir: Path | None) -> None:
+    for target in (build_dir, dist_dir, cache_dir):
+        if target is not None and target.exists():
+            shutil.rmtree(target)
+            log.info(f"removed {target}")
+
+
+def test_downloaded(source: str, *, sums: str | None, clean: bool) -> None:
+    """Fetch (if a URL), verify against SHA256SUMS/manifest (refuse on any mismatch), then check it."""
+    from . import artifact_source
+
+    cache_dir = config.default_cache_dir()
+    workdir = cache_dir / "test-appimage"
+    workdir.mkdir(parents=True, exist_ok=True)
+    path = artifact_source.resolve_artifact(source, sums=sums, cache_dir=cache_dir, workdir=workdir)
+    check_appimage(path, clean=clean, cache_dir=cache_dir)
+    log.info(f"test-appimage: {path.name} passed")
+
+
+def checksums(dist: Path, merge: list[Path], out: Path | None) -> None:
+    if merge:
+        target = out or dist / "SHA256SUMS"
+        checksums_module.merge_sums(merge, target)
+    else:
+        names = finalize.published_names(finalize.load_manifest(dist)["artifacts"])
+        if not names:
+            raise ConfigError(f"{dist}: no manifest.json with artifacts; run `invoke release` first")
+        target = checksums_module.write_sums(dist, names)
+    log.info(f"wrote {target}")
+
+
+def merge_manifests(inputs: list[Path], out: Path) -> None:
+    log.info(f"wrote {checksums_module.merge_manifests(inputs, out)}")
+
+
+def publish(dist: Path, target: str, *, tag: str | None, repo: str | None, draft: bool, dry_run: bool) -> None:
+    from . import publish as publishing
+
+    if target == "github" and not tag:
+        raise ConfigError("publishing to github needs --tag, e.g. --tag v" + config.project_version())
+    report = publishing.publish(dist, target, tag=tag, repo=repo, draft=draft, dry_run=dry_run)
+    log.info(f"publish: {report}")

@@ -1,0 +1,44 @@
+"""The release, in order: the table of contents of `invoke release`.
+
+Each entry is (stage, step). Task `invoke freeze` runs the plan up to the freeze stage, and so
+on; the runner skips whatever is already up to date, so running a later stage is always safe.
+"""
+
+from __future__ import annotations
+
+from . import appdir, checks, deps, finalize, freeze, model, package
+from .config import Settings
+from .errors import ConfigError
+from .pipeline import Step
+
+STAGES = ("deps", "model", "freeze", "appdir", "appimage", "smoke", "functional", "clean-system", "checksums")
+
+
+def release_plan(settings: Settings, *, skip: frozenset[str] = frozenset()) -> list[tuple[str, Step]]:
+    plan: list[tuple[str, Step]] = [
+        ("deps", deps.SystemPackagesStep()),             # apt packages (or the command to run)
+        ("deps", package.PackagerStep()),                # pick packager; compile the builtin runtime
+        ("model", model.ModelStep()),                    # verified GGUF in the download cache
+    ]
+    for flavor in settings.flavors:
+        plan += [
+            ("deps", deps.VenvStep(flavor)),             # build venv (portable llama-cpp-python wheel)
+            ("freeze", freeze.FreezeStep(flavor)),       # PyInstaller onedir that answers --version
+            ("appdir", appdir.AppDirStep(flavor)),       # AppRun, desktop, icons, app, model; ELF audit
+            ("appimage", package.AppImageStep(flavor)),  # dist/<name>.AppImage, validated
+            ("smoke", checks.CheckStep("smoke", flavor, checks.smoke)),
+            ("functional", checks.CheckStep("functional", flavor, checks.functional)),
+            ("clean-system", checks.CheckStep("clean-system", flavor, checks.clean)),
+        ]
+    plan.append(("checksums", finalize.FinalizeStep()))  # split oversize, SHA256SUMS, manifest.json
+    return [(stage, step) for stage, step in plan if stage not in skip]
+
+
+def steps_until(settings: Settings, last_stage: str, *, skip: frozenset[str] = frozenset()) -> list[Step]:
+    if last_stage not in STAGES:
+        raise ConfigError(f"unknown stage '{last_stage}': use one of {', '.join(STAGES)}")
+    unknown = skip - set(STAGES)
+    if unknown:
+        raise ConfigError(f"cannot skip unknown stage(s) {', '.join(sorted(unknown))}: use {', '.join(STAGES)}")
+    limit = STAGES.index(last_stage)
+    return [step for stage, step in release_plan(settings, skip=skip) if STAGES.index(stage) <= limit]

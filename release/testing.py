@@ -1,0 +1,41 @@
+"""`invoke test`: one command that prepares everything the suite needs and runs it.
+
+First a real offline release with the 270M model (both flavors, into build/ and dist/), which is
+the end-to-end test of the pipeline itself and leaves the artifacts later tests inspect; then the
+app is installed into this environment with the same portable llama-cpp-python wheel; then pytest.
+Tests receive read-only inputs through TEA_TEST_* variables and never touch the real home.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+from . import config, deps, log, plan
+from .cli import run_pipeline
+from .config import REPO
+
+TEST_MODEL = "gemma-3-270m"
+
+
+def install_app_for_tests(settings: config.Settings) -> None:
+    llm_flavor = next(f for f in settings.flavors if f.llm)
+    wheel = deps.ensure_llama_wheel(settings, deps.venv_bin(settings, llm_flavor, "pip"))
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", str(wheel), "-e", f"{REPO / 'python'}[dev]",
+                    "-r", str(REPO / "requirements-dev.txt")], check=True)
+
+
+def run_test_suite(*, fast: bool, pytest_args: str) -> int:
+    settings = config.resolve(flavor="all", model=TEST_MODEL, packager="builtin")
+    env = dict(os.environ)
+    if not fast:
+        ctx = run_pipeline(settings, plan.STAGES[-1])
+        env.update(TEA_TEST_MODEL=ctx.results["model"]["path"], TEA_TEST_DIST=str(settings.dist_dir),
+                   TEA_TEST_BUILD=str(settings.build_dir))
+    else:
+        run_pipeline(settings, "deps")
+    install_app_for_tests(settings)
+    command = [sys.executable, "-m", "pytest", "-n", "2", *(["-m", "not slow"] if fast else []), *pytest_args.split()]
+    log.info("running: " + " ".join(command))
+    return subprocess.run(command, cwd=REPO, env=env).returncode
