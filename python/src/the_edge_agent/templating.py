@@ -41,7 +41,10 @@ def _one_line_errors(source: str) -> Iterator[None]:
 def evaluate(expression: str, context: dict[str, Any]) -> Any:
     """Value of a Jinja2 expression such as `state.count > 2`."""
     with _one_line_errors(expression):
-        return _environment().compile_expression(expression, undefined_to_none=False)(**context)
+        value = _environment().compile_expression(expression, undefined_to_none=False)(**context)
+        if isinstance(value, jinja2.Undefined):
+            str(value)  # a StrictUndefined raises its "has no attribute" error when used
+        return value
 
 
 def render_string(text: str, context: dict[str, Any]) -> Any:
