@@ -1,0 +1,166 @@
+"""A clean Debian system with no Python, for proving an AppImage runs anywhere.
+
+`ensure_rootfs` makes a `debootstrap --variant=minbase` root once and caches it as a tarball;
+`run_in_rootfs` unpacks it and runs a command inside, in private mount and PID namespaces with
+only a few device nodes (and /dev/fuse only when asked), so the FUSE and the extract-and-run
+paths of an AppImage are both tested on a system that has nothing of the build host.
+No mirror is named here: debootstrap's default mirror is used.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import shutil
+import subprocess
+import tempfile
+import time
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
+
+from . import log, proc
+from .arch import QEMU_BINFMT, binfmt_registered, host_arch, normalize
+from .errors import VerifyError
+
+DEBIAN_ARCH = {"x86_64": "amd64", "aarch64": "arm64"}
+CLEAN_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+PATH_DIRS = ("usr/local/bin", "usr/local/sbin", "usr/bin", "usr/sbin", "bin", "sbin")
+DEVICES = ("null", "zero", "urandom")
+
+# Runs on the host as PID 1 of the new namespaces: mount a private /proc, a minimal /dev and a
+# fresh /tmp inside the root, then chroot. Mounts vanish with the namespace; nothing to clean up.
+_ENTER = r"""
+set -e
+root=$1; devices=$2; shift 2
+mount -t proc proc "$root/proc"
+mount -t tmpfs -o mode=755 dev "$root/dev"
+for name in $devices; do
+    touch "$root/dev/$name"
+    mount --bind "/dev/$name" "$root/dev/$name"
+done
+mount -t tmpfs -o mode=1777 tmp "$root/tmp"
+chroot "$root" "$@"
+"""
+
+
+def tarball_path(cache_dir: Path, arch: str, suite: str) -> Path:
+    return cache_dir / "rootfs" / f"{suite}-{arch}-minbase.tar.zst"
+
+
+def ensure_rootfs(cache_dir: Path, *, arch: str = "x86_64", suite: str = "bookworm") -> Path:
+    """Return the cached minbase tarball, building it first if missing (once, even if concurrent)."""
+    arch = normalize(arch)
+    tarball = tarball_path(cache_dir, arch, suite)
+    if tarball.exists():
+        return tarball
+    _require_root()
+    tarball.parent.mkdir(parents=True, exist_ok=True)
+    with _locked(tarball.with_name(tarball.name + ".lock")):
+        if not tarball.exists():
+            _build_tarball(tarball, arch, suite)
+    return tarball
+
+
+def _require_root() -> None:
+    if os.geteuid() != 0:
+        raise VerifyError("the clean-system rootfs needs root (debootstrap, chroot, mounts): "
+                          "run as root or skip the clean-system test")
+
+
+@contextmanager
+def _locked(lock_file: Path) -> Iterator[None]:
+    with lock_file.open("w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        yield
+
+
+def _build_tarball(tarball: Path, arch: str, suite: str) -> None:
+    """debootstrap into a temp dir beside the tarball, pack it, and rename into place."""
+    with tempfile.TemporaryDirectory(dir=tarball.parent, prefix=".build-") as tmp:
+        root = Path(tmp) / "root"
+        started = time.monotonic()
+        _debootstrap(root, arch, suite, Path(tmp) / "debootstrap.log")
+        log.info(f"debootstrap {suite} {arch} took {time.monotonic() - started:.0f} s")
+        partial = Path(tmp) / tarball.name
+        proc.run(["tar", "--zstd", "--numeric-owner", "-C", root, "-cf", partial, "."],
+                 what="packing the rootfs")
+        os.replace(partial, tarball)
+    log.info(f"cached clean rootfs {tarball} ({log.human_bytes(tarball.stat().st_size)})")
+
+
+def _debootstrap(root: Path, arch: str, suite: str, log_file: Path) -> None:
+    base = ["debootstrap", "--variant=minbase", f"--arch={DEBIAN_ARCH[arch]}"]
+    if arch == host_arch():
+        proc.run([*base, suite, root], what="debootstrap", log_file=log_file)
+        return
+    _require_emulation(arch)
+    proc.run([*base, "--foreign", suite, root], what="debootstrap (first stage)", log_file=log_file)
+    proc.run(["chroot", root, "/debootstrap/debootstrap", "--second-stage"],
+             what="debootstrap (second stage, emulated)", log_file=log_file.with_suffix(".2.log"))
+
+
+def _require_emulation(arch: str) -> None:
+    """A foreign second stage runs the target's binaries: binfmt must hand them to qemu."""
+    if not binfmt_registered(arch):
+        raise VerifyError(
+            f"cannot build an {arch} rootfs: binfmt_misc has no enabled {QEMU_BINFMT[arch]} entry; "
+            f"fix: apt-get install qemu-user-static binfmt-support && "
+            f"update-binfmts --enable {QEMU_BINFMT[arch]} (mount binfmt_misc first if "
+            f"/proc/sys/fs/binfmt_misc is empty)")
+
+
+def run_in_rootfs(tarball: Path, workdir: Path, command: list[str], *, files: dict[str, Path],
+                  fuse: bool, env: dict[str, str] | None = None,
+                  timeout: float = 600) -> subprocess.CompletedProcess:
+    """Run `command` chrooted in the clean system; `files` maps paths inside to host files.
+
+    The tarball is unpacked into `workdir/root` unless that already exists (pass a fresh
+    workdir for a pristine system). The environment is clean: PATH, HOME, LANG plus `env`.
+    """
+    _require_root()
+    root = unpack_rootfs(tarball, workdir / "root")
+    assert_no_python(root)
+    for inside, host in files.items():
+        _place(host, root / inside.lstrip("/"))
+    devices = " ".join(DEVICES + (("fuse",) if fuse else ()))
+    clean_env = {"PATH": CLEAN_PATH, "HOME": "/root", "LANG": "C.UTF-8", **(env or {})}
+    argv = ["unshare", "--mount", "--pid", "--fork", "--kill-child", "sh", "-c", _ENTER, "enter",
+            str(root), devices, *command]
+    try:
+        return subprocess.run(argv, env=clean_env, capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        raise VerifyError(f"clean-system run of {command[0]} timed out after {timeout:.0f} s") from None
+
+
+def unpack_rootfs(tarball: Path, root: Path) -> Path:
+    """Unpack once into `root` (via a temp name, so a half-unpacked tree is never reused)."""
+    if not root.exists():
+        partial = root.with_name(root.name + ".partial")
+        shutil.rmtree(partial, ignore_errors=True)
+        partial.mkdir(parents=True)
+        proc.run(["tar", "--zstd", "--numeric-owner", "-C", partial, "-xpf", tarball],
+                 what="unpacking the rootfs")
+        os.replace(partial, root)
+    return root
+
+
+def assert_no_python(root: Path) -> None:
+    """The clean system must not be able to run Python, or the test proves nothing."""
+    real_root = root.resolve()
+    dirs = {(root / d).resolve() for d in PATH_DIRS}  # a set: bin -> usr/bin is listed once
+    found = sorted(f"/{p.relative_to(real_root)}" for d in dirs if d.is_relative_to(real_root)
+                   for p in d.glob("python*"))
+    if found:
+        raise VerifyError(f"the clean rootfs {root} has Python ({', '.join(found)}): "
+                          f"delete its cached tarball to rebuild it")
+
+
+def _place(host: Path, dest: Path) -> None:
+    """Hard-link a file into the root (fast for a multi-GB AppImage), copy across filesystems."""
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    dest.unlink(missing_ok=True)
+    try:
+        os.link(host, dest)
+    except OSError:
+        shutil.copy2(host, dest)
