@@ -15,11 +15,13 @@ from pathlib import Path
 
 from . import log, proc
 from .config import load_pins
-from .download import RemoteFile, fetch
+from .download import RemoteFile, RetryPolicy, fetch
 from .errors import BuildError, ConfigError, DownloadError
 
 EXTERNAL = ("linuxdeploy", "appimagetool")
 RUNTIME_TOOL = "appimage-runtime"  # appimagetool fetches this from the network unless given one
+# `auto` only asks "can linuxdeploy be had?": an unreachable host should cost seconds, not minutes.
+PROBE_RETRY = RetryPolicy(attempts=2, base_delay=0.5, timeout=(5.0, 60.0))
 
 
 def tool_remote(name: str, arch: str, tools_config: dict) -> RemoteFile:
@@ -33,10 +35,11 @@ def tool_remote(name: str, arch: str, tools_config: dict) -> RemoteFile:
     return RemoteFile(filename, (url,), entry.get("sha256") or None, entry.get("size") or None)
 
 
-def fetch_tool(name: str, arch: str, cache_dir: Path, tools_config: dict, *,
-               offline: bool = False, require_pins: bool = False) -> Path:
+def fetch_tool(name: str, arch: str, cache_dir: Path, tools_config: dict, *, offline: bool = False,
+               require_pins: bool = False, retry: RetryPolicy = RetryPolicy()) -> Path:
     """Fetch (or reuse from the cache) the pinned tool and make it executable."""
-    path = fetch(tool_remote(name, arch, tools_config), cache_dir, offline=offline, require_pins=require_pins)
+    path = fetch(tool_remote(name, arch, tools_config), cache_dir, offline=offline, require_pins=require_pins,
+                 retry=retry)
     path.chmod(path.stat().st_mode | 0o111)
     return path
 
@@ -48,7 +51,7 @@ def resolve_packager(requested: str, *, arch: str, cache_dir: Path, offline: boo
         return requested
     tools = load_pins().get("tools", {}) if tools_config is None else tools_config
     try:
-        fetch_tool("linuxdeploy", arch, cache_dir, tools, offline=offline)
+        fetch_tool("linuxdeploy", arch, cache_dir, tools, offline=offline, retry=PROBE_RETRY)
     except (ConfigError, DownloadError) as exc:
         log.info(f"packager auto: using the builtin packager, linuxdeploy is unavailable ({exc})")
         return "builtin"
