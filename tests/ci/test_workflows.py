@@ -113,6 +113,14 @@ def test_actionlint(path):
     assert done.returncode == 0, done.stdout + done.stderr
 
 
+def test_actionlint_can_fail(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("on: push\njobs:\n  a:\n    runs-on: ubuntu-latest\n    steps:\n"
+                   "      - uses: actions/checkout@v6\n        with:\n          no-such-input: 1\n")
+    done = subprocess.run([str(BIN / "actionlint"), "-no-color", "-oneline", str(bad)], capture_output=True, text=True)
+    assert done.returncode != 0 and "no-such-input" in done.stdout
+
+
 @pytest.mark.parametrize("schema, paths", [
     ("vendor.github-workflows", WORKFLOWS),
     ("vendor.gitlab-ci", [GITLAB]),
@@ -156,3 +164,8 @@ def test_invoked_tasks_exist():
     assert {"release", "checksums", "manifest", "publish"} <= {task for _, task in used}
     missing = sorted(f"{where}: invoke {task}" for where, task in used if task not in tasks)
     assert not missing, "CI calls tasks that `invoke --list` does not have:\n" + "\n".join(missing)
+
+
+def test_release_sh_without_arch_prints_usage():
+    done = subprocess.run(["bash", str(SHELL_ENTRY)], capture_output=True, text=True)
+    assert done.returncode == 2 and "usage: ci/release.sh x86_64|aarch64" in done.stderr
