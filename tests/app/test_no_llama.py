@@ -1,0 +1,74 @@
+"""AC-13: in a real environment without llama-cpp-python, everything but local LLM calls works."""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tea_helpers import EXAMPLES, INSTALL_HINT, REPO, final_state, run_tea
+
+pytestmark = pytest.mark.slow
+
+
+def shared_dir(tmp_path_factory) -> Path:
+    """A directory shared by the xdist workers of this run only (never reused by a later run)."""
+    base = tmp_path_factory.getbasetemp()
+    return base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+
+
+def build_bare_venv(root: Path) -> Path:
+    source = shutil.copytree(REPO / "python", root / "src",
+                             ignore=shutil.ignore_patterns("build", "*.egg-info", "__pycache__"))
+    venv = root / "venv"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", venv], check=True)
+    subprocess.run([sys.executable, "-m", "pip", "--python", venv / "bin" / "python", "install", "-q",
+                    "--disable-pip-version-check", source], check=True)
+    return venv
+
+
+@pytest.fixture(scope="session")
+def bare_tea(tmp_path_factory):
+    """`tea` from a fresh venv holding only the package and its two dependencies (built once per run)."""
+    root = shared_dir(tmp_path_factory) / "no-llama"
+    root.mkdir(exist_ok=True)
+    with open(root / "lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        venv = root / "venv"
+        if not (venv / "bin" / "tea").exists():
+            build_bare_venv(root)
+    check = subprocess.run([venv / "bin" / "python", "-c", "import llama_cpp"], capture_output=True)
+    assert check.returncode != 0, "llama_cpp must not be importable in the bare environment"
+    return venv / "bin" / "tea"
+
+
+def test_fast_flags_and_validate_work(bare_tea):
+    assert run_tea("--version", "--impl", tea=bare_tea).stdout.endswith(" (python)\n")
+    assert run_tea("validate", EXAMPLES / "llm" / "local-chat.yaml", tea=bare_tea).returncode == 0
+
+
+def test_non_llm_agent_runs(bare_tea):
+    assert final_state(run_tea("run", "--quiet", EXAMPLES / "hello.yaml", tea=bare_tea))["message"] == "Hello, world!"
+
+
+def test_local_llm_call_prints_exactly_the_install_hint(bare_tea, gguf_model):
+    result = run_tea("run", "--quiet", EXAMPLES / "llm" / "local-chat.yaml", "--input", '{"question": "hi"}',
+                     tea=bare_tea, env={"TEA_MODEL_PATH": str(gguf_model)})
+    assert (result.returncode, result.stdout, result.stderr) == (1, "", INSTALL_HINT + "\n")
+
+
+def test_auto_backend_names_both_options(bare_tea, write_agent, monkeypatch):
+    monkeypatch.delenv("OPENAI_API_BASE", raising=False)
+    agent = write_agent("nodes:\n  - name: a\n    uses: llm.chat\n    with: {prompt: hi}\n")
+    result = run_tea("run", "--quiet", agent, tea=bare_tea)
+    assert result.returncode == 1
+    assert "pip install the_edge_agent[llm-local]" in result.stderr and "OPENAI_API_BASE" in result.stderr
+
+
+def test_models_says_llama_is_missing(bare_tea):
+    assert "llama-cpp-python: not installed" in run_tea("models", tea=bare_tea).stdout
