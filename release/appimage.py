@@ -1,0 +1,159 @@
+"""Assembling a type-2 AppImage (runtime ++ squashfs) and validating one with independent readers.
+
+Validation does not trust our own runtime: libappimage (an independent AppImage implementation)
+must call the file type 2, `unsquashfs` must list the image at the offset, and `squashfuse` must
+mount it there.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import os
+import shutil
+import struct
+import subprocess
+import tempfile
+from pathlib import Path
+
+from .errors import VerifyError
+
+MAGIC_OFFSET = 8
+MAGIC = b"AI\x02"
+REQUIRED_SECTIONS = (".upd_info", ".sha256_sig")
+COPY_CHUNK = 1 << 30
+
+
+def elf_end_offset(path: Path) -> int:
+    """Where the ELF ends and the squashfs starts: e_shoff + e_shnum * e_shentsize."""
+    with path.open("rb") as handle:
+        ident = handle.read(64)
+    if ident[:4] != b"\x7fELF" or ident[4] not in (1, 2) or ident[5] not in (1, 2):
+        raise VerifyError(f"{path} is not an ELF file")
+    order = "<" if ident[5] == 1 else ">"
+    if ident[4] == 2:  # ELFCLASS64
+        shoff, = struct.unpack_from(order + "Q", ident, 0x28)
+        shentsize, shnum = struct.unpack_from(order + "HH", ident, 0x3A)
+    else:
+        shoff, = struct.unpack_from(order + "I", ident, 0x20)
+        shentsize, shnum = struct.unpack_from(order + "HH", ident, 0x2E)
+    return shoff + shnum * shentsize
+
+
+def assemble_appimage(runtime: Path, squashfs: Path, out: Path) -> Path:
+    """`out` = runtime ++ squashfs, mode 755, written under a temp name and renamed into place."""
+    partial = out.with_name(f".{out.name}.partial")
+    with partial.open("wb") as dst:
+        for part in (runtime, squashfs):
+            with part.open("rb") as src:
+                _copy(src.fileno(), dst.fileno(), part.stat().st_size)
+    partial.chmod(0o755)
+    os.replace(partial, out)
+    return out
+
+
+def write_runtime_over(runtime: Path, image: Path, out: Path) -> Path:
+    """Finish an image built with `make_squashfs(..., offset=runtime size)` without copying it.
+
+    The squashfs already sits at the right offset; only the runtime bytes go in front, which
+    saves a full copy of a multi-GB model compared with `assemble_appimage`.
+    """
+    data = runtime.read_bytes()
+    with image.open("r+b") as handle:
+        if len(data) != elf_end_offset(runtime) or handle.seek(0, os.SEEK_END) < len(data):
+            raise VerifyError(f"{image} was not built with a {len(data)}-byte runtime offset")
+        handle.seek(0)
+        handle.write(data)
+    image.chmod(0o755)
+    os.replace(image, out)
+    return out
+
+
+def _copy(src: int, dst: int, size: int) -> None:
+    while size > 0:
+        done = os.copy_file_range(src, dst, min(size, COPY_CHUNK))
+        if done == 0:
+            raise VerifyError("unexpected end of file while assembling the AppImage")
+        size -= done
+
+
+def validate_appimage(path: Path) -> None:
+    """Raise VerifyError unless `path` is a type-2 AppImage that independent tools can read."""
+    offset = _check_header(path)
+    _check_sections(path)
+    _check_libappimage_type(path)
+    _check_unsquashfs(path, offset)
+    _check_squashfuse_mount(path, offset)
+
+
+def _check_header(path: Path) -> int:
+    with path.open("rb") as handle:
+        head = handle.read(16)
+    if head[:4] != b"\x7fELF":
+        raise VerifyError(f"{path} does not start with an ELF header")
+    if head[MAGIC_OFFSET:MAGIC_OFFSET + 3] != MAGIC:
+        raise VerifyError(f"{path} lacks the type-2 magic AI\\x02 at offset {MAGIC_OFFSET}")
+    offset = elf_end_offset(path)
+    with path.open("rb") as handle:
+        handle.seek(offset)
+        if handle.read(4) != b"hsqs":
+            raise VerifyError(f"{path} has no squashfs right after its ELF part (offset {offset})")
+    return offset
+
+
+def _check_sections(path: Path) -> None:
+    from elftools.elf.elffile import ELFFile
+
+    with path.open("rb") as handle:
+        names = {section.name for section in ELFFile(handle).iter_sections()}
+    missing = [name for name in REQUIRED_SECTIONS if name not in names]
+    if missing:
+        raise VerifyError(f"{path} runtime lacks the section(s) {', '.join(missing)}")
+
+
+def appimage_type(path: Path) -> int:
+    """The AppImage type according to libappimage (`appimage_get_type`), -1 if not an AppImage."""
+    name = ctypes.util.find_library("appimage")
+    if name is None:
+        raise VerifyError("libappimage not found: apt-get install libappimage-dev")
+    lib = ctypes.CDLL(name)
+    lib.appimage_get_type.argtypes = (ctypes.c_char_p, ctypes.c_bool)
+    lib.appimage_get_type.restype = ctypes.c_int
+    return lib.appimage_get_type(os.fsencode(path), False)
+
+
+def _check_libappimage_type(path: Path) -> None:
+    kind = appimage_type(path)
+    if kind != 2:
+        raise VerifyError(f"libappimage says {path} is AppImage type {kind}, expected 2")
+
+
+def _run_tool(command: list[str], what: str, timeout: float = 120) -> str:
+    if shutil.which(command[0]) is None:
+        raise VerifyError(f"{command[0]} not found: cannot check {what}")
+    try:
+        result = subprocess.run(command, capture_output=True, text=True, timeout=timeout,
+                                check=False)
+    except subprocess.TimeoutExpired:
+        raise VerifyError(f"{command[0]} timed out checking {what}") from None
+    if result.returncode != 0:
+        detail = (result.stderr.strip() or result.stdout.strip()).splitlines()[-1:]
+        raise VerifyError(f"{command[0]} failed on {what}: {' '.join(detail)}")
+    return result.stdout
+
+
+def _check_unsquashfs(path: Path, offset: int) -> None:
+    listing = _run_tool(["unsquashfs", "-o", str(offset), "-l", str(path)], f"{path}")
+    if "squashfs-root/AppRun" not in listing.splitlines():
+        raise VerifyError(f"{path} has no AppRun at the top of its squashfs")
+
+
+def _check_squashfuse_mount(path: Path, offset: int) -> None:
+    with tempfile.TemporaryDirectory(prefix="appimage-check-") as mountpoint:
+        _run_tool(["squashfuse", "-o", f"offset={offset}", str(path), mountpoint],
+                  f"mounting {path}")
+        try:
+            if not os.access(Path(mountpoint) / "AppRun", os.X_OK):
+                raise VerifyError(f"{path}: AppRun is missing or not executable when mounted")
+        finally:
+            _run_tool(["fusermount3", "-u", mountpoint], f"unmounting {mountpoint}")

@@ -1,0 +1,73 @@
+/*
+ * tea AppImage runtime: the AppImage type-2 contract this program implements.
+ *
+ * File layout (what AppImage tools such as libappimage and appimagetool expect):
+ *   - The file starts with this static ELF executable. Bytes 8..10 of the ELF header hold the
+ *     magic "AI\x02" (written after linking by release/runtime_build.py; the kernel ignores them).
+ *   - The ELF has the sections .upd_info (1024 bytes, update information), .sha256_sig (1024,
+ *     signature) and .sig_key (8192, signing key), zero-filled, for tools that fill them in later.
+ *   - A squashfs image follows right after the ELF: its offset is
+ *     e_shoff + e_shnum * e_shentsize (the section header table is the last part of the ELF).
+ *
+ * Behaviour at run time (argv[1] selects; anything else is passed to AppRun untouched):
+ *   (no option)                  mount the squashfs with FUSE at $TMPDIR/.mount_<name>XXXXXX, run
+ *                                AppRun with every argument, unmount, exit with AppRun's status
+ *   --appimage-extract [pattern] extract (entries whose path matches the fnmatch pattern) to
+ *                                ./squashfs-root
+ *   --appimage-extract-and-run   extract to a cache dir, run AppRun from there (also when
+ *                                APPIMAGE_EXTRACT_AND_RUN=1, and automatically without FUSE)
+ *   --appimage-offset            print the squashfs offset
+ *   --appimage-mount             mount, print the mount point, keep it until SIGINT/SIGTERM
+ *   --appimage-version, --appimage-help
+ * AppRun sees APPDIR (the mounted/extracted tree), APPIMAGE (absolute path of this file),
+ * ARGV0 (argv[0] as invoked) and OWD (the working directory at start).
+ */
+#ifndef TEA_APPIMAGE_H
+#define TEA_APPIMAGE_H
+
+#include <limits.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#define RUNTIME_VERSION "tea-appimage-runtime 1.0 (type 2)"
+
+/* The running AppImage: where it is and where its squashfs starts. */
+struct image {
+	char path[PATH_MAX];
+	char name[64];        /* file name, shortened and safe for a mount point / fsname */
+	off_t offset;
+	off_t size;           /* size of the whole file */
+};
+
+/* elf.c */
+off_t elf_end_offset(int fd);
+
+/* image.c */
+int image_open(struct image *img);
+int image_check(const struct image *img);
+uint64_t image_cache_key(const struct image *img);
+
+/* mount.c: the FUSE server runs in a child process; 0 = mounted, 1 = no FUSE, -1 = bad image */
+struct mount {
+	pid_t server;
+	char dir[PATH_MAX];
+	char reason[128];     /* why FUSE is unavailable, for the one-line fallback notice */
+};
+int mount_start(const struct image *img, struct mount *m);
+void mount_stop(struct mount *m);
+
+/* extract.c */
+int extract_tree(const struct image *img, const char *dest, const char *pattern);
+
+/* run.c */
+int run_apprun(const struct image *img, const char *appdir, char *argv0, int argc, char **argv);
+int wait_for_signal(void);
+void exit_like(int status) __attribute__((noreturn));
+
+/* cache.c */
+int extract_and_run(const struct image *img, char *argv0, int argc, char **argv);
+
+/* main.c: print "appimage: <message>" on stderr as one line. */
+void report(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+#endif
