@@ -63,11 +63,9 @@ def tool_command(packager: str, tool: Path, appdir: Path, output: Path, *, arch:
     """The command line that packs `appdir` into `output` (inside the tool's work dir)."""
     if packager == "linuxdeploy":
         return [str(tool), "--appdir", str(appdir), "--output", "appimage", *desktop_and_icon(appdir)]
-    if packager == "appimagetool":
-        runtime = fetch(tool_remote(RUNTIME_TOOL, arch, tools_config), cache_dir,
-                        offline=offline, require_pins=require_pins)
-        return [str(tool), "--runtime-file", str(runtime), str(appdir), str(output)]
-    raise ConfigError(f"unknown external packager '{packager}': use one of {'|'.join(EXTERNAL)}")
+    runtime = fetch(tool_remote(RUNTIME_TOOL, arch, tools_config), cache_dir,
+                    offline=offline, require_pins=require_pins)
+    return [str(tool), "--runtime-file", str(runtime), str(appdir), str(output)]
 
 
 def desktop_and_icon(appdir: Path) -> list[str]:
@@ -85,6 +83,8 @@ def desktop_and_icon(appdir: Path) -> list[str]:
 def build_with_tool(packager: str, appdir: Path, out: Path, *, arch: str, cache_dir: Path,
                     tools_config: dict, offline: bool = False, require_pins: bool = False) -> Path:
     """Pack `appdir` into the AppImage `out` with the pinned external tool; `out` appears atomically."""
+    if packager not in EXTERNAL:
+        raise ConfigError(f"unknown external packager '{packager}': use one of {'|'.join(EXTERNAL)}")
     tool = fetch_tool(packager, arch, cache_dir, tools_config, offline=offline, require_pins=require_pins)
     out.parent.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix=f".{out.name}.{packager}-", dir=out.parent))

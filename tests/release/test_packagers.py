@@ -18,7 +18,7 @@ import pytest
 
 from release import packagers
 from release.config import load_pins
-from release.errors import BuildError, ChecksumError
+from release.errors import BuildError, ChecksumError, ConfigError
 
 FAKE_IMAGE = b"\x7fELF fake AppImage\n"
 
@@ -230,3 +230,9 @@ def test_release_toml_pins_every_tool_per_arch():
             assert entry["url"].rsplit("/", 1)[-1].find(arch) >= 0
             assert re.fullmatch(r"[0-9a-f]{64}|", entry["sha256"])
     assert tools["linuxdeploy"]["x86_64"]["sha256"]  # the pin auto relies on for x86_64 CI
+
+
+def test_builtin_is_not_an_external_tool(tmp_path, appdir):
+    with pytest.raises(ConfigError, match="linuxdeploy\\|appimagetool"):
+        packagers.build_with_tool("builtin", appdir, tmp_path / "x.AppImage", arch="x86_64",
+                                  cache_dir=tmp_path, tools_config={})
