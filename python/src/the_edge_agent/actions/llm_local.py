@@ -61,7 +61,7 @@ class LlmLocalBackend:
     def for_model(cls, model_path: Path, settings: LlmSettings) -> LlmLocalBackend:
         key = model_path.resolve()
         if key not in cls._instances:
-            cls._instances[key] = cls(key, settings)
+            cls._instances[key] = cls(model_path, settings)
         return cls._instances[key]
 
     @classmethod
