@@ -21,7 +21,7 @@ from typing import Iterator
 
 from . import log, proc
 from .arch import QEMU_BINFMT, binfmt_registered, host_arch, normalize
-from .errors import VerifyError
+from .errors import BuildError, VerifyError
 
 DEBIAN_ARCH = {"x86_64": "amd64", "aarch64": "arm64"}
 CLEAN_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -90,13 +90,17 @@ def _build_tarball(tarball: Path, arch: str, suite: str) -> None:
 
 
 def _debootstrap(root: Path, arch: str, suite: str, log_file: Path) -> None:
-    base = ["debootstrap", "--variant=minbase", f"--arch={DEBIAN_ARCH[arch]}"]
+    """In a private mount namespace: /proc or /sys that debootstrap leaves mounted in the target
+    after a failure go away with it, instead of staying on the host under a dir we delete."""
+    if shutil.which("debootstrap") is None:
+        raise BuildError("debootstrap not found: apt-get install debootstrap (or `invoke deps`)")
+    base = ["unshare", "--mount", "debootstrap", "--variant=minbase", f"--arch={DEBIAN_ARCH[arch]}"]
     if arch == host_arch():
         proc.run([*base, suite, root], what="debootstrap", log_file=log_file)
         return
     _require_emulation(arch)
     proc.run([*base, "--foreign", suite, root], what="debootstrap (first stage)", log_file=log_file)
-    proc.run(["chroot", root, "/debootstrap/debootstrap", "--second-stage"],
+    proc.run(["unshare", "--mount", "chroot", root, "/debootstrap/debootstrap", "--second-stage"],
              what="debootstrap (second stage, emulated)", log_file=log_file.with_suffix(".2.log"))
 
 
@@ -128,7 +132,8 @@ def run_in_rootfs(tarball: Path, workdir: Path, command: list[str], *, files: di
     argv = ["unshare", "--mount", "--pid", "--fork", "--kill-child", "sh", "-c", _ENTER, "enter",
             str(root), devices, *command]
     try:
-        return subprocess.run(argv, env=clean_env, capture_output=True, text=True, timeout=timeout)
+        return subprocess.run(argv, env=clean_env, capture_output=True, text=True,
+                              errors="replace", timeout=timeout)
     except subprocess.TimeoutExpired:
         raise VerifyError(f"clean-system run of {command[0]} timed out after {timeout:.0f} s") from None
 

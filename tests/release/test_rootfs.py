@@ -238,3 +238,11 @@ def test_non_root_is_refused_with_one_line():
                               capture_output=True, text=True, cwd=Path(__file__).parents[2])
     assert done.returncode == 6, done.stderr
     assert done.stdout.startswith("the clean-system rootfs needs root")
+
+
+def test_missing_debootstrap_says_how_to_install(tmp_path, monkeypatch):
+    tools = tmp_path / "bin"
+    tools.mkdir()
+    monkeypatch.setenv("PATH", str(tools))
+    with pytest.raises(BuildError, match="apt-get install debootstrap"):
+        ensure_rootfs(tmp_path / "cache")
