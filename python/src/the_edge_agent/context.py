@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from .agent import Agent
@@ -19,4 +19,3 @@ class RunContext:
     state: dict[str, Any]
     progress: Callable[[str], None] = _silent
     on_token: Callable[[str], None] | None = None
-    node_name: str = field(default="")

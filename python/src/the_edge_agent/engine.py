@@ -55,7 +55,6 @@ def first_node(agent: Agent) -> str:
 
 def run_node(node: Node, ctx: RunContext) -> None:
     """Render params, run the action, apply `output`; errors are prefixed with the node's location."""
-    ctx.node_name = node.name
     template_context = {"state": ctx.state, "variables": ctx.agent.variables}
     try:
         result = action_specs()[node.action].run(render(node.params, template_context), ctx)
