@@ -69,8 +69,8 @@ def split_spec(spec: str, name: str | None) -> tuple[str, str | None]:
     """(release base, artifact name or None): a spec naming an AppImage also names its release."""
     if is_url(spec):
         path = urlsplit(spec).path
-        if path.endswith(APPIMAGE_SUFFIX) and name is None:
-            return spec[: spec.rindex("/") + 1], Path(path).name
+        if path.endswith(APPIMAGE_SUFFIX):
+            return spec[: spec.rindex("/") + 1], name or Path(path).name
         return spec.rstrip("/") + "/", name
     local = Path(spec)
     if local.is_dir():

@@ -50,8 +50,8 @@ def write_sums(dist_dir: Path, names: Iterable[str], known: dict[str, str] | Non
     for name in names:
         if Path(name).name != name:
             raise ChecksumError(f"SHA256SUMS takes basenames only, got '{name}'")
-        sums[name] = known.get(name) or sha256_file(dist_dir / name)
-    return write_text_atomic(dist_dir / SUMS_NAME, format_sums(sums))
+        sums[name] = known.get(name) or sha256_file(Path(dist_dir) / name)
+    return write_text_atomic(Path(dist_dir) / SUMS_NAME, format_sums(sums))
 
 
 def parse_sums(text: str, origin: str) -> dict[str, str]:
@@ -115,10 +115,14 @@ def merge_manifests(inputs: list[Path], out: Path) -> Path:
     return write_text_atomic(Path(out), json.dumps(merged, indent=2) + "\n")
 
 
+def missing_line(origin: str, name: str) -> ChecksumError:
+    return ChecksumError(f"{origin} has no line for {name}: refusing to use an unverified file")
+
+
 def expected_sha256(sums: dict[str, str], name: str, origin: str) -> str:
     """The pinned hash of name; a file the sums do not list is refused, never run unverified."""
     if name not in sums:
-        raise ChecksumError(f"{origin} has no line for {name}: refusing to use an unverified file")
+        raise missing_line(origin, name)
     return sums[name]
 
 

@@ -105,7 +105,8 @@ class GitHub:
                  retry_delay: float = 2.0, timeout: float = 60.0) -> None:
         if not re.fullmatch(r"[\w.-]+/[\w.-]+", repo):
             raise ConfigError(f"repository must be owner/name, got '{repo}'")
-        self.repo, self.api, self.retries, self.retry_delay, self.timeout = repo, api_url(url), retries, retry_delay, timeout
+        self.repo, self.api = repo, api_url(url)
+        self.retries, self.retry_delay, self.timeout = retries, retry_delay, timeout
         self.session = requests.Session()
         self.session.headers.update({"Accept": "application/vnd.github+json", "User-Agent": "tea-release",
                                      "X-GitHub-Api-Version": "2022-11-28"})
@@ -159,12 +160,14 @@ class GitHub:
         return self._expect(response, (201,), f"creating release {tag} in {self.repo}").json()
 
     def assets(self, release: dict) -> list[Asset]:
-        found = self._pages(f"/repos/{self.repo}/releases/{release['id']}/assets", f"listing assets of {release['tag_name']}")
+        found = self._pages(f"/repos/{self.repo}/releases/{release['id']}/assets",
+                            f"listing assets of {release['tag_name']}")
         return [Asset(a["id"], a["name"], a["size"], a.get("label") or "", a.get("state", "uploaded")) for a in found]
 
     def delete_asset(self, asset: Asset) -> None:
-        response = self._call("DELETE", f"{self.api}/repos/{self.repo}/releases/assets/{asset.id}", f"deleting {asset.name}")
-        self._expect(response, (204, 404), f"deleting {asset.name}")
+        what = f"deleting {asset.name}"
+        response = self._call("DELETE", f"{self.api}/repos/{self.repo}/releases/assets/{asset.id}", what)
+        self._expect(response, (204, 404), what)
 
     def _drop_partial(self, release: dict, name: str) -> None:
         """A failed upload can leave a broken asset of that name behind; it blocks the retry."""
@@ -184,7 +187,8 @@ class GitHub:
                 return {"data": body.rewind()}
 
             try:
-                response = self._call("POST", url, what, prepare, params={"name": name, "label": asset_label(name, size, sha256)},
+                response = self._call("POST", url, what, prepare,
+                                      params={"name": name, "label": asset_label(name, size, sha256)},
                                       headers={"Content-Type": "application/octet-stream", "Content-Length": str(size)})
             finally:
                 body.close()

@@ -40,6 +40,10 @@ class FakeRelease:
     draft: bool
     assets: dict[int, FakeAsset] = field(default_factory=dict)
 
+    def to_json(self, fake: "FakeGitHub") -> dict:
+        upload_url = f"{fake.url}/uploads/repos/{fake.repo}/releases/{self.id}/assets{{?name,label}}"
+        return {"id": self.id, "tag_name": self.tag_name, "draft": self.draft, "upload_url": upload_url}
+
     def named(self, name: str) -> FakeAsset | None:
         return next((asset for asset in self.assets.values() if asset.name == name), None)
 
@@ -151,10 +155,7 @@ def _page(items: list, query: dict) -> list:
 
 
 def _list_releases(h, fake: FakeGitHub, parts, query) -> None:
-    releases = [{"id": r.id, "tag_name": r.tag_name, "draft": r.draft,
-                 "upload_url": f"{fake.url}/uploads/repos/{fake.repo}/releases/{r.id}/assets{{?name,label}}"}
-                for r in fake.releases.values()]
-    h.send_json(200, _page(releases, query))
+    h.send_json(200, _page([release.to_json(fake) for release in fake.releases.values()], query))
 
 
 def _create_release(h, fake: FakeGitHub, parts, query) -> None:
@@ -162,8 +163,7 @@ def _create_release(h, fake: FakeGitHub, parts, query) -> None:
     with fake.lock:
         release = FakeRelease(fake.next_id(), body["tag_name"], bool(body.get("draft")))
         fake.releases[release.id] = release
-    h.send_json(201, {"id": release.id, "tag_name": release.tag_name, "draft": release.draft,
-                      "upload_url": f"{fake.url}/uploads/repos/{fake.repo}/releases/{release.id}/assets{{?name,label}}"})
+    h.send_json(201, release.to_json(fake))
 
 
 def _list_assets(h, fake: FakeGitHub, parts, query) -> None:

@@ -41,8 +41,8 @@ def make_dist(dist: Path, cap: int) -> dict:
         path.write_bytes(os.urandom(size))
         path.chmod(0o755)
         parts = split_if_needed(path, cap)
-        artifacts.append({"name": name, "kind": "appimage", "arch": "x86_64", "size": size,
-                          "sha256": sha256(path.read_bytes()), **({"parts": [p.to_json() for p in parts]} if parts else {})})
+        artifact = {"name": name, "kind": "appimage", "arch": "x86_64", "size": size, "sha256": sha256(path.read_bytes())}
+        artifacts.append({**artifact, "parts": [part.to_json() for part in parts]} if parts else artifact)
     manifest = {"schema": 1, "version": "0.1.0", "commit": "0" * 40, "artifacts": artifacts}
     (dist / "manifest.json").write_text(json.dumps(manifest, indent=2))
     write_sums(dist, published_names(manifest))
