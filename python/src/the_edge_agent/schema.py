@@ -161,7 +161,8 @@ def _state_schema(check: _Checker, document: Located) -> dict[str, str]:
 def _llm_settings(check: _Checker, document: Located) -> LlmSettings:
     settings = check.keys(document.get("settings", Located()), {"llm"}, "settings")
     llm = check.keys(settings.get("llm", Located()), set(LLM_KEYS), "settings.llm")
-    values = {key: check.typed(llm, key, kind, "settings.llm") for key, kind in LLM_KEYS.items() if llm.get(key) is not None}
+    values = {key: check.typed(llm, key, kind, "settings.llm")
+              for key, kind in LLM_KEYS.items() if llm.get(key) is not None}
     if values.get("backend", "auto") not in ("auto", "local", "api", "openai"):
         raise check.fail(llm, "backend", "settings.llm.backend must be auto, local, api or openai")
     return LlmSettings(**values)
