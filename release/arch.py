@@ -13,6 +13,7 @@ from .errors import ConfigError
 
 ALIASES = {"x86_64": "x86_64", "amd64": "x86_64", "x64": "x86_64",
            "aarch64": "aarch64", "arm64": "aarch64"}
+BINFMT_DIR = Path("/proc/sys/fs/binfmt_misc")
 QEMU_BINFMT = {"aarch64": "qemu-aarch64", "x86_64": "qemu-x86_64"}
 
 
@@ -28,7 +29,7 @@ def host_arch() -> str:
     return normalize(platform.machine())
 
 
-def binfmt_registered(arch: str, binfmt_dir: Path = Path("/proc/sys/fs/binfmt_misc")) -> bool:
+def binfmt_registered(arch: str, binfmt_dir: Path = BINFMT_DIR) -> bool:
     """True when the kernel runs `arch` binaries through qemu-user (binfmt_misc entry enabled)."""
     entry = binfmt_dir / QEMU_BINFMT[arch]
     try:
@@ -37,9 +38,9 @@ def binfmt_registered(arch: str, binfmt_dir: Path = Path("/proc/sys/fs/binfmt_mi
         return False
 
 
-def require_runnable(arch: str) -> str:
+def require_runnable(arch: str, binfmt_dir: Path = BINFMT_DIR) -> str:
     """Fail with the fix when the host can neither run nor emulate `arch`."""
-    if arch == host_arch() or binfmt_registered(arch):
+    if arch == host_arch() or binfmt_registered(arch, binfmt_dir):
         return "native" if arch == host_arch() else "emulated"
     raise ConfigError(
         f"this {host_arch()} host cannot run {arch} binaries: build on an {arch} machine, or enable "

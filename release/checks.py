@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Callable
 
-from . import clean_system, deps, rootfs, verify
+from . import clean_system, freeze, rootfs, verify
 from .config import Flavor
 from .pipeline import BaseStep, Context
 
@@ -19,9 +19,9 @@ def smoke(ctx: Context, flavor: Flavor, appimage: Path) -> dict:
 def functional(ctx: Context, flavor: Flavor, appimage: Path) -> dict:
     if not flavor.llm:
         return verify.functional_plain(appimage)
-    reference = [str(deps.venv_bin(ctx.settings, flavor, "tea"))]
+    command, env = freeze.source_tea(ctx.settings, flavor)
     model = Path(ctx.results["model"]["path"])
-    return verify.functional_llm(appimage, model.name, reference, model)
+    return verify.functional_llm(appimage, model.name, command, {**env, "TEA_MODEL_PATH": str(model)})
 
 
 def clean(ctx: Context, flavor: Flavor, appimage: Path) -> dict:

@@ -7,6 +7,7 @@ back a `-march=native` build — and every later venv installs that wheel in sec
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import os
@@ -14,9 +15,10 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import tomllib
 from pathlib import Path
 
-from . import log, proc
+from . import config, log, proc
 from .config import Flavor, Settings
 from .errors import ConfigError
 from .pipeline import BaseStep, Context
@@ -29,6 +31,15 @@ def missing_apt_packages(packages: list[str]) -> list[str]:
     return [name for name in packages if name not in installed]
 
 
+def root_prefix() -> list[str] | None:
+    """How to run a command as root here: directly, through password-less sudo (CI runners), or not at all."""
+    if os.geteuid() == 0:
+        return []
+    if shutil.which("sudo") and subprocess.run(["sudo", "-n", "true"], capture_output=True).returncode == 0:
+        return ["sudo", "-n", "-E"]
+    return None
+
+
 def ensure_apt_packages(packages: list[str]) -> list[str]:
     """Install what is missing when root; otherwise stop with the exact command to run."""
     if not shutil.which("dpkg-query"):
@@ -38,12 +49,13 @@ def ensure_apt_packages(packages: list[str]) -> list[str]:
     if not missing:
         return []
     command = ["apt-get", "install", "-y", "--no-install-recommends", *missing]
-    if os.geteuid() != 0:
+    as_root = root_prefix()
+    if as_root is None:
         raise ConfigError(f"missing system packages; run: sudo apt-get update && sudo {' '.join(command)}")
     log.info(f"installing system packages: {' '.join(missing)}")
     env = {"DEBIAN_FRONTEND": "noninteractive"}
-    proc.run(["apt-get", "update", "-q"], what="apt-get update", env=env)
-    proc.run(command, what="apt-get install", env=env)
+    proc.run([*as_root, "apt-get", "update", "-q"], what="apt-get update", env=env)
+    proc.run([*as_root, *command], what="apt-get install", env=env)
     return missing
 
 
@@ -95,12 +107,46 @@ def ensure_llama_wheel(settings: Settings, pip: Path) -> Path:
     return ensure_llama_wheel(settings, pip)
 
 
+def venv_packages(settings: Settings, flavor: Flavor) -> list[str]:
+    """Build tools plus the app's runtime dependencies (the app itself is installed per build)."""
+    app_deps = tomllib.loads(config.PYPROJECT.read_text())["project"]["dependencies"]
+    return [*settings.pins["python"]["requirements"], *app_deps]
+
+
 def venv_dir(settings: Settings, flavor: Flavor) -> Path:
-    return settings.flavor_dir(flavor) / "venv"
+    """Venvs are cached by what goes into them, so any build dir (a test's tmp one too) reuses them."""
+    material = [sys.version, settings.arch, venv_packages(settings, flavor)]
+    if flavor.llm:
+        material.append(str(llama_wheel_dir(settings)))
+    key = hashlib.sha256(json.dumps(material).encode()).hexdigest()[:16]
+    return settings.cache_dir / "venvs" / f"{settings.arch}-{'llm' if flavor.llm else 'plain'}-{key}"
 
 
 def venv_bin(settings: Settings, flavor: Flavor, tool: str) -> Path:
     return venv_dir(settings, flavor) / "bin" / tool
+
+
+def ensure_venv(settings: Settings, flavor: Flavor) -> Path:
+    """Create the venv once (venvs cannot be moved, so it is built in place under a lock)."""
+    target = venv_dir(settings, flavor)
+    complete = target / ".complete"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with open(target.parent / f"{target.name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if complete.exists():
+            return target
+        if settings.offline:
+            raise ConfigError(f"offline and the build venv {target} does not exist: run `invoke deps` online once")
+        shutil.rmtree(target, ignore_errors=True)
+        proc.run([sys.executable, "-m", "venv", target], what="creating the build venv")
+        pip = target / "bin" / "pip"
+        packages = venv_packages(settings, flavor)
+        if flavor.llm:
+            packages.append(str(ensure_llama_wheel(settings, pip)))
+        proc.run([pip, "install", "-q", *packages], what=f"installing build deps into {target}",
+                 log_file=settings.arch_dir / f"venv-{flavor.name}.log")
+        complete.touch()
+    return target
 
 
 class VenvStep(BaseStep):
@@ -113,20 +159,10 @@ class VenvStep(BaseStep):
         self.name = f"venv-{flavor.name}"
 
     def inputs(self, ctx: Context) -> dict:
-        python_pins = ctx.settings.pins["python"]
-        return {"python": sys.version, "pins": python_pins if self.flavor.llm else python_pins["requirements"]}
+        return {"venv": str(venv_dir(ctx.settings, self.flavor))}
 
     def outputs(self, ctx: Context) -> list[Path]:
-        return [venv_bin(ctx.settings, self.flavor, "pyinstaller")]
+        return [venv_dir(ctx.settings, self.flavor) / ".complete"]
 
     def run(self, ctx: Context) -> dict:
-        settings, target = ctx.settings, venv_dir(ctx.settings, self.flavor)
-        shutil.rmtree(target, ignore_errors=True)
-        proc.run([sys.executable, "-m", "venv", target], what="creating the build venv")
-        pip = venv_bin(settings, self.flavor, "pip")
-        packages = list(settings.pins["python"]["requirements"])
-        if self.flavor.llm:
-            packages.append(str(ensure_llama_wheel(settings, pip)))
-        proc.run([pip, "install", "-q", *packages], what=f"installing build deps into {target}",
-                 log_file=settings.arch_dir / f"{self.name}.log")
-        return {"venv": str(target)}
+        return {"venv": str(ensure_venv(ctx.settings, self.flavor))}

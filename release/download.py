@@ -22,6 +22,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import requests
+import urllib3
 
 from . import cache, log
 from .cache import BLOCK, Partial, cache_path, sha256_file
@@ -259,8 +260,11 @@ def _attempt(url: str, remote: RemoteFile, part: Partial, http: requests.Session
             if response.status_code == 416 or not _starts_at_part_end(response, url, part):
                 return _restart_unless_complete(url, remote, part, http, retry, response)
             _receive(response, remote, part)
-    except (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError) as exc:
+    except (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError,
+            urllib3.exceptions.HTTPError) as exc:
         raise _Retry(f"connection broken ({type(exc).__name__})") from None
+    except requests.RequestException as exc:  # a malformed URL, too many redirects: not transient
+        raise _NextMirror(type(exc).__name__) from None
 
 
 def _resume_headers(url: str, remote: RemoteFile, part: Partial) -> dict[str, str]:
@@ -332,11 +336,17 @@ def _receive(response: requests.Response, remote: RemoteFile, part: Partial) -> 
     length = int(response.headers.get("Content-Length") or -1)
     start = part.size
     with log.Progress(remote.filename, remote.size or (start + length if length >= 0 else None), start) as bar:
-        part.append(response.iter_content(BLOCK), bar.update)
+        part.append(_body(response), bar.update)
     received = part.size - start
     if 0 <= length != received or (remote.size and part.size < remote.size):
         expected = length if length >= 0 else remote.size - start
         raise _Retry(f"truncated body ({received} of {expected} bytes)")
+
+
+def _body(response: requests.Response) -> Iterator[bytes]:
+    """Each block as it arrives: a drop loses nothing received (iter_content drops a partial block)."""
+    while block := response.raw.read1(BLOCK, decode_content=False):
+        yield block
 
 
 def _verify(remote: RemoteFile, part: Partial) -> str:

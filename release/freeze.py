@@ -32,6 +32,17 @@ def onedir(settings: Settings, flavor: Flavor) -> Path:
     return settings.flavor_dir(flavor) / "freeze" / "dist" / "tea"
 
 
+def app_dir(settings: Settings, flavor: Flavor) -> Path:
+    """the_edge_agent installed for this build only (the shared build venv is never modified)."""
+    return settings.flavor_dir(flavor) / "app"
+
+
+def source_tea(settings: Settings, flavor: Flavor) -> tuple[list[str], dict[str, str]]:
+    """Command and environment of the unfrozen tea of this build: the reference the AppImage must match."""
+    command = [str(deps.venv_bin(settings, flavor, "python")), "-c", ENTRY_SCRIPT]
+    return command, {"PYTHONPATH": str(app_dir(settings, flavor))}
+
+
 def site_packages(venv: Path) -> Path:
     return next((venv / "lib").glob("python3*/site-packages"))
 
@@ -103,24 +114,22 @@ class FreezeStep(BaseStep):
                 "version": ctx.settings.version}
 
     def outputs(self, ctx: Context) -> list[Path]:
-        return [onedir(ctx.settings, self.flavor) / "tea"]
+        return [onedir(ctx.settings, self.flavor) / "tea", app_dir(ctx.settings, self.flavor)]
 
     def run(self, ctx: Context) -> dict:
         settings, flavor = ctx.settings, self.flavor
         venv, pip = deps.venv_dir(settings, flavor), deps.venv_bin(settings, flavor, "pip")
         work = onedir(settings, flavor).parent.parent
-        shutil.rmtree(work, ignore_errors=True)
+        for stale in (work, app_dir(settings, flavor)):
+            shutil.rmtree(stale, ignore_errors=True)
         work.mkdir(parents=True)
-        log_file = settings.arch_dir / f"{self.name}.log"
-        proc.run([pip, "install", "-q", "--force-reinstall", "--no-deps", APP_SOURCE],
-                 what="installing the_edge_agent into the build venv", log_file=log_file)
-        proc.run([pip, "install", "-q", APP_SOURCE], what="installing the_edge_agent's dependencies",
-                 log_file=log_file)
+        proc.run([pip, "install", "-q", "--no-deps", "--no-compile", "--target", app_dir(settings, flavor), APP_SOURCE],
+                 what="installing the_edge_agent for the build", log_file=settings.arch_dir / f"{self.name}.log")
         entry = work / "tea_entry.py"
         entry.write_text(ENTRY_SCRIPT)
         proc.run([deps.venv_bin(settings, flavor, "pyinstaller"), *pyinstaller_args(flavor, work, venv), entry],
                  what="PyInstaller", log_file=settings.arch_dir / f"{self.name}-pyinstaller.log",
-                 env={"PYTHONHASHSEED": "0", "SOURCE_DATE_EPOCH": "0"})
+                 env={"PYTHONHASHSEED": "0", "SOURCE_DATE_EPOCH": "0", **source_tea(settings, flavor)[1]})
         deduped = dedupe_shared_libs(onedir(settings, flavor))
         check_frozen(onedir(settings, flavor) / "tea", settings.version)
         return {"onedir": str(onedir(settings, flavor)), "deduplicated_libs": deduped}

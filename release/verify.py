@@ -90,7 +90,7 @@ def check_llm_state(state: dict, model_filename: str | None, where: str) -> None
 
 
 def functional_llm(appimage: Path, model_filename: str | None, reference: list[str] | None = None,
-                   reference_model: Path | None = None) -> dict:
+                   reference_env: dict[str, str] | None = None) -> dict:
     """local-chat.yaml answers from the bundled model, identically in every mode and, at temperature 0,
     identically to the source-installed tea on the same model (the freeze changed nothing)."""
     answers = {}
@@ -99,7 +99,7 @@ def functional_llm(appimage: Path, model_filename: str | None, reference: list[s
         check_llm_state(state, model_filename, f"{appimage.name} ({mode})")
         answers[mode] = state["answer"]
     if reference is not None:
-        expected = run_agent(reference, LOCAL_CHAT, QUESTION, env=clean_env(TEA_MODEL_PATH=str(reference_model)))
+        expected = run_agent(reference, LOCAL_CHAT, QUESTION, env=clean_env(**reference_env))
         answers["source"] = expected["answer"]
     if len(set(answers.values())) != 1:
         raise VerifyError(f"{appimage.name}: temperature-0 answers differ: {answers}")

@@ -1,0 +1,112 @@
+"""The release `invoke test` built: what landed in dist/ and that it behaves as promised."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from release import appimage as appimage_format
+
+pytestmark = pytest.mark.slow
+REPO = Path(__file__).resolve().parents[2]
+QUESTION = '{"question":"What is 2+2?"}'
+
+
+def sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def squashfs_listing(appimage: Path) -> list[str]:
+    offset = appimage_format.elf_end_offset(appimage)
+    done = subprocess.run(["unsquashfs", "-o", str(offset), "-l", "-d", "", str(appimage)],
+                          capture_output=True, text=True, check=True)
+    return done.stdout.splitlines()
+
+
+def test_dist_holds_both_flavors_checksums_and_manifest(dist, llm_appimage, plain_appimage):
+    done = subprocess.run(["sha256sum", "-c", "SHA256SUMS"], cwd=dist, capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert f"{llm_appimage.name}: OK" in done.stdout and f"{plain_appimage.name}: OK" in done.stdout
+    manifest = json.loads((dist / "manifest.json").read_text())
+    records = {a["name"]: a for a in manifest["artifacts"]}
+    llm, plain = records[llm_appimage.name], records[plain_appimage.name]
+    assert llm["sha256"] == sha256(llm_appimage) and llm["size"] == llm_appimage.stat().st_size
+    assert llm["model"]["sha256"] == "a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818"
+    assert plain["model"] is None and plain["flavor"] == "python"
+    assert re.fullmatch(r"2\.\d+", llm["min_glibc"]) and llm["packager"] == "builtin"
+    assert re.fullmatch(r"[0-9a-f]{40}", manifest["commit"]) and manifest["build_seconds"] > 0
+
+
+def test_llm_appimage_answers_from_its_bundled_model(llm_appimage):
+    env = {k: v for k, v in os.environ.items() if k != "TEA_MODEL_PATH"}
+    done = subprocess.run([str(llm_appimage), "run", "examples/llm/local-chat.yaml", "--input", QUESTION],
+                          cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    state = json.loads(done.stdout)
+    assert state["backend"] == "local" and state["model"] == "gemma-3-270m-q4_k_m.gguf"
+    assert state["answer"].strip()
+
+
+def test_llm_appimage_carries_the_model_uncompressed_and_llama(llm_appimage):
+    listing = squashfs_listing(llm_appimage)
+    assert "usr/share/models/gemma-3-270m-q4_k_m.gguf" in listing
+    assert any("libllama" in line for line in listing)
+    assert llm_appimage.stat().st_size > 253_113_024
+
+
+def test_plain_appimage_has_neither_llama_nor_model(plain_appimage):
+    listing = squashfs_listing(plain_appimage)
+    assert "usr/bin/tea" in listing and "AppRun" in listing
+    assert not [line for line in listing if "llama" in line.lower() or line.endswith(".gguf")]
+
+
+def test_extract_gives_back_the_exact_appdir(plain_appimage, build_dir, tmp_path):
+    subprocess.run([str(plain_appimage), "--appimage-extract"], cwd=tmp_path, check=True, capture_output=True)
+    extracted, built = tmp_path / "squashfs-root", build_dir / "x86_64" / "python" / "AppDir"
+
+    def tree(root: Path) -> dict[str, str]:
+        return {str(p.relative_to(root)): (f"-> {os.readlink(p)}" if p.is_symlink() else sha256(p))
+                for p in root.rglob("*") if p.is_symlink() or p.is_file()}
+
+    assert tree(extracted) == tree(built)
+
+
+def test_second_release_run_skips_every_step(invoke):
+    done = invoke("release", "--arch", "x86_64", "--flavor", "all", "--model", "gemma-3-270m",
+                  "--packager", "builtin")
+    assert done.returncode == 0, done.stderr
+    step_lines = [line for line in done.stderr.splitlines() if re.search(r": (up to date|running|skipped)", line)]
+    assert step_lines and all("up to date" in line for line in step_lines), done.stderr
+
+
+def test_plain_flavor_is_identical_when_built_alone(invoke, plain_appimage, tmp_path):
+    done = invoke("release", "--arch", "x86_64", "--flavor", "python", "--model", "gemma-3-270m",
+                  "--packager", "builtin", "--build-dir", str(tmp_path / "build"), "--out", str(tmp_path / "dist"),
+                  "--skip", "smoke,functional,clean-system")
+    assert done.returncode == 0, done.stderr
+    alone = tmp_path / "dist" / plain_appimage.name
+    assert sha256(alone) == sha256(plain_appimage)
+
+
+def test_test_appimage_accepts_the_release_including_clean_system(invoke, llm_appimage, dist):
+    done = invoke("test-appimage", str(llm_appimage), "--sums", str(dist / "SHA256SUMS"))
+    assert done.returncode == 0, done.stderr
+    assert "clean system" in done.stderr and "passed" in done.stderr
+
+
+def test_test_appimage_refuses_a_tampered_appimage(invoke, plain_appimage, dist, tmp_path):
+    tampered = tmp_path / plain_appimage.name
+    data = bytearray(plain_appimage.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    tampered.write_bytes(bytes(data))
+    tampered.chmod(0o755)
+    done = invoke("test-appimage", str(tampered), "--sums", str(dist / "SHA256SUMS"))
+    assert done.returncode == 4, done.stderr
+    assert "Traceback" not in done.stderr and "sha256" in done.stderr.lower()
+    assert "smoke" not in done.stderr
