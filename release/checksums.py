@@ -100,12 +100,17 @@ def read_manifest(path: Path) -> dict:
 
 
 def merge_manifests(inputs: list[Path], out: Path) -> Path:
-    """Union of the artifacts of per-arch manifests; top-level fields come from the first one."""
+    """Union of the artifacts of per-arch manifests of one version and commit; other top-level
+    fields (tools, build_seconds) come from the first one."""
     manifests = [read_manifest(path) for path in inputs]
     if not manifests:
         raise ChecksumError("merge_manifests needs at least one manifest")
     by_name: dict[str, dict] = {}
     for path, manifest in zip(inputs, manifests):
+        for key in ("version", "commit"):
+            if manifest.get(key) != manifests[0].get(key):
+                raise ChecksumError(f"{path} is from {key} {manifest.get(key)}, {inputs[0]} from"
+                                    f" {manifests[0].get(key)}: merge manifests of one release only")
         for artifact in manifest["artifacts"]:
             seen = by_name.setdefault(artifact["name"], artifact)
             if seen["sha256"] != artifact["sha256"]:

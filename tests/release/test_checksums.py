@@ -127,6 +127,9 @@ def test_merge_manifests_unions_artifacts_and_refuses_conflicts(tmp_path):
     clash = manifest(tmp_path / "clash.json", ("tea-x86_64.AppImage", "c" * 64))
     with pytest.raises(ChecksumError, match="tea-x86_64.AppImage"):
         merge_manifests([x86, clash], tmp_path / "bad.json")
+    other_release = json.loads(arm.read_text()) | {"version": "0.2.0"}
+    with pytest.raises(ChecksumError, match="version 0.2.0"):
+        merge_manifests([x86, write(tmp_path / "new.json", json.dumps(other_release))], tmp_path / "bad.json")
 
 
 def test_local_appimage_with_its_sums_line_is_accepted_in_place(dist, tmp_path):
