@@ -72,19 +72,22 @@ def _remove_stale_parts(path: Path, keep: set[str]) -> None:
             old.unlink()
 
 
+def part_sizes(total: int, cap: int) -> list[int]:
+    """As few parts as fit strictly under cap, of near-equal size (no 3-byte tail part)."""
+    count = 0 if total < cap else -(-total // (cap - 1))
+    if not count:
+        return []
+    base, extra = divmod(total, count)
+    return [base + 1] * extra + [base] * (count - extra)
+
+
 def split_if_needed(path: Path, cap: int) -> list[Part]:
     """Parts of path when its size is at or above cap (each part < cap), else []."""
     path = Path(path)
     if cap < 2:
         raise ConfigError(f"asset size cap must be at least 2 bytes, got {cap}")
-    total = path.stat().st_size
-    chunk = cap - 1
-    count = 0 if total < cap else -(-total // chunk)
-    names = part_names(path.name, count)
+    sizes = part_sizes(path.stat().st_size, cap)
+    names = part_names(path.name, len(sizes))
     _remove_stale_parts(path, set(names))
-    parts = []
     with path.open("rb") as source:
-        for index, name in enumerate(names):
-            size = min(chunk, total - index * chunk)
-            parts.append(Part(name, size, _write_part(source, path.with_name(name), size)))
-    return parts
+        return [Part(name, size, _write_part(source, path.with_name(name), size)) for name, size in zip(names, sizes)]

@@ -12,7 +12,7 @@ import pytest
 
 from release.errors import ConfigError
 from release.reassemble import write_reassemble_script
-from release.split import split_if_needed
+from release.split import part_sizes, split_if_needed
 
 CAP = 1 << 20  # 1 MiB: each part is at most CAP - 1 bytes
 
@@ -51,7 +51,18 @@ def test_file_below_the_cap_is_not_split_and_exactly_cap_is(tmp_path):
     assert split_if_needed(small, CAP) == []
     small.write_bytes(b"x" * CAP)
     parts = split_if_needed(small, CAP)
-    assert [p.size for p in parts] == [CAP - 1, 1]
+    assert [p.size for p in parts] == [CAP // 2, CAP // 2]
+
+
+@pytest.mark.parametrize("total", [2, 3, 9, 10, 11, 99, 100, 101, 1000])
+def test_part_sizes_are_few_near_equal_and_under_the_cap(total):
+    for cap in range(2, total + 2):
+        sizes = part_sizes(total, cap)
+        if total < cap:
+            assert sizes == []
+            continue
+        assert sum(sizes) == total and max(sizes) < cap and max(sizes) - min(sizes) <= 1
+        assert len(sizes) == -(-total // (cap - 1))  # no fewer parts could stay under the cap
 
 
 def test_resplit_reuses_valid_parts_and_repairs_a_corrupted_one(appimage):
