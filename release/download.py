@@ -84,7 +84,7 @@ def fetch(remote: RemoteFile, cache_dir: Path, *, offline: bool = False, require
     `verify=True` re-hashes a cache hit instead of trusting its size (the rename made it whole).
     """
     if offline_requested(offline):
-        path = _offline_hit(remote, cache_dir, verify)
+        path = _offline_hit(_pinned(remote, None, retry, require_pins), cache_dir, verify)
     else:
         with _session(session) as http:
             path = _cached_or_downloaded(_pinned(remote, http, retry, require_pins), cache_dir, http, retry, verify)
@@ -123,7 +123,7 @@ def _cache_hit(remote: RemoteFile, cache_dir: Path, verify: bool) -> Path | None
         return None
     if (remote.size and path.stat().st_size != remote.size) or (verify and sha256_file(path) != sha256):
         log.warn(f"{path} does not match its pin; fetching it again")
-        path.unlink()
+        path.unlink(missing_ok=True)
         return None
     return path
 
@@ -156,11 +156,12 @@ def _download_to_cache(remote: RemoteFile, cache_dir: Path, http: requests.Sessi
 # --- pins for unpinned files -------------------------------------------------------------------
 
 
-def _pinned(remote: RemoteFile, http: requests.Session, retry: RetryPolicy, require_pins: bool) -> RemoteFile:
-    """Take an unpinned file's expected sha256/size from HuggingFace's X-Linked-* headers."""
+def _pinned(remote: RemoteFile, http: requests.Session | None, retry: RetryPolicy,
+            require_pins: bool) -> RemoteFile:
+    """Take an unpinned file's expected sha256/size from HuggingFace's X-Linked-* headers (if online)."""
     if remote.sha256:
         return remote
-    sha256, size = _linked_pin(remote, http, retry)
+    sha256, size = _linked_pin(remote, http, retry) if http else (None, None)
     if require_pins:
         pin = f'sha256 = "{sha256}" and size = {size}' if sha256 else "its sha256 and size"
         raise ConfigError(f"{remote.filename} is not pinned and pins are required: add {pin} to release.toml")

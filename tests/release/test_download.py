@@ -361,6 +361,8 @@ def test_require_pins_refuses_before_downloading(tmp_path, server):
     server.linked = {"X-Linked-Etag": f'"{server.sha256}"', "X-Linked-Size": str(SIZE)}
     with pytest.raises(ConfigError, match=f'blob.bin is not pinned.*sha256 = "{server.sha256}"'):
         fetch(server.remote("/hf", sha256=None, size=None), tmp_path / "cache", require_pins=True)
+    with pytest.raises(ConfigError, match="blob.bin is not pinned"):
+        fetch(server.remote("/hf", sha256=None, size=None), tmp_path / "cache", require_pins=True, offline=True)
     assert server.bytes_sent == 0
 
 
