@@ -59,6 +59,17 @@ static const char *init_error(sqfs_err err)
 	}
 }
 
+/* A superblock that claims more bytes than the file holds: a partial download or copy. */
+static int truncated(const struct image *img, const sqfs *fs)
+{
+	if (fs->sb.s_magic != SQUASHFS_MAGIC || (off_t)fs->sb.bytes_used <= img->size - img->offset)
+		return 0;
+	report("squashfs image in %s is truncated: needs %llu bytes after offset %lld, has %lld",
+	       img->path, (unsigned long long)fs->sb.bytes_used, (long long)img->offset,
+	       (long long)(img->size - img->offset));
+	return 1;
+}
+
 /* Opens the squashfs with the library and checks its recorded size against the file. */
 int image_check(const struct image *img)
 {
@@ -71,23 +82,17 @@ int image_check(const struct image *img)
 	}
 	memset(&fs, 0, sizeof fs);
 	sqfs_err err = sqfs_init(&fs, fd, (size_t)img->offset);
-	int status = 0;
-	if (err != SQFS_OK) {
+	int status = truncated(img, &fs) ? -1 : 0;
+	if (status == 0 && err != SQFS_OK) {
 		report("bad squashfs image at offset %lld in %s: %s", (long long)img->offset,
 		       img->path, init_error(err));
-		close(fd);
-		return -1;
-	}
-	if ((off_t)fs.sb.bytes_used > img->size - img->offset) {
-		report("squashfs image in %s is truncated: needs %llu bytes after offset %lld, has %lld",
-		       img->path, (unsigned long long)fs.sb.bytes_used, (long long)img->offset,
-		       (long long)(img->size - img->offset));
 		status = -1;
-	} else if (sqfs_inode_get(&fs, &root, sqfs_inode_root(&fs)) != SQFS_OK) {
+	} else if (status == 0 && sqfs_inode_get(&fs, &root, sqfs_inode_root(&fs)) != SQFS_OK) {
 		report("squashfs image in %s is corrupt: its root directory cannot be read", img->path);
 		status = -1;
 	}
-	sqfs_destroy(&fs);
+	if (err == SQFS_OK)
+		sqfs_destroy(&fs);
 	close(fd);
 	return status;
 }
