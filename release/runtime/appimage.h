@@ -43,7 +43,9 @@ struct image {
 off_t elf_end_offset(int fd);
 
 /* image.c */
+struct sqfs;
 int image_open(struct image *img);
+int image_fs_init(const struct image *img, struct sqfs *fs, int *fd);
 int image_check(const struct image *img);
 uint64_t image_cache_key(const struct image *img);
 
@@ -67,7 +69,8 @@ void exit_like(int status) __attribute__((noreturn));
 /* cache.c */
 int extract_and_run(const struct image *img, char *argv0, int argc, char **argv);
 
-/* main.c: print "appimage: <message>" on stderr as one line. */
+/* main.c: print "appimage: <message>" on stderr as one line; $TMPDIR or /tmp. */
 void report(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+const char *temp_dir(void);
 
 #endif

@@ -63,10 +63,9 @@ static int extract_private(const struct image *img, const char *shared, int keep
 
 int extract_and_run(const struct image *img, char *argv0, int argc, char **argv)
 {
-	const char *tmp = getenv("TMPDIR") && *getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp";
 	int keep = getenv("NO_CLEANUP") != NULL;
 	char shared[PATH_MAX - 16], dir[PATH_MAX];
-	snprintf(shared, sizeof shared, "%s/appimage_extracted_%016llx", tmp,
+	snprintf(shared, sizeof shared, "%s/appimage_extracted_%016llx", temp_dir(),
 		 (unsigned long long)image_cache_key(img));
 	if (is_dir(shared))
 		snprintf(dir, sizeof dir, "%s", shared);

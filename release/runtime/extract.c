@@ -155,10 +155,9 @@ int extract_tree(const struct image *img, const char *dest, const char *pattern)
 {
 	sqfs fs;
 	struct dir_modes dirs = {0};
+	int fd;
 	char *buf = malloc(CHUNK);
-	int fd = open(img->path, O_RDONLY | O_CLOEXEC);
-	memset(&fs, 0, sizeof fs);
-	if (!buf || fd < 0 || sqfs_init(&fs, fd, (size_t)img->offset) != SQFS_OK) {
+	if (!buf || image_fs_init(img, &fs, &fd) != SQFS_OK) {
 		report("cannot read the squashfs image in %s", img->path);
 		return -1;
 	}

@@ -49,6 +49,14 @@ int image_open(struct image *img)
 	return 0;
 }
 
+/* The library's view of the embedded squashfs; the caller closes *fd (-1 if open failed). */
+int image_fs_init(const struct image *img, sqfs *fs, int *fd)
+{
+	memset(fs, 0, sizeof *fs);
+	*fd = open(img->path, O_RDONLY | O_CLOEXEC);
+	return *fd < 0 ? SQFS_ERR : sqfs_init(fs, *fd, (size_t)img->offset);
+}
+
 static const char *init_error(sqfs_err err)
 {
 	switch (err) {
@@ -75,13 +83,12 @@ int image_check(const struct image *img)
 {
 	sqfs fs;
 	sqfs_inode root;
-	int fd = open(img->path, O_RDONLY | O_CLOEXEC);
+	int fd;
+	sqfs_err err = image_fs_init(img, &fs, &fd);
 	if (fd < 0) {
 		report("cannot open %s: %s", img->path, strerror(errno));
 		return -1;
 	}
-	memset(&fs, 0, sizeof fs);
-	sqfs_err err = sqfs_init(&fs, fd, (size_t)img->offset);
 	int status = truncated(img, &fs) ? -1 : 0;
 	if (status == 0 && err != SQFS_OK) {
 		report("bad squashfs image at offset %lld in %s: %s", (long long)img->offset,

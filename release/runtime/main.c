@@ -33,6 +33,12 @@ void report(const char *fmt, ...)
 	va_end(args);
 }
 
+const char *temp_dir(void)
+{
+	const char *dir = getenv("TMPDIR");
+	return dir && *dir ? dir : "/tmp";
+}
+
 static int run_mounted(const struct image *img, char *argv0, int argc, char **argv)
 {
 	struct mount m;

@@ -37,9 +37,9 @@ static void detach_stdio(void)
 
 static sqfs_ll *open_filesystem(const struct image *img)
 {
+	int fd;
 	sqfs_ll *ll = calloc(1, sizeof *ll);
-	int fd = open(img->path, O_RDONLY | O_CLOEXEC);
-	if (!ll || fd < 0 || sqfs_init(&ll->fs, fd, (size_t)img->offset) != SQFS_OK)
+	if (!ll || image_fs_init(img, &ll->fs, &fd) != SQFS_OK)
 		return NULL;
 	if (sqfs_ll_init(ll) != SQFS_OK)
 		return NULL;
@@ -117,9 +117,8 @@ static int fuse_device_missing(struct mount *m)
 /* Returns 0 when mounted at m->dir, 1 when FUSE is unavailable (m->reason says why), -1 on error. */
 int mount_start(const struct image *img, struct mount *m)
 {
-	const char *tmp = getenv("TMPDIR") && *getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp";
 	int ready[2];
-	snprintf(m->dir, sizeof m->dir, "%s/.mount_%sXXXXXX", tmp, img->name);
+	snprintf(m->dir, sizeof m->dir, "%s/.mount_%sXXXXXX", temp_dir(), img->name);
 	if (fuse_device_missing(m))
 		return 1;
 	if (!mkdtemp(m->dir) || pipe2(ready, O_CLOEXEC) != 0) {

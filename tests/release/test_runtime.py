@@ -266,11 +266,8 @@ def test_unprivileged_user_mounts_through_fusermount3(appimage, tmpdir_env, worl
 
 
 def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
     with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+        return hashlib.file_digest(handle, "sha256").hexdigest()
 
 
 @pytest.mark.slow
