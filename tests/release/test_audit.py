@@ -165,8 +165,8 @@ def test_aarch64_appdir_audits_per_arch(aarch64_cc, tmp_path):
 
 def test_real_pyinstaller_onedir_if_built():
     """Optional: the release build's onedir, when a pipeline run left one (TEA_TEST_BUILD_DIR)."""
-    build = Path(os.environ.get("TEA_TEST_BUILD_DIR", "/work/main/build")) / "x86_64"
-    onedirs = sorted(p.parent for p in build.glob("**/_internal/libpython3*.so*"))
+    build = Path(os.environ.get("TEA_TEST_BUILD_DIR", Path(__file__).parents[2] / "build")) / "x86_64"
+    onedirs = sorted(p.parent.parent for p in build.glob("**/_internal/libpython3*.so*"))
     if not onedirs:
         pytest.skip(f"no PyInstaller onedir under {build}")
     report = audit_appdir(onedirs[0], arch="x86_64")
