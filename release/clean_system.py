@@ -15,27 +15,26 @@ from .errors import VerifyError
 
 INSIDE = "/opt/tea.AppImage"
 AGENT_INSIDE = "/opt/local-chat.yaml"
-ROOTFS_ENV = {"HOME": "/root", "PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LANG": "C.UTF-8"}
-
-
-def run_inside(tarball: Path, appimage: Path, args: list[str], *, fuse: bool) -> str:
-    files = {appimage: INSIDE, verify.LOCAL_CHAT: AGENT_INSIDE}
-    with tempfile.TemporaryDirectory(prefix="tea-rootfs-") as work:
-        done = rootfs.run_in_rootfs(tarball, Path(work), [INSIDE, *args], files=files, fuse=fuse, env=ROOTFS_ENV)
-    return verify.expect(done, f"clean system ({'FUSE' if fuse else 'no FUSE'}): {appimage.name} {args[0]}")
 
 
 def check_in_rootfs(tarball: Path, appimage: Path, version: str, *, model_filename: str | None) -> list[str]:
     """--version with and without FUSE; for the LLM flavor also a real local-chat run. Returns what ran."""
+    files = {INSIDE: appimage, AGENT_INSIDE: verify.LOCAL_CHAT}
     checked = []
-    for fuse in (True, False):
-        output = run_inside(tarball, appimage, ["--version"], fuse=fuse)
-        if output != f"tea {version}":
-            raise VerifyError(f"clean system: {appimage.name} --version printed {output!r}")
-        checked.append(f"--version ({'FUSE' if fuse else 'no FUSE'})")
-    if model_filename:
-        args = ["run", AGENT_INSIDE, "--quiet", "--input", json.dumps(verify.QUESTION)]
-        state = json.loads(run_inside(tarball, appimage, args, fuse=True))
-        verify.check_llm_state(state, model_filename, f"clean system: {appimage.name}")
-        checked.append("run local-chat.yaml (FUSE)")
+    with tempfile.TemporaryDirectory(prefix="tea-rootfs-") as work:
+
+        def run_inside(args: list[str], *, fuse: bool) -> str:
+            done = rootfs.run_in_rootfs(tarball, Path(work), [INSIDE, *args], files=files, fuse=fuse)
+            mode = "FUSE" if fuse else "no FUSE"
+            checked.append(f"{args[0]} ({mode})")
+            return verify.expect(done, f"clean system ({mode}): {appimage.name} {args[0]}")
+
+        for fuse in (True, False):
+            output = run_inside(["--version"], fuse=fuse)
+            if output != f"tea {version}":
+                raise VerifyError(f"clean system: {appimage.name} --version printed {output!r}")
+        if model_filename:
+            state = json.loads(run_inside(["run", AGENT_INSIDE, "--quiet", "--input", json.dumps(verify.QUESTION)],
+                                          fuse=True))
+            verify.check_llm_state(state, model_filename, f"clean system: {appimage.name}")
     return checked

@@ -113,7 +113,7 @@ def checksums(dist: Path, merge: list[Path], out: Path | None) -> None:
         target = out or dist / "SHA256SUMS"
         checksums_module.merge_sums(merge, target)
     else:
-        names = finalize.published_names(finalize.load_manifest(dist)["artifacts"])
+        names = checksums_module.published_names(finalize.load_manifest(dist))
         if not names:
             raise ConfigError(f"{dist}: no manifest.json with artifacts; run `invoke release` first")
         target = checksums_module.write_sums(dist, names)

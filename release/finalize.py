@@ -63,9 +63,9 @@ def write_manifest(dist: Path, manifest: dict) -> Path:
     return target
 
 
-def published_names(artifacts: list[dict]) -> list[str]:
-    return [part["name"] for a in artifacts for part in a.get("parts", [])] + \
-           [a["name"] for a in artifacts if not a.get("parts")]
+def known_hashes(artifacts: list[dict]) -> dict[str, str]:
+    """Hashes the manifest already holds, so SHA256SUMS does not re-read gigabytes."""
+    return {entry["name"]: entry["sha256"] for a in artifacts for entry in (a, *a.get("parts", []))}
 
 
 class FinalizeStep(BaseStep):
@@ -87,7 +87,7 @@ class FinalizeStep(BaseStep):
         manifest = {"schema": 1, "version": settings.version, "commit": git_commit(), "artifacts": artifacts,
                     "tools": tool_versions(settings), "build_seconds": round(sum(ctx.timings.values()), 1),
                     "step_seconds": ctx.timings}
-        checksums.write_sums(dist, published_names(artifacts))
+        checksums.write_sums(dist, checksums.published_names(manifest), known=known_hashes(artifacts))
         reassemble.write_reassemble_script(dist, manifest)
         write_manifest(dist, manifest)
         return {"artifacts": sorted(names)}
