@@ -63,7 +63,7 @@ int extract_tree(const struct image *img, const char *dest, const char *pattern)
 
 /* run.c */
 int run_apprun(const struct image *img, const char *appdir, char *argv0, int argc, char **argv);
-int wait_for_signal(void);
+int wait_for_signal(const char *announcement);
 void exit_like(int status) __attribute__((noreturn));
 
 /* cache.c */

@@ -63,9 +63,7 @@ static int mount_until_signal(const struct image *img)
 			report("cannot mount: FUSE is not available (%s)", m.reason);
 		return 1;
 	}
-	printf("%s\n", m.dir);
-	fflush(stdout);
-	wait_for_signal();
+	wait_for_signal(m.dir);
 	mount_stop(&m);
 	return 0;
 }

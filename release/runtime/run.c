@@ -92,12 +92,15 @@ int run_apprun(const struct image *img, const char *appdir, char *argv0, int arg
 	return status;
 }
 
-/* Blocks until SIGINT, SIGTERM, SIGHUP or SIGQUIT arrives (for --appimage-mount). */
-int wait_for_signal(void)
+/* Prints announcement, then blocks until SIGINT, SIGTERM, SIGHUP or SIGQUIT (--appimage-mount).
+ * The handlers are in place before the announcement, so whoever reads it may signal at once. */
+int wait_for_signal(const char *announcement)
 {
 	sigset_t blocked, old;
 	handle_signals(&blocked);
 	sigprocmask(SIG_BLOCK, &blocked, &old);
+	printf("%s\n", announcement);
+	fflush(stdout);
 	while (!received)
 		sigsuspend(&old);
 	sigprocmask(SIG_SETMASK, &old, NULL);
