@@ -64,13 +64,25 @@ def read_input(value: str) -> dict[str, Any]:
     return data
 
 
-def _stderr_line(text: str) -> None:
-    print(f"tea: {text}", file=sys.stderr, flush=True)
+class StderrOutput:
+    """Progress lines and streamed tokens share stderr: a line after tokens starts on a new line."""
 
+    def __init__(self) -> None:
+        self.mid_line = False
 
-def _stderr_token(text: str) -> None:
-    sys.stderr.write(text)
-    sys.stderr.flush()
+    def line(self, text: str) -> None:
+        self.end_tokens()
+        print(f"tea: {text}", file=sys.stderr, flush=True)
+
+    def token(self, text: str) -> None:
+        sys.stderr.write(text)
+        sys.stderr.flush()
+        self.mid_line = not text.endswith("\n")
+
+    def end_tokens(self) -> None:
+        if self.mid_line:
+            sys.stderr.write("\n")
+            self.mid_line = False
 
 
 def command_run(args: argparse.Namespace) -> int:
@@ -79,11 +91,11 @@ def command_run(args: argparse.Namespace) -> int:
 
     inputs = read_input(args.input)
     agent = load_agent(args.agent)
-    progress = None if args.quiet else _stderr_line
+    output = StderrOutput()
+    progress = None if args.quiet else output.line
     started = time.perf_counter()
-    state = run_agent(agent, inputs, progress=progress, on_token=_stderr_token if args.stream else None)
-    if args.stream:
-        sys.stderr.write("\n")
+    state = run_agent(agent, inputs, progress=progress, on_token=output.token if args.stream else None)
+    output.end_tokens()
     if progress:
         progress(f"agent '{agent.name}' finished in {time.perf_counter() - started:.2f}s")
     print(json.dumps(state, indent=2, ensure_ascii=False, default=str))

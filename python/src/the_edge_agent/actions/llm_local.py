@@ -8,6 +8,7 @@ One `Llama` per model file per process, created on first use and closed explicit
 from __future__ import annotations
 
 import atexit
+import ctypes
 import importlib.util
 import os
 from collections.abc import Callable
@@ -22,6 +23,7 @@ from .generation import GenerationOptions, Message
 
 INSTALL_HINT = "llama-cpp-python not installed. Install with: pip install the_edge_agent[llm-local]"
 CHAT_FORMAT_BY_FAMILY = {"gemma": "gemma"}
+_log_sink: list[Any] = []  # keeps the ctypes callback alive as long as llama.cpp may call it
 
 
 def llama_available() -> bool:
@@ -39,8 +41,17 @@ def import_llama() -> ModuleType:
         raise LlmError(f"llama-cpp-python is installed but failed to load: {error}") from None
     except OSError as error:
         raise LlmError(f"llama-cpp-python is installed but failed to load: {error}") from None
+    _quiet_llama_logs(llama_cpp)
     load_cpu_variants(Path(llama_cpp.__file__).parent)
     return llama_cpp
+
+
+def _quiet_llama_logs(llama_cpp: ModuleType) -> None:
+    """Drop llama.cpp's own log lines (it logs notices at ERROR level, and `Llama()` resets the
+    Python-side level): failures still reach the user, as our one-line errors."""
+    if not _log_sink:
+        _log_sink.append(llama_cpp.llama_log_callback(lambda level, text, user_data: None))
+        llama_cpp.llama_log_set(_log_sink[0], ctypes.c_void_p(0))
 
 
 def usable_cores() -> int:
