@@ -48,7 +48,7 @@ def site_packages(venv: Path) -> Path:
 
 
 def pyinstaller_args(flavor: Flavor, work: Path, venv: Path) -> list[str]:
-    args = ["--noconfirm", "--clean", "--onedir", "--name", "tea", "--strip",
+    args = ["--noconfirm", "--clean", "--onedir", "--name", "tea",
             "--distpath", str(work / "dist"), "--workpath", str(work / "work"), "--specpath", str(work),
             "--collect-all", "the_edge_agent", "--copy-metadata", "the_edge_agent",
             "--exclude-module", "tkinter"]
@@ -93,6 +93,16 @@ def dedupe_shared_libs(root: Path) -> int:
     return replaced
 
 
+def strip_own_libraries(root: Path) -> int:
+    """Strip the llama.cpp libraries we compiled. Not PyInstaller's --strip: it also strips the
+    patchelf-edited libraries vendored by manylinux wheels (numpy's OpenBLAS), which corrupts them
+    ("ELF load command address/offset not page-aligned")."""
+    libraries = [p for p in (root / "_internal" / "llama_cpp" / "lib").glob("*.so*") if not p.is_symlink()]
+    if libraries:
+        proc.run(["strip", "--strip-unneeded", *libraries], what="strip")
+    return len(libraries)
+
+
 def check_frozen(executable: Path, version: str) -> None:
     """The step only succeeds if the frozen program answers like the source one."""
     expected = {"--version": f"tea {version}", "--impl": "python"}
@@ -131,5 +141,6 @@ class FreezeStep(BaseStep):
                  what="PyInstaller", log_file=settings.arch_dir / f"{self.name}-pyinstaller.log",
                  env={"PYTHONHASHSEED": "0", "SOURCE_DATE_EPOCH": "0", **source_tea(settings, flavor)[1]})
         deduped = dedupe_shared_libs(onedir(settings, flavor))
+        strip_own_libraries(onedir(settings, flavor))
         check_frozen(onedir(settings, flavor) / "tea", settings.version)
         return {"onedir": str(onedir(settings, flavor)), "deduplicated_libs": deduped}

@@ -54,9 +54,12 @@ class AppImageStep(BaseStep):
         out = settings.appimage_path(self.flavor)
         out.parent.mkdir(parents=True, exist_ok=True)
         if chosen["packager"] == "builtin":
-            image = squashfs.make_squashfs(tree, settings.flavor_dir(self.flavor) / "image.squashfs")
-            appimage.assemble_appimage(Path(chosen["runtime"]), image, out)
-            image.unlink()
+            # One pass: mksquashfs writes behind a gap the runtime then fills, so the model is
+            # written once, next to its final name (a rename, not another multi-GB copy).
+            runtime = Path(chosen["runtime"])
+            image = squashfs.make_squashfs(tree, out.with_name(f".{out.name}.building"),
+                                           offset=runtime.stat().st_size)
+            appimage.write_runtime_over(runtime, image, out)
         else:
             packagers.build_with_tool(chosen["packager"], tree, out, arch=settings.arch,
                                       cache_dir=settings.cache_dir, tools_config=settings.pins.get("tools", {}))

@@ -105,6 +105,15 @@ def _write_stamp(path: Path, stamp: dict[str, Any]) -> None:
     os.replace(tmp, path)
 
 
+def record(ctx: Context, name: str, current: str, result: dict[str, Any], seconds: float) -> None:
+    """Later steps are fingerprinted on what this one produced (e.g. the AppImage's path and
+    sha256), not only on its inputs: a rebuilt artifact is checked again."""
+    ctx.results[name] = result
+    ctx.timings[name] = seconds
+    outcome = json.dumps([current, result], sort_keys=True, default=str)
+    ctx.fingerprints[name] = hashlib.sha256(outcome.encode()).hexdigest()
+
+
 def run_step(step: Step, ctx: Context) -> None:
     """Run one step unless it is skipped or already up to date; record its result either way."""
     reason = step.skip_reason(ctx)
@@ -117,18 +126,15 @@ def run_step(step: Step, ctx: Context) -> None:
     stamp = _read_stamp(stamp_path)
     up_to_date = (stamp is not None and stamp.get("fingerprint") == current
                   and step.name not in ctx.force and all(p.exists() for p in step.outputs(ctx)))
-    ctx.fingerprints[step.name] = current
     if up_to_date:
         log.info(f"{step.name}: up to date")
-        ctx.results[step.name] = stamp["result"]
-        ctx.timings[step.name] = stamp.get("seconds", 0.0)
+        record(ctx, step.name, current, stamp["result"], stamp.get("seconds", 0.0))
         return
     log.info(f"{step.name}: running")
     started = time.monotonic()
     stamp_path.unlink(missing_ok=True)
     result = step.run(ctx) or {}
-    ctx.timings[step.name] = round(time.monotonic() - started, 2)
-    ctx.results[step.name] = result
+    record(ctx, step.name, current, result, round(time.monotonic() - started, 2))
     _write_stamp(stamp_path, {"fingerprint": current, "result": result, "seconds": ctx.timings[step.name]})
     log.info(f"{step.name}: done in {ctx.timings[step.name]:.1f} s")
 

@@ -114,3 +114,13 @@ def test_hash_tree_ignores_bytecode_and_egg_info(tmp_path):
     assert hash_tree(tmp_path) == before
     (tmp_path / "pkg" / "m.py").write_text("x = 2")
     assert hash_tree(tmp_path) != before
+
+
+def test_dependants_rerun_when_a_rebuilt_step_produces_something_else(settings, tmp_path):
+    steps = make_steps(tmp_path)
+    run(steps, Context(settings))
+    run(steps, Context(settings, force=frozenset({"first"})))
+    assert [s.runs for s in steps] == [2, 1]  # same result: the dependant stays up to date
+    steps[0].run = lambda ctx: {"written": "elsewhere"}
+    run(steps, Context(settings, force=frozenset({"first"})))
+    assert steps[1].runs == 2
