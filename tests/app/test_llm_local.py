@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import pytest
-
 from tea_helpers import EXAMPLES, final_state, needs_llama, run_tea
 
-pytestmark = [needs_llama, pytest.mark.slow]
+pytestmark = needs_llama
 LOCAL_CHAT = EXAMPLES / "llm" / "local-chat.yaml"
 QUESTION = '{"question": "What is 2+2?"}'
 
