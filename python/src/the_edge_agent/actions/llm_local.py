@@ -35,11 +35,9 @@ def import_llama() -> ModuleType:
     """Import llama_cpp and register its CPU backends; one-line errors if it is absent or broken."""
     try:
         import llama_cpp
-    except ImportError as error:
-        if error.name == "llama_cpp":
+    except (ImportError, OSError) as error:  # OSError: its shared libraries failed to load
+        if isinstance(error, ImportError) and error.name == "llama_cpp":
             raise LlamaNotInstalled(INSTALL_HINT) from None
-        raise LlmError(f"llama-cpp-python is installed but failed to load: {error}") from None
-    except OSError as error:
         raise LlmError(f"llama-cpp-python is installed but failed to load: {error}") from None
     _quiet_llama_logs(llama_cpp)
     load_cpu_variants(Path(llama_cpp.__file__).parent)
