@@ -10,29 +10,12 @@ QUESTION = '{"question": "What is 2+2?"}'
 
 TWO_CALLS = """
 name: two-calls
-settings:
-  llm:
-    backend: auto
-    n_ctx: 512
+settings: {llm: {backend: auto, n_ctx: 512}}
 nodes:
-  - name: first
-    uses: llm.call
-    with:
-      messages:
-        - {role: user, content: "Name a colour."}
-      temperature: 0
-      seed: 1
-      max_tokens: 8
-    output: first
-  - name: second
-    uses: llm.call
-    with:
-      messages:
-        - {role: user, content: "Name an animal."}
-      temperature: 0
-      seed: 1
-      max_tokens: 8
-    output: second
+  - {name: first, uses: llm.call, output: first,
+     with: {messages: [{role: user, content: Name a colour.}], temperature: 0, seed: 1, max_tokens: 8}}
+  - {name: second, uses: llm.call, output: second,
+     with: {messages: [{role: user, content: Name an animal.}], temperature: 0, seed: 1, max_tokens: 8}}
 """
 
 
