@@ -59,3 +59,12 @@ def test_input_from_file(tmp_path):
     state = final_state(run_tea("run", "--quiet", EXAMPLES / "hello.yaml", "--input", f"@{inputs}"))
     assert state["message"] == "Hello, file!"
     assert state["count"] == 0
+
+
+def test_cli_module_runs_as_a_script_like_the_frozen_app():
+    """PyInstaller runs cli.py as __main__, outside its package: no relative imports allowed."""
+    script = REPO / "python" / "src" / "the_edge_agent" / "cli.py"
+    for args, expected in ((["--version", "--impl"], f"tea {VERSION} (python)"),
+                           (["validate", str(EXAMPLES / "hello.yaml")], f"{EXAMPLES / 'hello.yaml'}: ok")):
+        result = subprocess.run([sys.executable, script, *args], capture_output=True, text=True)
+        assert result.stdout.startswith(expected), result.stderr

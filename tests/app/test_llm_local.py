@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from tea_helpers import EXAMPLES, final_state, needs_llama, run_tea
 
 pytestmark = needs_llama
@@ -57,3 +59,11 @@ def test_llm_call_twice_with_auto_backend(gguf_model, write_agent):
         assert state[key]["backend"] == "local"
         assert state[key]["usage"]["completion_tokens"] > 0
         assert set(state[key]) == {"content", "usage", "model", "backend"}
+
+
+def test_models_reports_the_registered_cpu_variants(gguf_model):
+    lines = run_tea("models", env={"TEA_MODEL_PATH": str(gguf_model)}).stdout.splitlines()
+    assert f"model: {gguf_model}" in lines
+    assert lines[-2].startswith("llama-cpp-python: importable (0.3")
+    variants = lines[-1].removeprefix("ggml CPU variants: ")
+    assert list(Path(variants).glob("libggml-cpu-*.so")), lines[-1]

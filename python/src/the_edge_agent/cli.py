@@ -2,6 +2,7 @@
 
 `--version` and `--impl` are answered before argparse or anything heavy is imported: they are what
 packaging smoke tests call, and they must work even where llama_cpp, jinja2 or yaml would not load.
+Imports are absolute because PyInstaller freezes this file as the `__main__` script.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ def fast_answer(argv: list[str]) -> str | None:
     """`tea X.Y.Z`, `python` or `tea X.Y.Z (python)` when argv holds only those flags."""
     if not argv or not set(argv) <= FAST_FLAGS:
         return None
-    from .version import package_version
+    from the_edge_agent.version import package_version
 
     version = f"tea {package_version()}"
     if "--version" in argv and "--impl" in argv:
@@ -30,7 +31,7 @@ def main(argv: list[str] | None = None) -> int:
     if answer is not None:
         print(answer)
         return 0
-    from .commands import dispatch
+    from the_edge_agent.commands import dispatch
 
     return dispatch(argv)
 

@@ -6,7 +6,6 @@ import argparse
 import json
 import sys
 import time
-from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
@@ -111,7 +110,6 @@ def command_validate(args: argparse.Namespace) -> int:
 
 
 def command_models(args: argparse.Namespace) -> int:
-    from .actions.llm_local import llama_available
     from .models import model_places
 
     settings_path, base_dir = None, Path.cwd()
@@ -125,14 +123,22 @@ def command_models(args: argparse.Namespace) -> int:
         print(f"{number}. {place.describe()}")
     chosen = next((place.found for place in places if place.found), None)
     print(f"model: {chosen or 'none found'}")
-    print(f"llama-cpp-python: {_llama_status(llama_available())}")
+    for line in _llama_status():
+        print(line)
     return 0
 
 
-def _llama_status(available: bool) -> str:
-    if not available:
-        return "not installed (pip install the_edge_agent[llm-local])"
+def _llama_status() -> list[str]:
+    """Whether llama-cpp-python loads, and where its CPU backend variants were registered from."""
+    from .actions.llm_local import import_llama, llama_available
+    from .ggml_backends import load_cpu_variants
+
+    if not llama_available():
+        return ["llama-cpp-python: not installed (pip install the_edge_agent[llm-local])"]
     try:
-        return f"importable ({version('llama_cpp_python')})"
-    except PackageNotFoundError:
-        return "importable"
+        llama_cpp = import_llama()
+    except TeaError as error:
+        return [f"llama-cpp-python: {error}"]
+    variants = load_cpu_variants(Path(llama_cpp.__file__).parent)
+    return [f"llama-cpp-python: importable ({getattr(llama_cpp, '__version__', 'unknown version')})",
+            f"ggml CPU variants: {variants or 'none found (CPU backend built in)'}"]
