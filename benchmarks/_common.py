@@ -1,0 +1,106 @@
+"""Shared by the benchmarks: where the release inputs are, alternating runs, medians and ratios.
+
+Benchmarks report, they do not assert: a missed goal is printed, the exit code stays 0. A missing
+input is a user mistake and ends the run with one line (exit 2).
+"""
+
+from __future__ import annotations
+
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from release import config, deps, freeze, model  # noqa: E402
+from release.appdir import appdir_path  # noqa: E402
+
+FLAVOR = "python-llm"
+MODEL = "gemma-3-270m"
+
+
+@dataclass(frozen=True)
+class Defaults:
+    """Where a finished `invoke release --model gemma-3-270m` left each input of the benchmarks."""
+
+    appimage: Path
+    appdir: Path
+    onedir_tea: Path
+    app_dir: Path
+    venv: Path
+    model: Path
+    runtime: Path
+
+
+def defaults() -> Defaults:
+    settings = config.resolve(flavor=FLAVOR, model=MODEL, build_dir=REPO / "build", out=REPO / "dist")
+    flavor = settings.flavors[0]
+    return Defaults(appimage=settings.appimage_path(flavor), appdir=appdir_path(settings, flavor),
+                    onedir_tea=freeze.onedir(settings, flavor) / "tea", app_dir=freeze.app_dir(settings, flavor),
+                    venv=deps.venv_dir(settings, flavor), model=model.cached_model_path(settings),
+                    runtime=settings.arch_dir / "runtime" / f"runtime-{settings.arch}")
+
+
+def require(path: Path, what: str, hint: str = "build it with `invoke release --model gemma-3-270m`") -> Path:
+    """The input, or exit 2 with one line naming the flag that overrides it."""
+    if not path.exists():
+        raise SystemExit(f"{what} not found at {path}: {hint}, or pass its path")
+    return path
+
+
+def alternate(variants: dict[str, Callable[[], dict[str, float]]], runs: int,
+              warmup: int = 0) -> dict[str, dict[str, float]]:
+    """Run the variants in turn (A, B, A, B ...), `warmup` unrecorded rounds first, so drift in
+    load, page cache or CPU clock hits all alike; return each variant's median of every measure."""
+    samples: dict[str, list[dict[str, float]]] = {name: [] for name in variants}
+    for round_number in range(warmup + runs):
+        for name, measure in variants.items():
+            result = measure()
+            if round_number >= warmup:
+                samples[name].append(result)
+    return {name: {key: statistics.median(run[key] for run in runs_) for key in runs_[0]}
+            for name, runs_ in samples.items()}
+
+
+def timed(work: Callable[[], object]) -> dict[str, float]:
+    """Wall seconds of `work()` and the CPU seconds (user+sys) of the child processes it ran."""
+    cpu_before = _children_cpu()
+    started = time.perf_counter()
+    work()
+    return {"wall": time.perf_counter() - started, "cpu": _children_cpu() - cpu_before}
+
+
+def timed_run(command: list[str], env: dict[str, str] | None = None) -> tuple[dict[str, float], str]:
+    """`timed` for one command that must succeed; also returns its stderr."""
+    done: list[subprocess.CompletedProcess] = []
+    times = timed(lambda: done.append(subprocess.run(command, env={**os.environ, **(env or {})},
+                                                     capture_output=True, text=True)))
+    if done[0].returncode != 0:
+        raise SystemExit(f"{command[0]} failed (exit {done[0].returncode}): {done[0].stderr.strip()[-300:]}")
+    return times, done[0].stderr
+
+
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def header(title: str, runs: int) -> None:
+    print(f"{title}: median of {runs} alternating runs each; load average before: {load_average()}", flush=True)
+
+
+def load_average() -> str:
+    return " ".join(f"{value:.1f}" for value in os.getloadavg()) + f" on {os.cpu_count()} cores"
+
+
+def ratio(label: str, value: float, goal: float, *, at_most: bool) -> None:
+    """One line: the ratio, the goal, and whether it was met."""
+    met = value <= goal if at_most else value >= goal
+    print(f"{label}: {value:.2f}x  (goal {'<=' if at_most else '>='} {goal:.2f}x: {'met' if met else 'MISSED'})")
