@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import functools
 import shutil
-import sys
+import tempfile
 from pathlib import Path
 from typing import Callable
 
 from invoke.exceptions import Exit
 
-from . import arch as arches
-from . import audit, config, finalize, log, plan, verify
+from . import audit, config, cross, finalize, log, plan, verify
 from . import checksums as checksums_module
 from .errors import ConfigError, ReleaseError, VerifyError
 from .pipeline import Context, run
@@ -39,7 +38,7 @@ def split_list(value: str | None) -> frozenset[str]:
 def run_pipeline(settings: config.Settings, last_stage: str, *, skip: str | None = None,
                  force: str | None = None) -> Context:
     if last_stage not in ("deps", "model"):
-        arches.require_runnable(settings.arch)
+        cross.require_runnable(settings.arch)
     steps = plan.steps_until(settings, last_stage, skip=split_list(skip))
     ctx = run(steps, Context(settings, force=split_list(force)))
     log.info(f"{last_stage}: finished; outputs in {settings.dist_dir if last_stage == 'checksums' else settings.build_dir}")
@@ -56,7 +55,7 @@ def check_runnable_appimage(path: Path) -> Path:
         raise VerifyError(f"{path}: not a type-2 AppImage (no ELF header with the AI\\x02 magic)")
     if not path.stat().st_mode & 0o111:
         raise ConfigError(f"{path}: not executable; run: chmod +x {path}")
-    arches.require_runnable(audit.elf_machine(path))
+    cross.require_runnable(audit.elf_machine(path))
     return path
 
 
@@ -101,10 +100,9 @@ def test_downloaded(source: str, *, sums: str | None, clean: bool) -> None:
     from . import artifact_source
 
     cache_dir = config.default_cache_dir()
-    workdir = cache_dir / "test-appimage"
-    workdir.mkdir(parents=True, exist_ok=True)
-    path = artifact_source.resolve_artifact(source, sums=sums, cache_dir=cache_dir, workdir=workdir)
-    check_appimage(path, clean=clean, cache_dir=cache_dir)
+    with tempfile.TemporaryDirectory(prefix="tea-test-appimage-") as workdir:
+        path = artifact_source.resolve_artifact(source, sums=sums, cache_dir=cache_dir, workdir=Path(workdir))
+        check_appimage(path, clean=clean, cache_dir=cache_dir)
     log.info(f"test-appimage: {path.name} passed")
 
 

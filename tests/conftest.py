@@ -20,6 +20,22 @@ GEMMA_270M_SHA256 = "a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087
 GEMMA_270M_FILENAME = "gemma-3-270m-q4_k_m.gguf"
 
 
+@pytest.fixture(scope="session", autouse=True)
+def worker_cpus() -> set[int]:
+    """Give each xdist worker its own share of the CPUs, inherited by every subprocess it starts.
+
+    llama.cpp spins one thread per usable core; two parallel runs on the same cores starve each
+    other (1.5 s becomes 18-84 s here), so tea — which sizes its thread pool by the usable cores —
+    gets one core per worker instead.
+    """
+    cpus = sorted(os.sched_getaffinity(0))
+    worker = int(os.environ.get("PYTEST_XDIST_WORKER", "gw0")[2:])
+    count = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", 1))
+    mine = set(cpus[worker % count::count]) or set(cpus)
+    os.sched_setaffinity(0, mine)
+    return mine
+
+
 @pytest.fixture(autouse=True)
 def isolated_home(tmp_path, monkeypatch):
     home = tmp_path / "home"

@@ -22,22 +22,11 @@ needs_llama = pytest.mark.skipif(
 )
 
 
-def worker_cpus() -> set[int]:
-    """This xdist worker's share of the CPUs: parallel llama.cpp runs that each spin one thread per
-    core starve one another badly, so every worker gets its own cores (tea uses the usable ones)."""
-    cpus = sorted(os.sched_getaffinity(0))
-    worker = int(os.environ.get("PYTEST_XDIST_WORKER", "gw0")[2:])
-    count = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", 1))
-    return set(cpus[worker % count::count]) or set(cpus)
-
-
 def run_tea(*args: str, tea: Path = TEA, env: dict[str, str] | None = None,
             cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
     """`tea ARGS` with the test's environment (HOME etc. already isolated) plus `env`."""
-    cpus = worker_cpus()
     return subprocess.run([str(tea), *map(str, args)], capture_output=True, text=True, timeout=600,
-                          env={**os.environ, **(env or {})}, cwd=cwd,
-                          preexec_fn=lambda: os.sched_setaffinity(0, cpus))
+                          env={**os.environ, **(env or {})}, cwd=cwd)
 
 
 def final_state(result: subprocess.CompletedProcess[str]) -> dict:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import mmap
 import os
 import re
 import subprocess
@@ -26,7 +27,7 @@ def squashfs_listing(appimage: Path) -> list[str]:
     offset = appimage_format.elf_end_offset(appimage)
     done = subprocess.run(["unsquashfs", "-o", str(offset), "-l", "-d", "", str(appimage)],
                           capture_output=True, text=True, check=True)
-    return done.stdout.splitlines()
+    return [line.lstrip("/") for line in done.stdout.splitlines() if line.strip("/")]
 
 
 def test_dist_holds_both_flavors_checksums_and_manifest(dist, llm_appimage, plain_appimage):
@@ -57,7 +58,12 @@ def test_llm_appimage_carries_the_model_uncompressed_and_llama(llm_appimage):
     listing = squashfs_listing(llm_appimage)
     assert "usr/share/models/gemma-3-270m-q4_k_m.gguf" in listing
     assert any("libllama" in line for line in listing)
-    assert llm_appimage.stat().st_size > 253_113_024
+    model = Path(os.environ["TEA_TEST_MODEL"])
+    with model.open("rb") as handle:
+        handle.seek(64 << 20)
+        block = handle.read(128 << 10)  # one squashfs block from the middle of the model
+    with llm_appimage.open("rb") as handle, mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as image:
+        assert image.find(block) > 0, "the model's blocks are not stored verbatim (compressed?)"
 
 
 def test_plain_appimage_has_neither_llama_nor_model(plain_appimage):
@@ -110,3 +116,22 @@ def test_test_appimage_refuses_a_tampered_appimage(invoke, plain_appimage, dist,
     assert done.returncode == 4, done.stderr
     assert "Traceback" not in done.stderr and "sha256" in done.stderr.lower()
     assert "smoke" not in done.stderr
+
+
+def test_split_release_round_trips_through_publish_and_test_appimage(invoke, tmp_path):
+    """Issue 8's done-when, with a 100 MB cap: release → publish to a directory → test-appimage."""
+    out, published = tmp_path / "dist", tmp_path / "published"
+    done = invoke("release", "--arch", "x86_64", "--flavor", "python-llm", "--model", "gemma-3-270m",
+                  "--packager", "builtin", "--build-dir", str(tmp_path / "build"), "--out", str(out),
+                  "--skip", "smoke,functional,clean-system", "--asset-size-cap", "100000000")
+    assert done.returncode == 0, done.stderr
+    appimage = next(out.glob("tea-python-llm-*.AppImage"))
+    record = json.loads((out / "manifest.json").read_text())["artifacts"][0]
+    assert len(record["parts"]) >= 3 and all(p["size"] < 100_000_000 for p in record["parts"])
+    done = invoke("publish", "--to", f"dir:{published}", "--dist", str(out))
+    assert done.returncode == 0, done.stderr
+    assert not (published / appimage.name).exists()  # only the parts go out
+    assert sorted(p.name for p in published.glob("*.part*")) == [p["name"] for p in record["parts"]]
+    done = invoke("test-appimage", str(published), "--no-clean")
+    assert done.returncode == 0, done.stderr
+    assert f"test-appimage: {appimage.name} passed" in done.stderr
