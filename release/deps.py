@@ -18,7 +18,7 @@ import tempfile
 import tomllib
 from pathlib import Path
 
-from . import config, log, proc
+from . import config, cross, log, proc
 from .config import Flavor, Settings
 from .errors import ConfigError
 from .pipeline import BaseStep, Context
@@ -63,10 +63,16 @@ class SystemPackagesStep(BaseStep):
     name = "system-packages"
 
     def inputs(self, ctx: Context) -> dict:
-        return {"apt": ctx.settings.pins["apt"]["packages"]}
+        return {"apt": apt_packages(ctx.settings)}
 
     def run(self, ctx: Context) -> dict:
-        return {"installed": ensure_apt_packages(ctx.settings.pins["apt"]["packages"])}
+        return {"installed": ensure_apt_packages(apt_packages(ctx.settings))}
+
+
+def apt_packages(settings: Settings) -> list[str]:
+    """The pinned packages, plus the cross toolchain when building a foreign arch."""
+    extra = cross.cross_pins(settings)["toolchain"] if cross.is_cross(settings) else []
+    return [*settings.pins["apt"]["packages"], *extra]
 
 
 def python_tag() -> str:
@@ -115,6 +121,8 @@ def venv_packages(settings: Settings, flavor: Flavor) -> list[str]:
 
 def venv_dir(settings: Settings, flavor: Flavor) -> Path:
     """Venvs are cached by what goes into them, so any build dir (a test's tmp one too) reuses them."""
+    if cross.is_cross(settings):
+        return cross.venv_dir(settings, flavor)
     material = [sys.version, settings.arch, venv_packages(settings, flavor)]
     if flavor.llm:
         material.append(str(llama_wheel_dir(settings)))
@@ -128,6 +136,8 @@ def venv_bin(settings: Settings, flavor: Flavor, tool: str) -> Path:
 
 def ensure_venv(settings: Settings, flavor: Flavor) -> Path:
     """Create the venv once (venvs cannot be moved, so it is built in place under a lock)."""
+    if cross.is_cross(settings):
+        return cross.ensure_venv(settings, flavor)
     target = venv_dir(settings, flavor)
     complete = target / ".complete"
     target.parent.mkdir(parents=True, exist_ok=True)

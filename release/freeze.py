@@ -18,7 +18,7 @@ from pathlib import Path
 from elftools.elf.dynamic import DynamicSection
 from elftools.elf.elffile import ELFFile
 
-from . import deps, proc
+from . import cross, deps, proc
 from .config import REPO, Flavor, Settings
 from .errors import VerifyError
 from .pipeline import BaseStep, Context, hash_tree
@@ -39,6 +39,8 @@ def app_dir(settings: Settings, flavor: Flavor) -> Path:
 
 def source_tea(settings: Settings, flavor: Flavor) -> tuple[list[str], dict[str, str]]:
     """Command and environment of the unfrozen tea of this build: the reference the AppImage must match."""
+    if cross.is_cross(settings):
+        return cross.source_tea(settings, flavor)
     command = [str(deps.venv_bin(settings, flavor, "python")), "-c", ENTRY_SCRIPT]
     return command, {"PYTHONPATH": str(app_dir(settings, flavor))}
 
@@ -128,6 +130,8 @@ class FreezeStep(BaseStep):
 
     def run(self, ctx: Context) -> dict:
         settings, flavor = ctx.settings, self.flavor
+        if cross.is_cross(settings):
+            return cross.freeze(settings, flavor, self.name)
         venv, pip = deps.venv_dir(settings, flavor), deps.venv_bin(settings, flavor, "pip")
         work = onedir(settings, flavor).parent.parent
         for stale in (work, app_dir(settings, flavor)):

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from . import appdir, appimage, download, packagers, runtime_build, squashfs
+from . import appdir, appimage, cross, download, packagers, runtime_build, squashfs
 from .config import Flavor
 from .pipeline import BaseStep, Context, hash_files
 
@@ -35,7 +35,8 @@ class PackagerStep(BaseStep):
                                             cache_dir=settings.cache_dir, offline=settings.offline)
         if chosen != "builtin":
             return {"packager": chosen}
-        runtime = runtime_build.build_runtime(self.runtime_path(ctx).parent, arch=settings.arch)
+        cc = cross.runtime_compiler(settings, settings.arch_dir / "runtime") if cross.is_cross(settings) else None
+        runtime = runtime_build.build_runtime(self.runtime_path(ctx).parent, arch=settings.arch, cc=cc)
         return {"packager": chosen, "runtime": str(runtime)}
 
 

@@ -10,6 +10,7 @@ No mirror is named here: debootstrap's default mirror is used.
 from __future__ import annotations
 
 import fcntl
+import hashlib
 import os
 import shutil
 import subprocess
@@ -44,21 +45,26 @@ chroot "$root" "$@"
 """
 
 
-def tarball_path(cache_dir: Path, arch: str, suite: str) -> Path:
+def tarball_path(cache_dir: Path, arch: str, suite: str, include: tuple[str, ...] = ()) -> Path:
+    if include:  # a build root (release/cross.py): named by what it holds
+        key = hashlib.sha256(" ".join(sorted(include)).encode()).hexdigest()[:12]
+        return cache_dir / "rootfs" / f"{suite}-{arch}-build-{key}.tar.zst"
     return cache_dir / "rootfs" / f"{suite}-{arch}-minbase.tar.zst"
 
 
-def ensure_rootfs(cache_dir: Path, *, arch: str = "x86_64", suite: str = "bookworm") -> Path:
-    """Return the cached minbase tarball, building it first if missing (once, even if concurrent)."""
+def ensure_rootfs(cache_dir: Path, *, arch: str = "x86_64", suite: str = "bookworm",
+                  include: tuple[str, ...] = ()) -> Path:
+    """Return the cached minbase tarball (plus `include` packages), building it first if missing
+    (once, even if concurrent)."""
     arch = normalize(arch)
-    tarball = tarball_path(cache_dir, arch, suite)
+    tarball = tarball_path(cache_dir, arch, suite, include)
     if tarball.exists():
         return tarball
     _require_root()
     tarball.parent.mkdir(parents=True, exist_ok=True)
     with _locked(tarball.with_name(tarball.name + ".lock")):
         if not tarball.exists():
-            _build_tarball(tarball, arch, suite)
+            _build_tarball(tarball, arch, suite, include)
     return tarball
 
 
@@ -75,12 +81,12 @@ def _locked(lock_file: Path) -> Iterator[None]:
         yield
 
 
-def _build_tarball(tarball: Path, arch: str, suite: str) -> None:
+def _build_tarball(tarball: Path, arch: str, suite: str, include: tuple[str, ...] = ()) -> None:
     """debootstrap into a temp dir beside the tarball, pack it, and rename into place."""
     with tempfile.TemporaryDirectory(dir=tarball.parent, prefix=".build-") as tmp:
         root = Path(tmp) / "root"
         started = time.monotonic()
-        _debootstrap(root, arch, suite, Path(tmp) / "debootstrap.log")
+        _debootstrap(root, arch, suite, Path(tmp) / "debootstrap.log", include)
         log.info(f"debootstrap {suite} {arch} took {time.monotonic() - started:.0f} s")
         partial = Path(tmp) / tarball.name
         proc.run(["tar", "--zstd", "--numeric-owner", "-C", root, "-cf", partial, "."],
@@ -89,12 +95,13 @@ def _build_tarball(tarball: Path, arch: str, suite: str) -> None:
     log.info(f"cached clean rootfs {tarball} ({log.human_bytes(tarball.stat().st_size)})")
 
 
-def _debootstrap(root: Path, arch: str, suite: str, log_file: Path) -> None:
+def _debootstrap(root: Path, arch: str, suite: str, log_file: Path, include: tuple[str, ...] = ()) -> None:
     """In a private mount namespace: /proc or /sys that debootstrap leaves mounted in the target
     after a failure go away with it, instead of staying on the host under a dir we delete."""
     if shutil.which("debootstrap") is None:
         raise BuildError("debootstrap not found: apt-get install debootstrap (or `invoke deps`)")
-    base = ["unshare", "--mount", "debootstrap", "--variant=minbase", f"--arch={DEBIAN_ARCH[arch]}"]
+    base = ["unshare", "--mount", "debootstrap", "--variant=minbase", f"--arch={DEBIAN_ARCH[arch]}",
+            *([f"--include={','.join(include)}"] if include else [])]
     if arch == host_arch():
         proc.run([*base, suite, root], what="debootstrap", log_file=log_file)
         return

@@ -1,0 +1,157 @@
+"""Building aarch64 on an x86_64 host: toolchain file, wheel retag, binfmt detection, and the built AppImage."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import os
+import shutil
+import subprocess
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from release import appimage, arch, config, cross
+from release.errors import ConfigError
+
+CMAKE_LISTS = """if (X)
+            ggml_add_cpu_backend_variant(armv8.0_1)
+            ggml_add_cpu_backend_variant(armv8.6_2    DOTPROD SVE2)
+            ggml_add_cpu_backend_variant(armv9.2_1    DOTPROD SME)
+            ggml_add_cpu_backend_variant(armv9.2_2    DOTPROD SVE2 SME)
+            ggml_add_cpu_backend_variant(android_armv9.2_1    DOTPROD SME)
+endif()
+"""
+
+
+def _record_line(name: str, data: bytes) -> str:
+    digest = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
+    return f"{name},sha256={digest},{len(data)}"
+
+
+def _make_wheel(directory: Path) -> Path:
+    wheel = directory / "demo-1.0-py3-none-linux_x86_64.whl"
+    files = {"demo/__init__.py": b"x = 1\n", "demo/lib/libdemo.so": b"\x7fELF fake",
+             "demo-1.0.dist-info/WHEEL": b"Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: false\n"
+                                         b"Tag: py3-none-linux_x86_64\n"}
+    record = [_record_line(name, data) for name, data in files.items()] + ["demo-1.0.dist-info/RECORD,,"]
+    with zipfile.ZipFile(wheel, "w") as archive:
+        for name, data in files.items():
+            archive.writestr(name, data)
+        archive.writestr("demo-1.0.dist-info/RECORD", "\n".join(record) + "\n")
+    return wheel
+
+
+def test_toolchain_file_targets_the_cross_compilers():
+    text = cross.toolchain_file("aarch64")
+    assert "set(CMAKE_SYSTEM_NAME Linux)" in text
+    assert "set(CMAKE_SYSTEM_PROCESSOR aarch64)" in text
+    assert "set(CMAKE_C_COMPILER aarch64-linux-gnu-gcc)" in text
+    assert "set(CMAKE_CXX_COMPILER aarch64-linux-gnu-g++)" in text
+    assert "set(CMAKE_FIND_ROOT_PATH_MODE_PROGRAM NEVER)" in text
+
+
+@pytest.mark.skipif(shutil.which("aarch64-linux-gnu-gcc") is None or shutil.which("cmake") is None,
+                    reason="needs cmake and gcc-aarch64-linux-gnu")
+def test_toolchain_file_configures_an_aarch64_build(tmp_path):
+    (tmp_path / "src").mkdir()
+    (tmp_path / "src/CMakeLists.txt").write_text("cmake_minimum_required(VERSION 3.21)\nproject(t C)\n"
+                                                 "add_library(t SHARED t.c)\n")
+    (tmp_path / "src/t.c").write_text("int t(void) { return 1; }\n")
+    (tmp_path / "toolchain.cmake").write_text(cross.toolchain_file("aarch64"))
+    for args in (["-S", tmp_path / "src", "-B", tmp_path / "b", f"-DCMAKE_TOOLCHAIN_FILE={tmp_path / 'toolchain.cmake'}"],
+                 ["--build", tmp_path / "b"]):
+        subprocess.run(["cmake", *map(str, args)], check=True, capture_output=True)
+    header = subprocess.run(["readelf", "-h", str(tmp_path / "b/libt.so")], capture_output=True, text=True).stdout
+    assert "AArch64" in header
+
+
+def test_retag_wheel_renames_and_keeps_record_consistent(tmp_path):
+    (tmp_path / "wheels").mkdir()
+    wheel = cross.retag_wheel(_make_wheel(tmp_path / "wheels"), "linux_aarch64")
+    assert wheel.name == "demo-1.0-py3-none-linux_aarch64.whl"
+    assert [p.name for p in (tmp_path / "wheels").iterdir()] == [wheel.name]
+    with zipfile.ZipFile(wheel) as archive:
+        meta = archive.read("demo-1.0.dist-info/WHEEL").decode()
+        assert "Tag: py3-none-linux_aarch64\n" in meta and "x86_64" not in meta
+        for line in archive.read("demo-1.0.dist-info/RECORD").decode().splitlines():
+            name, digest, _ = line.split(",")
+            if digest:
+                assert line == _record_line(name, archive.read(name))
+        assert archive.read("demo/lib/libdemo.so") == b"\x7fELF fake"
+
+
+def test_drop_cpu_variants_removes_exactly_those(tmp_path):
+    cmake_lists = tmp_path / "CMakeLists.txt"
+    cmake_lists.write_text(CMAKE_LISTS)
+    cross.drop_cpu_variants(cmake_lists, ["armv9.2_1", "armv9.2_2"])
+    text = cmake_lists.read_text()
+    assert "(armv9.2_1 " not in text and "(armv9.2_2 " not in text
+    assert "android_armv9.2_1" in text and "armv8.0_1" in text and "armv8.6_2" in text
+
+
+def test_drop_cpu_variants_refuses_a_changed_source(tmp_path):
+    cmake_lists = tmp_path / "CMakeLists.txt"
+    cmake_lists.write_text(CMAKE_LISTS)
+    with pytest.raises(ConfigError, match="drop_cpu_variants"):
+        cross.drop_cpu_variants(cmake_lists, ["armv9.4_1"])
+    assert cmake_lists.read_text() == CMAKE_LISTS
+
+
+def test_enabled_binfmt_entry_is_enough(tmp_path):
+    (tmp_path / "qemu-aarch64").write_text("enabled\ninterpreter /usr/libexec/qemu-binfmt/aarch64-binfmt-P\n")
+    cross.ensure_binfmt("aarch64", tmp_path, register=False)
+
+
+@pytest.mark.parametrize("entry", [None, "disabled\n", ""])
+def test_missing_binfmt_is_one_line_with_the_commands(tmp_path, entry):
+    if entry is not None:
+        (tmp_path / "qemu-aarch64").write_text(entry)
+    with pytest.raises(ConfigError) as error:
+        cross.ensure_binfmt("aarch64", tmp_path, register=False)
+    message = str(error.value)
+    assert "\n" not in message
+    for command in ("apt-get install qemu-user-static binfmt-support", "mount -t binfmt_misc binfmt_misc",
+                    "update-binfmts --enable qemu-aarch64"):
+        assert command in message
+
+
+def test_host_arch_needs_no_emulation():
+    assert cross.require_runnable(arch.host_arch()) == "native"
+
+
+def test_arch_without_cross_pins_is_a_config_error():
+    settings = config.resolve(arch="aarch64", model="gemma-3-270m")
+    pins = {**settings.pins, "cross": {}}
+    bare = config.Settings(**{**settings.__dict__, "pins": pins})
+    with pytest.raises(ConfigError, match=r"no \[cross.aarch64\] table"):
+        cross.cross_pins(bare)
+
+
+def _dist_appimage() -> Path:
+    dist = os.environ.get("TEA_TEST_DIST")
+    found = sorted(Path(dist).glob("tea-python-llm-*-aarch64.AppImage")) if dist else []
+    if not found:
+        pytest.skip("no aarch64 AppImage in TEA_TEST_DIST (build it with `invoke release --arch aarch64`)")
+    return found[0]
+
+
+def _machine(path: Path) -> str:
+    header = subprocess.run(["readelf", "-h", str(path)], capture_output=True, text=True, check=True).stdout
+    return next(line.split(":", 1)[1].strip() for line in header.splitlines() if "Machine:" in line)
+
+
+@pytest.mark.slow
+def test_built_aarch64_appimage(tmp_path):
+    """The runtime and usr/bin/tea are AArch64, libappimage reads it, and SHA256SUMS lists it."""
+    path = _dist_appimage()
+    assert _machine(path) == "AArch64"
+    appimage.validate_appimage(path)
+    offset = appimage.elf_end_offset(path)
+    subprocess.run(["unsquashfs", "-q", "-n", "-o", str(offset), "-d", str(tmp_path / "root"), str(path),
+                    "usr/bin/tea"], check=True, capture_output=True)
+    assert _machine(tmp_path / "root/usr/bin/tea") == "AArch64"
+    sums = (path.parent / "SHA256SUMS").read_text()
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    assert f"{digest}  {path.name}" in sums.splitlines()
