@@ -6,13 +6,14 @@ input is a user mistake and ends the run with one line (exit 2).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import resource
 import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -90,6 +91,20 @@ def timed_run(command: list[str], env: dict[str, str] | None = None) -> tuple[di
 def _children_cpu() -> float:
     usage = resource.getrusage(resource.RUSAGE_CHILDREN)
     return usage.ru_utime + usage.ru_stime
+
+
+@contextlib.contextmanager
+def mounted(appimage: Path) -> Iterator[Path]:
+    """The AppImage mounted by its own runtime (`--appimage-mount`) for the duration of the block."""
+    runtime = subprocess.Popen([str(appimage), "--appimage-mount"], stdout=subprocess.PIPE, text=True)
+    try:
+        mountpoint = runtime.stdout.readline().strip()
+        if not mountpoint:
+            raise SystemExit(f"{appimage} --appimage-mount printed no mount point")
+        yield Path(mountpoint)
+    finally:
+        runtime.terminate()
+        runtime.wait()
 
 
 def header(title: str, runs: int) -> None:
