@@ -78,14 +78,13 @@ def timed(work: Callable[[], object]) -> dict[str, float]:
     return {"wall": time.perf_counter() - started, "cpu": _children_cpu() - cpu_before}
 
 
-def timed_run(command: list[str], env: dict[str, str] | None = None) -> tuple[dict[str, float], str]:
-    """`timed` for one command that must succeed; also returns its stderr."""
+def timed_run(command: list[str], env: dict[str, str] | None = None) -> tuple[dict[str, float], subprocess.CompletedProcess]:
+    """`timed` for one command that must succeed (`env` replaces the environment); also returns its output."""
     done: list[subprocess.CompletedProcess] = []
-    times = timed(lambda: done.append(subprocess.run(command, env={**os.environ, **(env or {})},
-                                                     capture_output=True, text=True)))
+    times = timed(lambda: done.append(subprocess.run(command, env=env, capture_output=True, text=True)))
     if done[0].returncode != 0:
         raise SystemExit(f"{command[0]} failed (exit {done[0].returncode}): {done[0].stderr.strip()[-300:]}")
-    return times, done[0].stderr
+    return times, done[0]
 
 
 def _children_cpu() -> float:

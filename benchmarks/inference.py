@@ -1,0 +1,110 @@
+"""Benchmark: model load + first token and tokens/s, model inside the AppImage vs a plain GGUF file.
+
+    python benchmarks/inference.py [--appimage FILE] [--onedir-tea FILE] [--model FILE]
+                                   [--tokens 64] [--threads N] [--runs 5]
+
+The same frozen program both ways: `<AppImage> run agent.yaml` (runtime, FUSE mount, the bundled
+model found by AppRun) vs the onedir `tea run agent.yaml` that the AppImage was made from, with
+TEA_MODEL_PATH at the plain cached GGUF. The agent (written to a temp dir) asks the same prompt
+twice at temperature 0: max_tokens=1 first, so that node's time (tea's own "[1] ... done in"
+line) is import of llama_cpp + model load + prompt + first token; then max_tokens=--tokens, whose
+time gives tokens/s (llama-cpp-python reuses the prompt's KV cache, so this is mostly generation).
+One unrecorded warm-up round first fills the page cache for both.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import tempfile
+from pathlib import Path
+
+from _common import alternate, defaults, header, load_average, ratio, require, timed_run
+
+PROMPT = "List the first forty prime numbers, one per line."
+NODE_TIME = re.compile(r"\[(\d+)\] \S+ done in ([0-9.]+)s")
+
+
+def agent_yaml(tokens: int, threads: int | None) -> str:
+    nodes = "".join(f"""
+  - name: {name}
+    uses: llm.chat
+    with:
+      prompt: "{PROMPT}"
+      temperature: 0
+      seed: 1
+      max_tokens: {max_tokens}
+    output:
+      {name}_usage: "{{{{ action_result.usage }}}}"
+      {name}_text: "{{{{ action_result.content }}}}"
+""" for name, max_tokens in (("first", 1), ("generate", tokens)))
+    threads_line = f"\n    n_threads: {threads}" if threads else ""
+    return f"""name: inference-bench
+settings:
+  llm:
+    backend: local
+    n_ctx: 512{threads_line}
+nodes:{nodes}
+edges:
+  - from: __start__
+    to: first
+  - from: first
+    to: generate
+  - from: generate
+    to: __end__
+"""
+
+
+def runner(command: list[str], env: dict[str, str], texts: set[str]):
+    """A measure: wall/CPU of the whole run, load+first token, tokens/s; the text goes into `texts`."""
+    def measure() -> dict[str, float]:
+        times, done = timed_run([*command, "--input", "{}"], env=env)
+        node_seconds = {int(step): float(seconds) for step, seconds in NODE_TIME.findall(done.stderr)}
+        state = json.loads(done.stdout)
+        texts.add(state["generate_text"])
+        return {**times, "first": node_seconds[1], "tok/s": state["generate_usage"]["completion_tokens"] / node_seconds[2],
+                "tokens": state["generate_usage"]["completion_tokens"]}
+    return measure
+
+
+def main() -> None:
+    found = defaults()
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--appimage", type=Path, default=found.appimage, help=f"default {found.appimage}")
+    parser.add_argument("--onedir-tea", type=Path, default=found.onedir_tea, help=f"default {found.onedir_tea}")
+    parser.add_argument("--model", type=Path, default=found.model, help=f"the plain GGUF, default {found.model}")
+    parser.add_argument("--tokens", type=int, default=64)
+    parser.add_argument("--threads", type=int, help="llama.cpp threads (default: tea's, all usable cores)")
+    parser.add_argument("--runs", type=int, default=5)
+    args = parser.parse_args()
+    require(args.appimage, "the LLM AppImage (--appimage)")
+    require(args.onedir_tea, "the onedir tea (--onedir-tea)")
+    require(args.model, "the GGUF model (--model)")
+    env = {k: v for k, v in os.environ.items() if k != "TEA_MODEL_PATH"}
+    texts: set[str] = set()
+    with tempfile.TemporaryDirectory(prefix="tea-inference-bench-") as scratch:
+        agent = Path(scratch) / "agent.yaml"
+        agent.write_text(agent_yaml(args.tokens, args.threads))
+        header(f"load + first token and {args.tokens}-token generation", args.runs)
+        results = alternate({
+            "AppImage": runner([str(args.appimage), "run", str(agent)], env, texts),
+            "plain GGUF": runner([str(args.onedir_tea), "run", str(agent)], {**env, "TEA_MODEL_PATH": str(args.model)},
+                                 texts)}, args.runs, warmup=1)
+    report(results, texts)
+
+
+def report(results: dict[str, dict[str, float]], texts: set[str]) -> None:
+    for name, result in results.items():
+        print(f"{name:10s} load+first token {result['first']:6.2f} s  {result['tok/s']:6.1f} tok/s "
+              f"({result['tokens']:.0f} tokens)  whole run {result['wall']:6.2f} s  CPU {result['cpu']:6.2f} s")
+    print(f"generated text identical in every run: {'yes' if len(texts) == 1 else f'NO ({len(texts)} variants)'}; "
+          f"load average after: {load_average()}")
+    appimage, plain = results["AppImage"], results["plain GGUF"]
+    ratio("load + first token, AppImage / plain", appimage["first"] / plain["first"], 1.15, at_most=True)
+    ratio("tokens/s, AppImage / plain", appimage["tok/s"] / plain["tok/s"], 0.95, at_most=False)
+
+
+if __name__ == "__main__":
+    main()
