@@ -1,11 +1,12 @@
 """Shared by the benchmarks: where the release inputs are, alternating runs, medians and ratios.
 
 Benchmarks report, they do not assert: a missed goal is printed, the exit code stays 0. A missing
-input is a user mistake and ends the run with one line (exit 2).
+input is a user mistake and ends the run with one line (exit 1).
 """
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import os
 import resource
@@ -49,11 +50,26 @@ def defaults() -> Defaults:
                     runtime=settings.arch_dir / "runtime" / f"runtime-{settings.arch}")
 
 
-def require(path: Path, what: str, hint: str = "build it with `invoke release --model gemma-3-270m`") -> Path:
-    """The input, or exit 2 with one line naming the flag that overrides it."""
-    if not path.exists():
-        raise SystemExit(f"{what} not found at {path}: {hint}, or pass its path")
-    return path
+INPUTS = {"appimage": "the LLM AppImage", "appdir": "the LLM AppDir", "onedir_tea": "the onedir tea",
+          "app_dir": "the_edge_agent as installed for the build", "venv": "the LLM build venv",
+          "model": "the plain GGUF model", "runtime": "the AppImage runtime"}
+
+
+def input_flags(parser: argparse.ArgumentParser, *names: str) -> None:
+    """One `--name PATH` flag per input, defaulting to where the release build left it."""
+    found = defaults()
+    for name in names:
+        parser.add_argument(f"--{name.replace('_', '-')}", type=Path, default=getattr(found, name),
+                            help=f"{INPUTS[name]}, default %(default)s")
+
+
+def require(args: argparse.Namespace, *names: str) -> None:
+    """Exit with one line naming the flag when an input is missing."""
+    for name in names:
+        path = getattr(args, name)
+        if path is None or not path.exists():
+            raise SystemExit(f"{INPUTS[name]} not found at {path}: build it with "
+                             f"`invoke release --model {MODEL}`, or pass --{name.replace('_', '-')}")
 
 
 def alternate(variants: dict[str, Callable[[], dict[str, float]]], runs: int,

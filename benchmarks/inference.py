@@ -21,7 +21,7 @@ import re
 import tempfile
 from pathlib import Path
 
-from _common import alternate, defaults, header, load_average, ratio, require, timed_run
+from _common import alternate, header, input_flags, load_average, ratio, require, timed_run
 
 PROMPT = "List the first forty prime numbers, one per line."
 NODE_TIME = re.compile(r"\[(\d+)\] \S+ done in ([0-9.]+)s")
@@ -70,18 +70,13 @@ def runner(command: list[str], env: dict[str, str], texts: set[str]):
 
 
 def main() -> None:
-    found = defaults()
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--appimage", type=Path, default=found.appimage, help=f"default {found.appimage}")
-    parser.add_argument("--onedir-tea", type=Path, default=found.onedir_tea, help=f"default {found.onedir_tea}")
-    parser.add_argument("--model", type=Path, default=found.model, help=f"the plain GGUF, default {found.model}")
+    input_flags(parser, "appimage", "onedir_tea", "model")
     parser.add_argument("--tokens", type=int, default=64)
     parser.add_argument("--threads", type=int, help="llama.cpp threads (default: tea's, all usable cores)")
     parser.add_argument("--runs", type=int, default=5)
     args = parser.parse_args()
-    require(args.appimage, "the LLM AppImage (--appimage)")
-    require(args.onedir_tea, "the onedir tea (--onedir-tea)")
-    require(args.model, "the GGUF model (--model)")
+    require(args, "appimage", "onedir_tea", "model")
     env = {k: v for k, v in os.environ.items() if k != "TEA_MODEL_PATH"}
     texts: set[str] = set()
     with tempfile.TemporaryDirectory(prefix="tea-inference-bench-") as scratch:

@@ -4,7 +4,8 @@
                                    [--runs 5] [--explain]
 
 Candidate: the pipeline's one-pass builtin packager (release/package.py AppImageStep): mksquashfs
-writes the image behind a gap the size of the runtime, then the runtime is written into the gap.
+writes the image behind a gap the size of the runtime, then the runtime is written into the gap
+(a missing --runtime is compiled into the scratch dir first).
 Baseline: `cp` of the GGUF to the same file system, the least any packager has to do. Outputs are
 deleted after every run. The breakdown packs the two halves of the AppDir on their own: the code
 (zstd) and the model (stored uncompressed); for a multi-GB model the ratio tends to the model
@@ -24,7 +25,7 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
-from _common import alternate, defaults, header, load_average, ratio, require, timed
+from _common import alternate, header, input_flags, load_average, ratio, require, timed
 
 from release import appimage, runtime_build, squashfs
 
@@ -99,19 +100,14 @@ def report(results: dict[str, dict[str, float]], model_size: int) -> None:
 
 
 def main() -> None:
-    found = defaults()
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--appdir", type=Path, default=found.appdir, help=f"default {found.appdir}")
-    parser.add_argument("--runtime", type=Path, default=found.runtime,
-                        help=f"default {found.runtime}; compiled into the scratch dir if missing")
-    parser.add_argument("--model", type=Path, default=found.model, help=f"default {found.model}")
+    input_flags(parser, "appdir", "runtime", "model")
     parser.add_argument("--scratch", type=Path, default=Path(tempfile.gettempdir()),
                         help="where outputs are written (same file system as the model, ideally)")
     parser.add_argument("--runs", type=int, default=5)
-    parser.add_argument("--explain", action="store_true", help="also time the code part at other settings")
+    parser.add_argument("--explain", action="store_true", help="also time the parts at other settings")
     args = parser.parse_args()
-    require(args.appdir / "AppRun", "the LLM AppDir (--appdir)")
-    require(args.model, "the GGUF model (--model)")
+    require(args, "appdir", "model")
     if os.stat(args.scratch).st_dev != os.stat(args.model).st_dev:
         print(f"note: {args.scratch} and {args.model} are on different file systems")
     header("packaging the LLM AppImage vs cp of its model", args.runs)

@@ -19,7 +19,7 @@ import os
 import subprocess
 from pathlib import Path
 
-from _common import alternate, defaults, header, load_average, mounted, ratio, require, timed_run
+from _common import alternate, header, input_flags, load_average, mounted, ratio, require, timed_run
 
 from release import freeze
 from release.config import Flavor
@@ -54,20 +54,12 @@ def version_runner(command: Path):
 
 
 def main() -> None:
-    found = defaults()
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--appimage", type=Path, default=found.appimage, help=f"default {found.appimage}")
-    parser.add_argument("--onedir-tea", type=Path, default=found.onedir_tea, help=f"default {found.onedir_tea}")
-    parser.add_argument("--venv", type=Path, default=found.venv, help=f"LLM build venv, default {found.venv}")
-    parser.add_argument("--app-dir", type=Path, default=found.app_dir,
-                        help=f"the_edge_agent as installed for the build, default {found.app_dir}")
+    input_flags(parser, "appimage", "onedir_tea", "venv", "app_dir")
     parser.add_argument("--onefile-dir", type=Path, default=Path("/tmp/tea-bench-onefile"))
     parser.add_argument("--runs", type=int, default=20)
     args = parser.parse_args()
-    for path, what in ((args.appimage, "the LLM AppImage (--appimage)"), (args.onedir_tea, "the onedir tea (--onedir-tea)"),
-                       (args.venv / "bin" / "pyinstaller", "the build venv's PyInstaller (--venv)"),
-                       (args.app_dir / "the_edge_agent", "the build's app dir (--app-dir)")):
-        require(path, what)
+    require(args, "appimage", "onedir_tea", "venv", "app_dir")
     onefile = ensure_onefile(args.onefile_dir, args.venv, args.app_dir)
     header("tea --version", args.runs)
     with mounted(args.appimage) as mountpoint:
