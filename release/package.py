@@ -27,7 +27,7 @@ class PackagerStep(BaseStep):
         return [self.runtime_path(ctx)] if ctx.settings.packager in ("auto", "builtin") else []
 
     def runtime_path(self, ctx: Context) -> Path:
-        return ctx.settings.arch_dir / "runtime" / "runtime"
+        return ctx.settings.arch_dir / "runtime" / f"runtime-{ctx.settings.arch}"
 
     def run(self, ctx: Context) -> dict:
         settings = ctx.settings
