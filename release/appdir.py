@@ -16,7 +16,7 @@ from pathlib import Path
 from . import audit, freeze, log
 from .config import Flavor, Settings
 from .errors import BuildError
-from .pipeline import BaseStep, Context, hash_tree
+from .pipeline import BaseStep, Context, code_of, hash_tree
 
 ASSETS = Path(__file__).with_name("assets")
 APP_ID = "tea-python"
@@ -96,7 +96,8 @@ class AppDirStep(BaseStep):
         self.after = (f"freeze-{flavor.name}", "model") if flavor.llm else (f"freeze-{flavor.name}",)
 
     def inputs(self, ctx: Context) -> dict:
-        return {"assets": hash_tree(ASSETS), "model": ctx.settings.model.filename if self.flavor.llm else None}
+        return {"assets": hash_tree(ASSETS), "code": code_of(audit),
+                "model": ctx.settings.model.filename if self.flavor.llm else None}
 
     def outputs(self, ctx: Context) -> list[Path]:
         return [appdir_path(ctx.settings, self.flavor) / "AppRun"]

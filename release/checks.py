@@ -7,7 +7,7 @@ from typing import Callable
 
 from . import clean_system, freeze, rootfs, verify
 from .config import Flavor
-from .pipeline import BaseStep, Context
+from .pipeline import BaseStep, Context, code_of
 
 Check = Callable[[Context, Flavor, Path], dict]
 
@@ -36,6 +36,9 @@ class CheckStep(BaseStep):
         self.flavor, self.check = flavor, check
         self.name = f"{kind}-{flavor.name}"
         self.after = (f"appimage-{flavor.name}",)
+
+    def inputs(self, ctx: Context) -> dict:
+        return {"code": code_of(verify, clean_system, rootfs)}
 
     def run(self, ctx: Context) -> dict:
         return self.check(ctx, self.flavor, Path(ctx.results[f"appimage-{self.flavor.name}"]["path"]))

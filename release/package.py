@@ -10,7 +10,7 @@ from pathlib import Path
 
 from . import appdir, appimage, cross, download, packagers, runtime_build, squashfs
 from .config import Flavor
-from .pipeline import BaseStep, Context, hash_files
+from .pipeline import BaseStep, Context, code_of, hash_files
 
 
 class PackagerStep(BaseStep):
@@ -45,6 +45,9 @@ class AppImageStep(BaseStep):
         self.flavor = flavor
         self.name = f"appimage-{flavor.name}"
         self.after = ("packager", f"appdir-{flavor.name}")
+
+    def inputs(self, ctx: Context) -> dict:
+        return {"code": code_of(squashfs, appimage, packagers)}
 
     def outputs(self, ctx: Context) -> list[Path]:
         return [ctx.settings.appimage_path(self.flavor)]

@@ -15,6 +15,7 @@ import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import ModuleType
 from typing import Any, Protocol
 
 from . import log
@@ -79,6 +80,11 @@ def hash_files(paths: list[Path]) -> str:
     for path in sorted(paths):
         digest.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
     return digest.hexdigest()
+
+
+def code_of(*modules: ModuleType) -> str:
+    """A digest of the modules a step calls into, so changing them reruns the step."""
+    return hash_files([Path(inspect.getsourcefile(module)) for module in modules])
 
 
 def fingerprint(step: Step, ctx: Context) -> str:

@@ -2,9 +2,10 @@
 
 The GGUF model is stored uncompressed through mksquashfs's `uncompressed` action: it compresses
 by ~6% at 10-50x the time, and uncompressed blocks are also the fastest to read through FUSE.
-Code is compressed with zstd level 9, measured against gzip and other zstd levels on a 47 MB
+Code is compressed with zstd level 3, measured against gzip and other zstd levels on a 47 MB
 Python tree (2 cores): zstd-3 0.3 s/13.2 MB, zstd-9 1.2 s/12.1 MB, zstd-15 (default) 8.2 s/11.4 MB,
-gzip-6 2.0 s/12.7 MB, gzip-9 5.2 s/12.6 MB, xz 19 s/10.6 MB.
+gzip-6 2.0 s/12.7 MB, gzip-9 5.2 s/12.6 MB, xz 19 s/10.6 MB; on the 91 MB LLM onedir zstd-3 takes
+0.6 s against 2.5 s for zstd-9, for 1% more AppImage (benchmarks/packaging.py --explain).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from pathlib import Path
 from . import log
 from .errors import BuildError
 
-DEFAULT_LEVELS = {"zstd": 9, "gzip": 9, "xz": None, "lz4": None, "lzo": None}
+DEFAULT_LEVELS = {"zstd": 3, "gzip": 9, "xz": None, "lz4": None, "lzo": None}
 
 
 def source_date_epoch() -> int:
