@@ -38,7 +38,7 @@ def split_list(value: str | None) -> frozenset[str]:
 def run_pipeline(settings: config.Settings, last_stage: str, *, skip: str | None = None,
                  force: str | None = None) -> Context:
     if last_stage not in ("deps", "model"):
-        cross.require_runnable(settings.arch)
+        cross.require_runnable(settings.arch, settings)
     steps = plan.steps_until(settings, last_stage, skip=split_list(skip))
     ctx = run(steps, Context(settings, force=split_list(force)))
     log.info(f"{last_stage}: finished; outputs in {settings.dist_dir if last_stage == 'checksums' else settings.build_dir}")

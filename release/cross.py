@@ -25,7 +25,7 @@ import zipfile
 from pathlib import Path
 
 from . import arch as arches
-from . import deps, freeze, log, proc, rootfs
+from . import config, deps, freeze, log, proc, rootfs
 from .config import REPO, Flavor, Settings
 from .errors import ConfigError
 
@@ -40,7 +40,6 @@ root=$1; shift
 mount -t proc proc "$root/proc"
 mount --rbind /dev "$root/dev"
 mount -t tmpfs -o mode=1777 tmp "$root/tmp"
-cp /etc/resolv.conf "$root/etc/resolv.conf"
 while [ "$1" != "--" ]; do
     mkdir -p "$root$1"; mount --bind "$1" "$root$1"; shift
 done
@@ -86,17 +85,16 @@ def ensure_binfmt(arch: str, binfmt_dir: Path = arches.BINFMT_DIR, *, register: 
                       f"{arches.QEMU_BINFMT[arch]} binfmt entry); as root run: {binfmt_fix(arch)}")
 
 
-def require_runnable(arch: str) -> str:
+def require_runnable(arch: str, settings: Settings | None = None) -> str:
     """arch.require_runnable, after registering emulation, and with the target's loader for qemu.
 
-    Dynamic target programs (the frozen tea) need the target's ld.so and libc: qemu-user finds
-    them under QEMU_LD_PREFIX, here the cross toolchain's target libc (installed with the compiler).
+    Dynamic target programs (the frozen tea) need the target's ld.so, libc and zlib: qemu-user
+    looks for them under QEMU_LD_PREFIX, here the build root (a Debian of the target arch).
     """
     if arch != arches.host_arch() and arch in arches.QEMU_BINFMT:
         ensure_binfmt(arch)
-        prefix = Path(f"/usr/{arch}-linux-gnu")
-        if prefix.is_dir():
-            os.environ.setdefault("QEMU_LD_PREFIX", str(prefix))
+        root = build_root(settings or config.resolve(arch=arch))
+        os.environ.setdefault("QEMU_LD_PREFIX", str(root))
     return arches.require_runnable(arch)
 
 
@@ -212,18 +210,31 @@ def bind_dirs(settings: Settings) -> list[Path]:
 
 
 def pip_config_env() -> dict[str, str]:
-    """pip settings of the host that make sense inside too (the index), not its local paths."""
-    return {k: v for k, v in os.environ.items()
-            if k.startswith("PIP_") and k not in ("PIP_FIND_LINKS", "PIP_CERT")}
+    """pip settings of the host that make sense inside too (the index, its CA), not local wheel dirs."""
+    return {k: v for k, v in os.environ.items() if k.startswith("PIP_") and k != "PIP_FIND_LINKS"}
 
 
-def inside_command(settings: Settings, command: list[str]) -> list[str]:
-    """`command` run chrooted in the build root, as a host argv."""
+def sync_host_files(root: Path) -> None:
+    """The host's name resolution and pip's CA bundle (a proxy's CA, on some networks), copied in."""
+    for name in ("/etc/resolv.conf", os.environ.get("PIP_CERT", "")):
+        if name and Path(name).is_file():
+            target = root / name.lstrip("/")
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(name, target)
+
+
+def inside_command(settings: Settings, command: list[str], *, inherit_env: bool = False) -> list[str]:
+    """`command` run chrooted in the build root, as a host argv: with a clean environment (plus
+    the index settings of pip), or with the caller's (minus qemu's host-side loader prefix)."""
     root = build_root(settings)
+    sync_host_files(root)
+    if inherit_env:
+        env = ["/usr/bin/env", "-u", "QEMU_LD_PREFIX"]
+    else:
+        env = ["/usr/bin/env", "-i", "PATH=/usr/local/bin:/usr/bin:/bin", "HOME=/root", "LANG=C.UTF-8",
+               *(f"{k}={v}" for k, v in pip_config_env().items())]
     return ["unshare", "--mount", "--fork", "sh", "-c", _ENTER, "enter", str(root),
-            *map(str, bind_dirs(settings)), "--", "/usr/bin/env", "-i",
-            "PATH=/usr/local/bin:/usr/bin:/bin", "HOME=/root", "LANG=C.UTF-8",
-            *(f"{k}={v}" for k, v in pip_config_env().items()), *command]
+            *map(str, bind_dirs(settings)), "--", *env, *command]
 
 
 def run_inside(settings: Settings, command: list[str], *, what: str, log_name: str,
@@ -267,7 +278,7 @@ def ensure_venv(settings: Settings, flavor: Flavor) -> Path:
     return target
 
 
-def freeze(settings: Settings, flavor: Flavor, step_name: str) -> dict:
+def freeze_in_build_root(settings: Settings, flavor: Flavor, step_name: str) -> dict:
     """freeze.FreezeStep.run for a foreign arch: pip and PyInstaller inside, strip with the cross binutils."""
     inside = venv_inside(settings, flavor)
     work = freeze.onedir(settings, flavor).parent.parent
@@ -288,9 +299,7 @@ def freeze(settings: Settings, flavor: Flavor, step_name: str) -> dict:
                env={"PYTHONHASHSEED": "0", "SOURCE_DATE_EPOCH": "0", "PYTHONPATH": str(app)})
     onedir = freeze.onedir(settings, flavor)
     deduped = freeze.dedupe_shared_libs(onedir)
-    libraries = [p for p in (onedir / "_internal" / "llama_cpp" / "lib").glob("*.so*") if not p.is_symlink()]
-    if libraries:
-        proc.run([f"{settings.arch}-linux-gnu-strip", "--strip-unneeded", *libraries], what="strip")
+    freeze.strip_own_libraries(onedir, strip=f"{settings.arch}-linux-gnu-strip")
     freeze.check_frozen(onedir / "tea", settings.version)
     return {"onedir": str(onedir), "deduplicated_libs": deduped, "built_in": "emulated build root"}
 
@@ -298,7 +307,7 @@ def freeze(settings: Settings, flavor: Flavor, step_name: str) -> dict:
 def source_tea(settings: Settings, flavor: Flavor) -> tuple[list[str], dict[str, str]]:
     """The unfrozen tea of this build, run chrooted in the build root (the reference answer)."""
     inside = venv_inside(settings, flavor)
-    command = inside_command(settings, [f"{inside}/bin/python", "-c", freeze.ENTRY_SCRIPT])
+    command = inside_command(settings, [f"{inside}/bin/python", "-c", freeze.ENTRY_SCRIPT], inherit_env=True)
     return command, {"PYTHONPATH": str(freeze.app_dir(settings, flavor))}
 
 

@@ -95,13 +95,13 @@ def dedupe_shared_libs(root: Path) -> int:
     return replaced
 
 
-def strip_own_libraries(root: Path) -> int:
+def strip_own_libraries(root: Path, strip: str = "strip") -> int:
     """Strip the llama.cpp libraries we compiled. Not PyInstaller's --strip: it also strips the
     patchelf-edited libraries vendored by manylinux wheels (numpy's OpenBLAS), which corrupts them
     ("ELF load command address/offset not page-aligned")."""
     libraries = [p for p in (root / "_internal" / "llama_cpp" / "lib").glob("*.so*") if not p.is_symlink()]
     if libraries:
-        proc.run(["strip", "--strip-unneeded", *libraries], what="strip")
+        proc.run([strip, "--strip-unneeded", *libraries], what="strip")
     return len(libraries)
 
 
@@ -131,7 +131,7 @@ class FreezeStep(BaseStep):
     def run(self, ctx: Context) -> dict:
         settings, flavor = ctx.settings, self.flavor
         if cross.is_cross(settings):
-            return cross.freeze(settings, flavor, self.name)
+            return cross.freeze_in_build_root(settings, flavor, self.name)
         venv, pip = deps.venv_dir(settings, flavor), deps.venv_bin(settings, flavor, "pip")
         work = onedir(settings, flavor).parent.parent
         for stale in (work, app_dir(settings, flavor)):
