@@ -70,19 +70,52 @@ def binfmt_fix(arch: str) -> str:
 
 def ensure_binfmt(arch: str, binfmt_dir: Path = arches.BINFMT_DIR, *, register: bool | None = None) -> None:
     """Register qemu-user for `arch` when root (a fresh CI machine has nothing); else one line with the fix."""
-    if arches.binfmt_registered(arch, binfmt_dir):
-        return
     if register is None:
         register = os.geteuid() == 0
-    if register and shutil.which("update-binfmts"):
+    if not arches.binfmt_registered(arch, binfmt_dir) and register and shutil.which("update-binfmts"):
         if not (binfmt_dir / "register").exists():
             subprocess.run(["mount", "-t", "binfmt_misc", "binfmt_misc", str(binfmt_dir)], capture_output=True)
         subprocess.run(["update-binfmts", "--enable", arches.QEMU_BINFMT[arch]], capture_output=True)
         if arches.binfmt_registered(arch, binfmt_dir):
             log.info(f"registered {arches.QEMU_BINFMT[arch]} with binfmt_misc (emulated {arch})")
+    if not arches.binfmt_registered(arch, binfmt_dir):
+        raise ConfigError(f"this {arches.host_arch()} host cannot run {arch} binaries (no enabled "
+                          f"{arches.QEMU_BINFMT[arch]} binfmt entry); as root run: {binfmt_fix(arch)}")
+    ensure_appimage_binfmt(arch, binfmt_dir, register=register)
+
+
+# qemu's binfmt entries require zeros in ELF ident bytes 8..15, where a type-2 AppImage has `AI\x02`:
+# without an entry of their own, foreign AppImages fail with "Exec format error".
+E_MACHINE = {"aarch64": b"\xb7\x00", "x86_64": b"\x3e\x00"}
+
+
+def appimage_binfmt_rule(arch: str, interpreter: str, flags: str) -> str:
+    """The binfmt_misc `register` line: qemu's ELF match, but with `AI\x02` at offset 8."""
+    magic = b"\x7fELF\x02\x01\x01\x00AI\x02\x00\x00\x00\x00\x00\x02\x00" + E_MACHINE[arch]
+    mask = b"\xff" * 7 + b"\x00" + b"\xff" * 8 + b"\xfe\xff\xff\xff"
+    return f":appimage-{arch}:M::{_escape(magic)}:{_escape(mask)}:{interpreter}:{flags}"
+
+
+def _escape(data: bytes) -> str:
+    return "".join(f"\\x{byte:02x}" for byte in data)
+
+
+def ensure_appimage_binfmt(arch: str, binfmt_dir: Path, *, register: bool) -> None:
+    """Hand `arch` AppImages to the interpreter (and flags) of qemu's own entry."""
+    try:
+        if (binfmt_dir / f"appimage-{arch}").read_text().startswith("enabled"):
             return
-    raise ConfigError(f"this {arches.host_arch()} host cannot run {arch} binaries (no enabled "
-                      f"{arches.QEMU_BINFMT[arch]} binfmt entry); as root run: {binfmt_fix(arch)}")
+    except OSError:
+        pass
+    qemu = (binfmt_dir / arches.QEMU_BINFMT[arch]).read_text().splitlines()
+    interpreter = next(line.split(None, 1)[1] for line in qemu if line.startswith("interpreter "))
+    flags = next((line.split(None, 1)[1] for line in qemu if line.startswith("flags:")), "").strip()
+    rule = appimage_binfmt_rule(arch, interpreter, flags)
+    if not register:
+        raise ConfigError(f"{arch} AppImages cannot run here (qemu's binfmt entry does not match their "
+                          f"AI\\x02 header); as root run: echo '{rule}' > {binfmt_dir / 'register'}")
+    (binfmt_dir / "register").write_text(rule)
+    log.info(f"registered appimage-{arch} with binfmt_misc ({arch} AppImages run through {interpreter})")
 
 
 def require_runnable(arch: str, settings: Settings | None = None) -> str:

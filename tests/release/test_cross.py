@@ -99,9 +99,43 @@ def test_drop_cpu_variants_refuses_a_changed_source(tmp_path):
     assert cmake_lists.read_text() == CMAKE_LISTS
 
 
-def test_enabled_binfmt_entry_is_enough(tmp_path):
-    (tmp_path / "qemu-aarch64").write_text("enabled\ninterpreter /usr/libexec/qemu-binfmt/aarch64-binfmt-P\n")
+QEMU_ENTRY = "enabled\ninterpreter /usr/libexec/qemu-binfmt/aarch64-binfmt-P\nflags: PF\noffset 0\n"
+
+
+def test_enabled_binfmt_entries_are_enough(tmp_path):
+    (tmp_path / "qemu-aarch64").write_text(QEMU_ENTRY)
+    (tmp_path / "appimage-aarch64").write_text("enabled\n")
     cross.ensure_binfmt("aarch64", tmp_path, register=False)
+
+
+def test_appimage_rule_matches_a_type2_header_only(tmp_path):
+    """The rule's magic/mask accept our AppImage's first bytes and reject a plain aarch64 ELF."""
+    rule = cross.appimage_binfmt_rule("aarch64", "/usr/libexec/qemu-binfmt/aarch64-binfmt-P", "PF")
+    name, kind, offset, magic, mask, interpreter, flags = rule.split(":")[1:]
+    assert (name, kind, offset, interpreter, flags) == (
+        "appimage-aarch64", "M", "", "/usr/libexec/qemu-binfmt/aarch64-binfmt-P", "PF")
+    magic_bytes, mask_bytes = (bytes.fromhex(v.replace("\\x", "")) for v in (magic, mask))
+    matches = lambda head: all(h & m == g & m for h, m, g in zip(head, mask_bytes, magic_bytes))  # noqa: E731
+    elf = bytearray(b"\x7fELF\x02\x01\x01" + bytes(9) + b"\x02\x00\xb7\x00")
+    assert not matches(elf)
+    elf[8:11] = b"AI\x02"
+    assert matches(elf)
+    elf[18] = 0x3e  # x86_64
+    assert not matches(elf)
+
+
+def test_appimage_entry_is_registered_with_qemus_interpreter(tmp_path):
+    (tmp_path / "qemu-aarch64").write_text(QEMU_ENTRY)
+    (tmp_path / "register").write_text("")
+    cross.ensure_binfmt("aarch64", tmp_path, register=True)
+    assert (tmp_path / "register").read_text() == cross.appimage_binfmt_rule(
+        "aarch64", "/usr/libexec/qemu-binfmt/aarch64-binfmt-P", "PF")
+
+
+def test_missing_appimage_entry_without_root_gives_the_rule(tmp_path):
+    (tmp_path / "qemu-aarch64").write_text(QEMU_ENTRY)
+    with pytest.raises(ConfigError, match=r"AppImages cannot run here .* > .*register$"):
+        cross.ensure_binfmt("aarch64", tmp_path, register=False)
 
 
 @pytest.mark.parametrize("entry", [None, "disabled\n", ""])
