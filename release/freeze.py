@@ -137,7 +137,9 @@ class FreezeStep(BaseStep):
         for stale in (work, app_dir(settings, flavor)):
             shutil.rmtree(stale, ignore_errors=True)
         work.mkdir(parents=True)
-        proc.run([pip, "install", "-q", "--no-deps", "--no-compile", "--target", app_dir(settings, flavor), APP_SOURCE],
+        # No build isolation: the venv's own setuptools builds it, so this works offline too.
+        proc.run([pip, "install", "-q", "--no-deps", "--no-build-isolation", "--no-compile",
+                  "--target", app_dir(settings, flavor), APP_SOURCE],
                  what="installing the_edge_agent for the build", log_file=settings.arch_dir / f"{self.name}.log")
         entry = work / "tea_entry.py"
         entry.write_text(ENTRY_SCRIPT)

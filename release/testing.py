@@ -19,11 +19,17 @@ from .config import REPO
 TEST_MODEL = "gemma-3-270m"
 
 
-def install_app_for_tests(settings: config.Settings) -> None:
+def install_app_for_tests(settings: config.Settings) -> dict[str, str]:
+    """Install the app (editable, with the portable llama wheel) here, and build the offline
+    wheelhouse from which tests make a second environment without llama-cpp-python."""
     llm_flavor = next(f for f in settings.flavors if f.llm)
     wheel = deps.ensure_llama_wheel(settings, deps.venv_bin(settings, llm_flavor, "pip"))
-    subprocess.run([sys.executable, "-m", "pip", "install", "-q", str(wheel), "-e", f"{REPO / 'python'}[dev]",
+    pip = [sys.executable, "-m", "pip"]
+    subprocess.run([*pip, "install", "-q", str(wheel), "-e", f"{REPO / 'python'}[dev]",
                     "-r", str(REPO / "requirements-dev.txt")], check=True)
+    wheelhouse = settings.build_dir / "test-wheelhouse"
+    subprocess.run([*pip, "wheel", "-q", "-w", str(wheelhouse), str(REPO / "python")], check=True)
+    return {"TEA_TEST_WHEELHOUSE": str(wheelhouse)}
 
 
 def run_test_suite(*, fast: bool, pytest_args: str) -> int:
@@ -35,7 +41,7 @@ def run_test_suite(*, fast: bool, pytest_args: str) -> int:
                    TEA_TEST_BUILD=str(settings.build_dir), TEA_TEST_CACHE=str(settings.cache_dir))
     else:
         run_pipeline(settings, "deps")
-    install_app_for_tests(settings)
+    env.update(install_app_for_tests(settings))
     command = [sys.executable, "-m", "pytest", "-n", "2", *(["-m", "not slow"] if fast else []), *pytest_args.split()]
     log.info("running: " + " ".join(command))
     return subprocess.run(command, cwd=REPO, env=env).returncode
