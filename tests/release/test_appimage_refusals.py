@@ -17,7 +17,7 @@ ELF_AARCH64 = 0xB7
 @pytest.fixture
 def plain_appimage(tmp_path) -> Path:
     dist = os.environ.get("TEA_TEST_DIST")
-    found = sorted(Path(dist).glob("tea-python-[0-9]*.AppImage")) if dist else []
+    found = sorted(Path(dist).glob(f"tea-python-[0-9]*-{arch.host_arch()}.AppImage")) if dist else []
     if not found:
         pytest.skip("TEA_TEST_DIST has no plain AppImage: run through `invoke test`")
     copy = tmp_path / found[0].name
