@@ -64,6 +64,8 @@ def ensure_rootfs(cache_dir: Path, *, arch: str = "x86_64", suite: str = "bookwo
     tarball.parent.mkdir(parents=True, exist_ok=True)
     with _locked(tarball.with_name(tarball.name + ".lock")):
         if not tarball.exists():
+            emulated = "" if arch == host_arch() else ", emulated: ~6-10 min"
+            log.info(f"debootstrap {suite} {arch} into the cache (once{emulated}): {tarball.name}")
             _build_tarball(tarball, arch, suite, include)
     return tarball
 
