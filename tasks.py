@@ -47,27 +47,25 @@ appimage = build_task("appimage", "Package the AppDir into dist/<name>.AppImage.
 release = build_task("checksums", "The whole release: build, verify, SHA256SUMS and manifest.json.",
                      name="release")
 
-CHECK_HELP = {"path": "an AppImage (default: build it, then check the ones in dist/)"}
+CHECK_HELP = {"path": "an AppImage (default: every AppImage for this machine in --out)",
+              "out": "where to look without PATH (default: dist)"}
 
 
-@task(help=CHECK_HELP)
-@cli.one_line_errors
-def smoke(c, path=None):
-    """--version and --impl through the AppImage, with FUSE and with extract-and-run."""
-    if path:
-        cli.check_appimage(Path(path), functional=False)
-    else:
-        cli.run_pipeline(config.resolve(flavor="all"), "smoke")
+def check_task(name, doc, **checks):
+    """A task that runs some of the AppImage checks on PATH, or on what `invoke release` left."""
+
+    def body(c, path=None, out="dist"):
+        for appimage in [Path(path)] if path else cli.appimages_in(Path(out)):
+            cli.check_appimage(appimage, **checks)
+
+    body.__doc__ = doc
+    return task(cli.one_line_errors(body), name=name, help=CHECK_HELP)
 
 
-@task(help=CHECK_HELP)
-@cli.one_line_errors
-def functional(c, path=None):
-    """Run examples/llm/local-chat.yaml through the AppImage on its bundled model."""
-    if path:
-        cli.check_appimage(Path(path), smoke=False)
-    else:
-        cli.run_pipeline(config.resolve(flavor="all"), "functional")
+smoke = check_task("smoke", "--version and --impl through the AppImage, with FUSE and with extract-and-run.",
+                   functional=False)
+functional = check_task("functional", "Run the example agents through the AppImage (LLM: on its bundled model).",
+                        smoke=False)
 
 
 @task(help={"source": "AppImage path or URL, or a release directory / base URL",

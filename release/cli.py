@@ -10,6 +10,7 @@ from typing import Callable
 
 from invoke.exceptions import Exit
 
+from . import arch as arches
 from . import audit, config, cross, finalize, log, plan, verify
 from . import checksums as checksums_module
 from .errors import ConfigError, ReleaseError, VerifyError
@@ -57,6 +58,14 @@ def check_runnable_appimage(path: Path) -> Path:
         raise ConfigError(f"{path}: not executable; run: chmod +x {path}")
     cross.require_runnable(audit.elf_machine(path))
     return path
+
+
+def appimages_in(dist: Path) -> list[Path]:
+    """The AppImages in dist/ this machine runs natively (the ones `invoke release` just made)."""
+    found = sorted(dist.glob(f"*-{arches.host_arch()}.AppImage"))
+    if not found:
+        raise ConfigError(f"no {arches.host_arch()} AppImage in {dist}/: run `invoke release` first, or pass a PATH")
+    return found
 
 
 def manifest_entry(path: Path) -> dict:

@@ -117,3 +117,10 @@ def test_user_mistakes_are_one_line_without_traceback(args, message):
 def test_every_task_has_help():
     done = run_invoke("--help", "release")
     assert done.returncode == 0 and "--arch" in done.stdout and "x86_64|amd64" in done.stdout
+
+
+def test_checks_without_a_path_need_a_release_in_out(tmp_path):
+    done = run_invoke("smoke", "--out", str(tmp_path))
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert done.stderr.strip() == (f"error: no {arch.host_arch()} AppImage in {tmp_path}/: "
+                                   "run `invoke release` first, or pass a PATH")
