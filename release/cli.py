@@ -68,10 +68,12 @@ def appimages_in(dist: Path) -> list[Path]:
     return found
 
 
-def manifest_entry(path: Path) -> dict:
-    """The manifest record of an AppImage, from the manifest.json beside it (empty if none)."""
+def manifest_record(path: Path) -> tuple[dict, str]:
+    """The AppImage's record in the manifest.json beside it (empty if none), and the version it
+    must report: the manifest's, else this checkout's."""
     manifest = finalize.load_manifest(path.parent)
-    return next((a for a in manifest["artifacts"] if a["name"] == path.name), {})
+    entry = next((a for a in manifest["artifacts"] if a["name"] == path.name), {})
+    return entry, manifest.get("version") or config.project_version()
 
 
 def is_llm_appimage(path: Path, entry: dict) -> bool:
@@ -83,17 +85,17 @@ def check_appimage(path: Path, *, smoke: bool = True, functional: bool = True, c
     from . import clean_system, rootfs
 
     check_runnable_appimage(path)
-    entry, version = manifest_entry(path), config.project_version()
+    entry, version = manifest_record(path)
     llm = is_llm_appimage(path, entry)
     model_filename = (entry.get("model") or {}).get("filename") if llm else None
     if smoke:
-        log.info(f"smoke {path.name}: {verify.smoke(path, entry.get('version', version))}")
+        log.info(f"smoke {path.name}: {verify.smoke(path, version)}")
     if functional:
         result = verify.functional_llm(path, model_filename) if llm else verify.functional_plain(path)
         log.info(f"functional {path.name}: {result}")
     if clean:
         tarball = rootfs.ensure_rootfs(cache_dir or config.default_cache_dir(), arch=audit.elf_machine(path))
-        checked = clean_system.check_in_rootfs(tarball, path, version, model_filename=model_filename if llm else None)
+        checked = clean_system.check_in_rootfs(tarball, path, version, model_filename=model_filename)
         log.info(f"clean system {path.name}: {', '.join(checked)}")
 
 

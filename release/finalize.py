@@ -16,7 +16,7 @@ from . import checksums, reassemble, split
 from .config import REPO, Settings
 from .pipeline import BaseStep, Context
 
-MANIFEST = "manifest.json"
+MANIFEST = checksums.MANIFEST_NAME
 
 
 def git_commit() -> str:
@@ -49,10 +49,9 @@ def tool_versions(settings: Settings) -> dict:
 
 
 def load_manifest(dist: Path) -> dict:
-    try:
-        return json.loads((dist / MANIFEST).read_text())
-    except (OSError, ValueError):
-        return {"artifacts": []}
+    """dist/manifest.json, or an empty one before the first release into `dist`."""
+    path = dist / MANIFEST
+    return checksums.read_manifest(path) if path.exists() else {"artifacts": []}
 
 
 def write_manifest(dist: Path, manifest: dict) -> Path:

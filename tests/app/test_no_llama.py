@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tea_helpers import EXAMPLES, INSTALL_HINT, REPO, final_state, run_tea
+from tea_helpers import EXAMPLES, INSTALL_HINT, final_state, run_tea
 
 pytestmark = pytest.mark.slow
 
