@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
 from pathlib import Path
 
-from . import audit, freeze, log
+from . import audit, log, proc
+from .artifacts import Kind
 from .config import Flavor, Settings
 from .errors import BuildError
-from .pipeline import BaseStep, Context, code_of, hash_tree
+from .pipeline import BaseStep, Context
 
 ASSETS = Path(__file__).with_name("assets")
 APP_ID = "tea-python"
@@ -31,7 +31,7 @@ def link_or_copy(source: Path, target: Path) -> None:
     try:
         os.link(source, target)
     except OSError:
-        subprocess.run(["cp", "--reflink=auto", "--preserve=mode", str(source), str(target)], check=True)
+        proc.run(["cp", "--reflink=auto", "--preserve=mode", source, target], what="copying into the AppDir")
 
 
 def link_tree(source: Path, target: Path) -> None:
@@ -70,7 +70,7 @@ def validate_desktop_file(path: Path) -> None:
     if not shutil.which("desktop-file-validate"):
         log.warn("desktop-file-validate not installed; desktop entry not checked (run `invoke deps`)")
         return
-    done = subprocess.run(["desktop-file-validate", str(path)], capture_output=True, text=True)
+    done = proc.run(["desktop-file-validate", path], check=False)
     if done.returncode != 0 or done.stdout.strip():
         raise BuildError(f"{path.name} is not a valid desktop entry: {(done.stdout + done.stderr).strip()}")
 
@@ -96,17 +96,14 @@ class AppDirStep(BaseStep):
         self.after = (f"freeze-{flavor.name}", "model") if flavor.llm else (f"freeze-{flavor.name}",)
 
     def inputs(self, ctx: Context) -> dict:
-        return {"assets": hash_tree(ASSETS), "code": code_of(audit),
-                "model": ctx.settings.model.filename if self.flavor.llm else None}
-
-    def outputs(self, ctx: Context) -> list[Path]:
-        return [appdir_path(ctx.settings, self.flavor) / "AppRun"]
+        return {"assets": ASSETS, "version": ctx.settings.version}
 
     def run(self, ctx: Context) -> dict:
         settings = ctx.settings
-        model = Path(ctx.results["model"]["path"]) if self.flavor.llm else None
+        model = ctx.artifacts.get(Kind.MODEL).path if self.flavor.llm else None
         target = appdir_path(settings, self.flavor)
-        build_appdir(target, freeze.onedir(settings, self.flavor), settings.version, model)
+        build_appdir(target, ctx.artifacts.get(Kind.ONEDIR, self.flavor.name).path, settings.version, model)
         report = audit.audit_appdir(target, arch=settings.arch)
         log.info(f"{self.name}: {report.elf_count} ELF files resolve; minimum glibc {report.min_glibc}")
-        return {"appdir": str(target), "min_glibc": report.min_glibc}
+        ctx.register(Kind.APPDIR, target, flavor=self.flavor.name, min_glibc=report.min_glibc)
+        return {"elf_files": report.elf_count, "min_glibc": report.min_glibc}

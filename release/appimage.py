@@ -12,16 +12,15 @@ import ctypes.util
 import os
 import shutil
 import struct
-import subprocess
 import tempfile
 from pathlib import Path
 
+from . import proc
 from .errors import VerifyError
 
 MAGIC_OFFSET = 8
 MAGIC = b"AI\x02"
 REQUIRED_SECTIONS = (".upd_info", ".sha256_sig")
-COPY_CHUNK = 1 << 30
 
 
 def elf_end_offset(path: Path) -> int:
@@ -40,23 +39,11 @@ def elf_end_offset(path: Path) -> int:
     return shoff + shnum * shentsize
 
 
-def assemble_appimage(runtime: Path, squashfs: Path, out: Path) -> Path:
-    """`out` = runtime ++ squashfs, mode 755, written under a temp name and renamed into place."""
-    partial = out.with_name(f".{out.name}.partial")
-    with partial.open("wb") as dst:
-        for part in (runtime, squashfs):
-            with part.open("rb") as src:
-                _copy(src.fileno(), dst.fileno(), part.stat().st_size)
-    partial.chmod(0o755)
-    os.replace(partial, out)
-    return out
-
-
 def write_runtime_over(runtime: Path, image: Path, out: Path) -> Path:
     """Finish an image built with `make_squashfs(..., offset=runtime size)` without copying it.
 
     The squashfs already sits at the right offset; only the runtime bytes go in front, which
-    saves a full copy of a multi-GB model compared with `assemble_appimage`.
+    saves a full copy of a multi-GB model compared with concatenating runtime and image.
     """
     data = runtime.read_bytes()
     with image.open("r+b") as handle:
@@ -67,14 +54,6 @@ def write_runtime_over(runtime: Path, image: Path, out: Path) -> Path:
     image.chmod(0o755)
     os.replace(image, out)
     return out
-
-
-def _copy(src: int, dst: int, size: int) -> None:
-    while size > 0:
-        done = os.copy_file_range(src, dst, min(size, COPY_CHUNK))
-        if done == 0:
-            raise VerifyError("unexpected end of file while assembling the AppImage")
-        size -= done
 
 
 def validate_appimage(path: Path) -> None:
@@ -131,11 +110,8 @@ def _check_libappimage_type(path: Path) -> None:
 def _run_tool(command: list[str], what: str, timeout: float = 120) -> str:
     if shutil.which(command[0]) is None:
         raise VerifyError(f"{command[0]} not found: cannot check {what}")
-    try:
-        result = subprocess.run(command, capture_output=True, text=True, timeout=timeout,
-                                check=False)
-    except subprocess.TimeoutExpired:
-        raise VerifyError(f"{command[0]} timed out checking {what}") from None
+    result = proc.run(command, what=f"{command[0]} checking {what}", timeout=timeout, check=False,
+                      error=VerifyError)
     if result.returncode != 0:
         detail = (result.stderr.strip() or result.stdout.strip()).splitlines()[-1:]
         raise VerifyError(f"{command[0]} failed on {what}: {' '.join(detail)}")

@@ -88,7 +88,7 @@ def scan_appdir(appdir: Path, *, arch: str,
         if missing:
             unresolved[_rel(elf.path, appdir)] = missing
     foreign = [f"{_rel(elf.path, appdir)} ({elf.machine})" for elf in elfs if elf.machine != arch]
-    report = AuditReport(min_glibc=_highest(v for elf in elfs for v in elf.glibc_versions),
+    report = AuditReport(min_glibc=highest_version(v for elf in elfs for v in elf.glibc_versions),
                          unresolved=unresolved, elf_count=len(elfs), machine=arch)
     return report, foreign
 
@@ -97,11 +97,6 @@ def elf_machine(path: Path) -> str:
     """"x86_64" / "aarch64" (other machines by their lower-cased ELF name, e.g. "em_386")."""
     with path.open("rb") as handle:
         return _machine(ELFFile(handle))
-
-
-def glibc_floor(paths: Iterable[Path]) -> str:
-    """Highest GLIBC_x.y version the ELFs need ("" if none): the oldest glibc they run on."""
-    return _highest(v for path in paths for v in read_elf(Path(path)).glibc_versions)
 
 
 def read_elf(path: Path) -> ElfInfo:
@@ -162,7 +157,7 @@ def _glibc_versions(elf: ELFFile) -> frozenset[str]:
     return frozenset(m.group(1) for v in versions if (m := _GLIBC_VERSION.fullmatch(v)))
 
 
-def _highest(versions: Iterable[str]) -> str:
+def highest_version(versions: Iterable[str]) -> str:
     return max(versions, key=lambda v: tuple(int(part) for part in v.split(".")), default="")
 
 

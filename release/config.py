@@ -1,16 +1,19 @@
 """Options for one run, resolved once into frozen dataclasses.
 
-Cascade: `release/release.toml` (every pin and default) → task flags → environment
-(`TEA_RELEASE_CACHE`, `TEA_RELEASE_OFFLINE`). Nothing downstream reads flags, files or the
+Cascade: `release/release.toml` (every pin and every default) → task flags → environment
+(`TEA_RELEASE_CACHE`, `TEA_RELEASE_OFFLINE`). The pins file is parsed and validated here, once, into
+typed `Pins`; a bad entry is one line naming its key. Nothing downstream reads flags, files or the
 environment for configuration again.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import tomllib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from . import arch as arches
 from .download import RemoteFile
@@ -20,6 +23,10 @@ REPO = Path(__file__).resolve().parent.parent
 PINS_FILE = Path(__file__).with_name("release.toml")
 PYPROJECT = REPO / "python" / "pyproject.toml"
 PACKAGERS = ("auto", "builtin", "linuxdeploy", "appimagetool")
+OFFLINE_ENV = "TEA_RELEASE_OFFLINE"
+DIST_DIR = "dist"    # default --out
+BUILD_DIR = "build"  # default --build-dir
+_SHA256 = re.compile(r"[0-9a-f]{64}")
 
 
 @dataclass(frozen=True)
@@ -52,6 +59,72 @@ class Model:
 
 
 @dataclass(frozen=True)
+class PythonPins:
+    """The build venv: tools, and the portable llama-cpp-python build."""
+
+    requirements: tuple[str, ...]
+    llama_cpp_python: str
+    llama_cmake_args: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Tool:
+    """An external packaging tool, one pinned download per arch."""
+
+    name: str
+    version: str
+    downloads: dict[str, RemoteFile]
+
+    def for_arch(self, arch: str) -> RemoteFile:
+        if arch not in self.downloads:
+            raise ConfigError(f"no pin for {self.name} on {arch}: add [tools.{self.name}.{arch}] url/sha256 "
+                              f"to {PINS_FILE.name}")
+        return self.downloads[arch]
+
+
+@dataclass(frozen=True)
+class CrossPins:
+    """Building `arch` on a host of another arch (release/cross.py)."""
+
+    toolchain: tuple[str, ...]
+    build_root_packages: tuple[str, ...]
+    drop_cpu_variants: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Pins:
+    """Everything release.toml says, validated."""
+
+    default_model: str
+    default_flavor: str
+    asset_size_cap: int
+    flavors: dict[str, Flavor]
+    models: dict[str, Model]
+    python: PythonPins
+    apt_packages: tuple[str, ...]
+    tools: dict[str, Tool]
+    cross: dict[str, CrossPins]
+
+    def flavor_selection(self, requested: str) -> tuple[Flavor, ...]:
+        names = list(self.flavors) if requested == "all" else [requested]
+        unknown = [name for name in names if name not in self.flavors]
+        if unknown:
+            raise ConfigError(f"unknown flavor '{unknown[0]}': use one of {'|'.join([*self.flavors, 'all'])}")
+        return tuple(self.flavors[name] for name in names)
+
+    def model(self, name: str) -> Model:
+        if name not in self.models:
+            raise ConfigError(f"unknown model '{name}': choose one of {', '.join(sorted(self.models))} "
+                              f"({PINS_FILE.name})")
+        return self.models[name]
+
+    def cross_for(self, arch: str) -> CrossPins:
+        if arch not in self.cross:
+            raise ConfigError(f"no [cross.{arch}] table in {PINS_FILE.name}: cannot build {arch} on this host")
+        return self.cross[arch]
+
+
+@dataclass(frozen=True)
 class Settings:
     version: str
     arch: str
@@ -64,7 +137,7 @@ class Settings:
     offline: bool
     require_pins: bool
     asset_size_cap: int
-    pins: dict = field(repr=False, compare=False)
+    pins: Pins
 
     @property
     def arch_dir(self) -> Path:
@@ -77,9 +150,133 @@ class Settings:
         return self.dist_dir / flavor.appimage_name(self.version, self.arch)
 
 
-def load_pins(path: Path = PINS_FILE) -> dict:
+# --- reading release.toml ------------------------------------------------------------------------
+
+class _Table:
+    """One TOML table with typed getters; every error names the key as `[table] key`."""
+
+    def __init__(self, data: Any, where: str) -> None:
+        if not isinstance(data, dict):
+            raise ConfigError(f"{PINS_FILE.name}: [{where}] must be a table")
+        self.data, self.where = data, where
+
+    def _bad(self, key: str, wanted: str) -> ConfigError:
+        return ConfigError(f"{PINS_FILE.name}: [{self.where}] {key} must be {wanted}, "
+                           f"got {self.data.get(key)!r}")
+
+    def table(self, key: str) -> _Table:
+        if key not in self.data:
+            raise ConfigError(f"{PINS_FILE.name}: missing table [{self._join(key)}]")
+        return _Table(self.data[key], self._join(key))
+
+    def subtables(self, key: str) -> dict[str, _Table]:
+        tables = self.data.get(key, {})
+        if not isinstance(tables, dict):
+            raise self._bad(key, "a table of tables")
+        return {name: _Table(value, self._join(f"{key}.{name}")) for name, value in tables.items()}
+
+    def allow(self, *keys: str) -> _Table:
+        """A misspelt key would silently fall back to a default: refuse keys we do not read."""
+        unknown = sorted(set(self.data) - set(keys))
+        if unknown:
+            raise ConfigError(f"{PINS_FILE.name}: [{self.where}] has unknown key(s) {', '.join(unknown)}; "
+                              f"allowed: {', '.join(keys)}")
+        return self
+
+    def _join(self, key: str) -> str:
+        return f"{self.where}.{key}" if self.where else key
+
+    def text(self, key: str, default: str | None = None) -> str:
+        value = self.data.get(key, default)
+        if not isinstance(value, str) or (default is None and not value):
+            raise self._bad(key, "a non-empty string")
+        return value
+
+    def integer(self, key: str, default: int | None = None) -> int:
+        value = self.data.get(key, default)
+        if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+            raise self._bad(key, "a non-negative integer")
+        return value
+
+    def flag(self, key: str) -> bool:
+        value = self.data.get(key)
+        if not isinstance(value, bool):
+            raise self._bad(key, "true or false")
+        return value
+
+    def strings(self, key: str, default: tuple[str, ...] | None = None) -> tuple[str, ...]:
+        value = self.data.get(key, default)
+        if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) and v for v in value):
+            raise self._bad(key, "a list of strings")
+        return tuple(value)
+
+    def sha256(self, key: str) -> str:
+        value = self.text(key, "")
+        if value and not _SHA256.fullmatch(value):
+            raise self._bad(key, 'empty (not pinned yet) or 64 lower-case hex digits')
+        return value
+
+    def url(self, key: str) -> str:
+        value = self.text(key)
+        if not value.startswith(("https://", "http://")):
+            raise self._bad(key, "an http(s) URL")
+        return value
+
+
+def _model(name: str, table: _Table) -> Model:
+    table.allow("filename", "revision", "urls", "sha256", "size", "token_env", "python_package", "python_module")
+    revision = table.text("revision", "")
+    urls = tuple(url.format(revision=revision) for url in table.strings("urls", ()))
+    package = table.data.get("python_package")
+    if not urls and not package:
+        raise ConfigError(f"{PINS_FILE.name}: [{table.where}] needs urls or python_package")
+    return Model(name=name, filename=table.text("filename"), sha256=table.sha256("sha256"),
+                 size=table.integer("size", 0), urls=urls, token_env=table.data.get("token_env"),
+                 python_package=table.text("python_package") if package else None,
+                 python_module=table.text("python_module") if package else None)
+
+
+def _tool(name: str, table: _Table) -> Tool:
+    """[tools.<name>] holds `version`; each sub-table [tools.<name>.<arch>] one pinned download."""
+    version = table.text("version")
+    downloads = {}
+    for arch in (key for key, value in table.data.items() if isinstance(value, dict)):
+        entry = table.table(arch).allow("url", "sha256", "size")
+        url = entry.url("url")
+        filename = f"{name}-{version}-{arch}-{url.rsplit('/', 1)[-1]}"
+        downloads[arch] = RemoteFile(filename, (url,), entry.sha256("sha256") or None, entry.integer("size", 0) or None)
+    return Tool(name, version, downloads)
+
+
+def parse_tools(data: dict) -> dict[str, Tool]:
+    """The [tools] table: one `Tool` per name."""
+    return {name: _tool(name, table) for name, table in _Table({"tools": data}, "").subtables("tools").items()}
+
+
+def parse_pins(data: dict) -> Pins:
+    """release.toml as typed pins; ConfigError naming the key for anything malformed."""
+    top = _Table(data, "")
+    release, python, apt = top.table("release"), top.table("python"), top.table("apt")
+    flavors = {name: Flavor(name, t.text("appimage"), t.flag("llm")) for name, t in top.subtables("flavors").items()}
+    models = {name: _model(name, t) for name, t in top.subtables("models").items()}
+    pins = Pins(
+        default_model=release.text("default_model"), default_flavor=release.text("default_flavor"),
+        asset_size_cap=release.integer("asset_size_cap"), flavors=flavors, models=models,
+        python=PythonPins(python.strings("requirements"), python.text("llama_cpp_python"),
+                          python.strings("llama_cmake_args")),
+        apt_packages=apt.strings("packages"),
+        tools=parse_tools(data.get("tools", {})),
+        cross={arch: CrossPins(t.strings("toolchain"), t.strings("build_root_packages"),
+                               t.strings("drop_cpu_variants", ()))
+               for arch, t in top.subtables("cross").items()})
+    pins.model(pins.default_model)
+    pins.flavor_selection(pins.default_flavor)
+    return pins
+
+
+def load_pins(path: Path = PINS_FILE) -> Pins:
     try:
-        return tomllib.loads(path.read_text())
+        return parse_pins(tomllib.loads(path.read_text()))
     except (OSError, tomllib.TOMLDecodeError) as exc:
         raise ConfigError(f"cannot read pins from {path}: {exc}") from None
 
@@ -98,50 +295,29 @@ def default_cache_dir() -> Path:
     return Path(xdg) / "tea-release"
 
 
-def model_from_pins(pins: dict, name: str) -> Model:
-    models = pins["models"]
-    if name not in models:
-        raise ConfigError(f"unknown model '{name}': choose one of {', '.join(sorted(models))} (release/release.toml)")
-    entry = models[name]
-    revision = entry.get("revision", "")
-    return Model(
-        name=name, filename=entry["filename"], sha256=entry.get("sha256", ""), size=entry.get("size", 0),
-        urls=tuple(url.format(revision=revision) for url in entry.get("urls", ())),
-        token_env=entry.get("token_env"), python_package=entry.get("python_package"),
-        python_module=entry.get("python_module"))
-
-
-def flavors_from_pins(pins: dict, requested: str) -> tuple[Flavor, ...]:
-    table = pins["flavors"]
-    names = list(table) if requested == "all" else [requested]
-    unknown = [name for name in names if name not in table]
-    if unknown:
-        raise ConfigError(f"unknown flavor '{unknown[0]}': use one of {'|'.join([*table, 'all'])}")
-    return tuple(Flavor(name, table[name]["appimage"], bool(table[name]["llm"])) for name in names)
-
-
-def env_flag(name: str) -> bool:
-    return os.environ.get(name, "").strip().lower() in {"1", "true", "yes", "on"}
+def offline_mode(flag: bool = False) -> bool:
+    """The one meaning of offline: the flag, or TEA_RELEASE_OFFLINE set to 1/true/yes/on."""
+    return flag or os.environ.get(OFFLINE_ENV, "").strip().lower() in {"1", "true", "yes", "on"}
 
 
 def resolve(*, arch: str | None = None, flavor: str | None = None, model: str | None = None,
-            packager: str = "auto", out: str | Path = "dist", build_dir: str | Path = "build",
+            packager: str | None = None, out: str | Path | None = None, build_dir: str | Path | None = None,
             cache_dir: str | Path | None = None, offline: bool = False, require_pins: bool = False,
             asset_size_cap: int | None = None, pins_file: Path = PINS_FILE) -> Settings:
-    """Resolve every option of a run; raises ConfigError with the fix for a bad value."""
+    """Resolve every option of a run; None means "the default". Raises ConfigError with the fix."""
     pins = load_pins(pins_file)
-    defaults = pins["release"]
+    packager = packager or "auto"
     if packager not in PACKAGERS:
         raise ConfigError(f"unknown packager '{packager}': use one of {'|'.join(PACKAGERS)}")
     return Settings(
         version=project_version(),
         arch=arches.normalize(arch) if arch else arches.host_arch(),
-        flavors=flavors_from_pins(pins, flavor or defaults["default_flavor"]),
-        model=model_from_pins(pins, model or defaults["default_model"]),
+        flavors=pins.flavor_selection(flavor or pins.default_flavor),
+        model=pins.model(model or pins.default_model),
         packager=packager,
-        build_dir=Path(build_dir).absolute(), dist_dir=Path(out).absolute(),
+        build_dir=Path(build_dir or BUILD_DIR).absolute(), dist_dir=Path(out or DIST_DIR).absolute(),
         cache_dir=Path(cache_dir).absolute() if cache_dir else default_cache_dir(),
-        offline=offline or env_flag("TEA_RELEASE_OFFLINE"),
+        offline=offline_mode(offline),
         require_pins=require_pins,
-        asset_size_cap=asset_size_cap or int(defaults["asset_size_cap"]),
+        asset_size_cap=asset_size_cap or pins.asset_size_cap,
         pins=pins)

@@ -17,7 +17,6 @@ import hashlib
 import json
 import os
 import shutil
-import subprocess
 import sys
 import tarfile
 import tempfile
@@ -48,14 +47,6 @@ chroot "$root" "$@"
 """
 
 
-def cross_pins(settings: Settings) -> dict:
-    try:
-        return settings.pins["cross"][settings.arch]
-    except KeyError:
-        raise ConfigError(f"no [cross.{settings.arch}] table in release.toml: cannot build {settings.arch} "
-                          f"on this {arches.host_arch()} host") from None
-
-
 def is_cross(settings: Settings) -> bool:
     return settings.arch != arches.host_arch()
 
@@ -74,8 +65,8 @@ def ensure_binfmt(arch: str, binfmt_dir: Path = arches.BINFMT_DIR, *, register: 
         register = os.geteuid() == 0
     if not arches.binfmt_registered(arch, binfmt_dir) and register and shutil.which("update-binfmts"):
         if not (binfmt_dir / "register").exists():
-            subprocess.run(["mount", "-t", "binfmt_misc", "binfmt_misc", str(binfmt_dir)], capture_output=True)
-        subprocess.run(["update-binfmts", "--enable", arches.QEMU_BINFMT[arch]], capture_output=True)
+            proc.run(["mount", "-t", "binfmt_misc", "binfmt_misc", binfmt_dir], check=False)
+        proc.run(["update-binfmts", "--enable", arches.QEMU_BINFMT[arch]], check=False)
         if arches.binfmt_registered(arch, binfmt_dir):
             log.info(f"registered {arches.QEMU_BINFMT[arch]} with binfmt_misc (emulated {arch})")
     if not arches.binfmt_registered(arch, binfmt_dir):
@@ -118,7 +109,7 @@ def ensure_appimage_binfmt(arch: str, binfmt_dir: Path, *, register: bool) -> No
     log.info(f"registered appimage-{arch} with binfmt_misc ({arch} AppImages run through {interpreter})")
 
 
-def require_runnable(arch: str, settings: Settings | None = None) -> str:
+def prepare_emulation(arch: str, settings: Settings | None = None) -> str:
     """arch.require_runnable, after registering emulation, and with the target's loader for qemu.
 
     Dynamic target programs (the frozen tea) need the target's ld.so, libc and zlib: qemu-user
@@ -195,7 +186,7 @@ def ensure_llama_wheel(settings: Settings) -> Path:
         return existing[0]
     if settings.offline:
         raise ConfigError(f"offline and no {settings.arch} llama-cpp-python wheel in {wheel_dir}: run online once")
-    deps.ensure_apt_packages(cross_pins(settings)["toolchain"])
+    deps.ensure_apt_packages(settings.pins.cross_for(settings.arch).toolchain)
     wheel_dir.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=wheel_dir.parent, prefix=".cross-") as tmp:
         built = _cross_build_wheel(settings, Path(tmp))
@@ -205,22 +196,22 @@ def ensure_llama_wheel(settings: Settings) -> Path:
 
 
 def _cross_build_wheel(settings: Settings, work: Path) -> Path:
-    python_pins, pins = settings.pins["python"], cross_pins(settings)
-    version = python_pins["llama_cpp_python"]
+    python_pins, pins = settings.pins.python, settings.pins.cross_for(settings.arch)
+    version = python_pins.llama_cpp_python
     log.info(f"cross-compiling llama-cpp-python {version} for {settings.arch} (~15 min on 2 cores, once); "
-             f"log: {settings.arch_dir / 'llama-wheel.log'}")
+             f"log: {proc.current_log()}")
     pip = [sys.executable, "-m", "pip"]
     proc.run([*pip, "download", "--no-deps", "--no-binary", ":all:", "-d", work, f"llama-cpp-python=={version}"],
              what="downloading the llama-cpp-python sdist")
     with tarfile.open(next(work.glob("llama_cpp_python-*.tar.gz"))) as sdist:
         sdist.extractall(work, filter="data")
     source = next(p for p in work.iterdir() if p.is_dir())
-    drop_cpu_variants(source / "vendor/llama.cpp/ggml/src/CMakeLists.txt", pins.get("drop_cpu_variants", []))
+    drop_cpu_variants(source / "vendor/llama.cpp/ggml/src/CMakeLists.txt", list(pins.drop_cpu_variants))
     toolchain = work / "toolchain.cmake"
     toolchain.write_text(toolchain_file(settings.arch))
-    cmake_args = [*python_pins["llama_cmake_args"], f"-DCMAKE_TOOLCHAIN_FILE={toolchain}"]
+    cmake_args = [*python_pins.llama_cmake_args, f"-DCMAKE_TOOLCHAIN_FILE={toolchain}"]
     proc.run([*pip, "wheel", "--no-deps", "--no-cache-dir", "-w", work / "wheel", source],
-             what="cross-compiling llama-cpp-python", log_file=settings.arch_dir / "llama-wheel.log",
+             what="cross-compiling llama-cpp-python", stream=True,
              env={"CMAKE_ARGS": " ".join(cmake_args), "CMAKE_BUILD_PARALLEL_LEVEL": str(os.cpu_count() or 2)})
     return next((work / "wheel").glob("llama_cpp_python-*.whl"))
 
@@ -230,7 +221,7 @@ def _cross_build_wheel(settings: Settings, work: Path) -> Path:
 def build_root(settings: Settings) -> Path:
     """The unpacked build root (in the cache: its venvs are reused by every build dir)."""
     tarball = rootfs.ensure_rootfs(settings.cache_dir, arch=settings.arch, suite=SUITE,
-                                   include=tuple(cross_pins(settings)["build_root_packages"]))
+                                   include=settings.pins.cross_for(settings.arch).build_root_packages)
     return rootfs.unpack_rootfs(tarball, settings.cache_dir / "buildroot" / tarball.name.split(".")[0])
 
 
@@ -270,17 +261,16 @@ def inside_command(settings: Settings, command: list[str], *, inherit_env: bool 
             *map(str, bind_dirs(settings)), "--", *env, *command]
 
 
-def run_inside(settings: Settings, command: list[str], *, what: str, log_name: str,
-               env: dict[str, str] | None = None) -> str:
+def run_inside(settings: Settings, command: list[str], *, what: str, env: dict[str, str] | None = None) -> None:
     extra = [f"{k}={v}" for k, v in (env or {}).items()]
     return proc.run(inside_command(settings, ["/usr/bin/env", *extra, *command]), what=what,
-                    log_file=settings.arch_dir / log_name)
+                    stream=True)
 
 
 # --- venv and freeze inside the build root -------------------------------------------------------
 
 def venv_inside(settings: Settings, flavor: Flavor) -> str:
-    material = [cross_pins(settings)["build_root_packages"], deps.venv_packages(settings, flavor)]
+    material = [list(settings.pins.cross_for(settings.arch).build_root_packages), deps.venv_packages(settings, flavor)]
     if flavor.llm:
         material.append(str(deps.llama_wheel_dir(settings)))
     key = hashlib.sha256(json.dumps(material).encode()).hexdigest()[:16]
@@ -302,16 +292,14 @@ def ensure_venv(settings: Settings, flavor: Flavor) -> Path:
     if flavor.llm:
         packages.append(str(ensure_llama_wheel(settings)))
     shutil.rmtree(target, ignore_errors=True)
-    run_inside(settings, [BUILD_ROOT_PYTHON, "-m", "venv", inside], what="creating the emulated build venv",
-               log_name=f"venv-{flavor.name}.log")
+    run_inside(settings, [BUILD_ROOT_PYTHON, "-m", "venv", inside], what="creating the emulated build venv")
     run_inside(settings, [f"{inside}/bin/pip", "install", "-q", *packages],
-               what=f"installing build deps into the {settings.arch} venv (emulated)",
-               log_name=f"venv-{flavor.name}-pip.log")
+               what=f"installing build deps into the {settings.arch} venv (emulated)")
     (target / ".complete").touch()
     return target
 
 
-def freeze_in_build_root(settings: Settings, flavor: Flavor, step_name: str) -> dict:
+def freeze_in_build_root(settings: Settings, flavor: Flavor) -> dict:
     """freeze.FreezeStep.run for a foreign arch: pip and PyInstaller inside, strip with the cross binutils."""
     inside = venv_inside(settings, flavor)
     work = freeze.onedir(settings, flavor).parent.parent
@@ -321,14 +309,13 @@ def freeze_in_build_root(settings: Settings, flavor: Flavor, step_name: str) -> 
     work.mkdir(parents=True)
     run_inside(settings, [f"{inside}/bin/pip", "install", "-q", "--no-deps", "--no-compile", "--target",
                           str(app), str(freeze.APP_SOURCE)],
-               what="installing the_edge_agent for the build (emulated)", log_name=f"{step_name}.log")
+               what="installing the_edge_agent for the build (emulated)")
     entry = work / "tea_entry.py"
     entry.write_text(freeze.ENTRY_SCRIPT)
     args = freeze.pyinstaller_args(flavor, work, venv_dir(settings, flavor))
     args = [a.replace(str(build_root(settings)), "") if a.startswith(str(build_root(settings))) else a
             for a in args]
     run_inside(settings, [f"{inside}/bin/pyinstaller", *args, str(entry)], what="PyInstaller (emulated)",
-               log_name=f"{step_name}-pyinstaller.log",
                env={"PYTHONHASHSEED": "0", "SOURCE_DATE_EPOCH": "0", "PYTHONPATH": str(app)})
     onedir = freeze.onedir(settings, flavor)
     deduped = freeze.dedupe_shared_libs(onedir)
@@ -348,7 +335,7 @@ def source_tea(settings: Settings, flavor: Flavor) -> tuple[list[str], dict[str,
 
 def runtime_compiler(settings: Settings, out_dir: Path) -> str:
     """A `cc` for runtime_build: the cross gcc with the build root as sysroot (its static -dev libs)."""
-    deps.ensure_apt_packages(cross_pins(settings)["toolchain"])
+    deps.ensure_apt_packages(settings.pins.cross_for(settings.arch).toolchain)
     root = build_root(settings)
     out_dir.mkdir(parents=True, exist_ok=True)
     wrapper = out_dir / f"{settings.arch}-cc"

@@ -12,7 +12,6 @@ import hashlib
 import json
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
 import tomllib
@@ -21,12 +20,12 @@ from pathlib import Path
 from . import config, cross, log, proc
 from .config import Flavor, Settings
 from .errors import ConfigError
+from .artifacts import Kind
 from .pipeline import BaseStep, Context
 
 
 def missing_apt_packages(packages: list[str]) -> list[str]:
-    query = subprocess.run(["dpkg-query", "-W", "-f=${Package} ${db:Status-Status}\n", *packages],
-                           capture_output=True, text=True)
+    query = proc.run(["dpkg-query", "-W", "-f=${Package} ${db:Status-Status}\n", *packages], check=False)
     installed = {line.split()[0] for line in query.stdout.splitlines() if line.endswith(" installed")}
     return [name for name in packages if name not in installed]
 
@@ -35,7 +34,7 @@ def root_prefix() -> list[str] | None:
     """How to run a command as root here: directly, through password-less sudo (CI runners), or not at all."""
     if os.geteuid() == 0:
         return []
-    if shutil.which("sudo") and subprocess.run(["sudo", "-n", "true"], capture_output=True).returncode == 0:
+    if shutil.which("sudo") and proc.run(["sudo", "-n", "true"], check=False).returncode == 0:
         return ["sudo", "-n", "-E"]
     return None
 
@@ -54,8 +53,8 @@ def ensure_apt_packages(packages: list[str]) -> list[str]:
         raise ConfigError(f"missing system packages; run: sudo apt-get update && sudo {' '.join(command)}")
     log.info(f"installing system packages: {' '.join(missing)}")
     env = {"DEBIAN_FRONTEND": "noninteractive"}
-    proc.run([*as_root, "apt-get", "update", "-q"], what="apt-get update", env=env)
-    proc.run([*as_root, *command], what="apt-get install", env=env)
+    proc.run([*as_root, "apt-get", "update", "-q"], what="apt-get update", env=env, stream=True)
+    proc.run([*as_root, *command], what="apt-get install", env=env, stream=True)
     return missing
 
 
@@ -71,8 +70,8 @@ class SystemPackagesStep(BaseStep):
 
 def apt_packages(settings: Settings) -> list[str]:
     """The pinned packages, plus the cross toolchain when building a foreign arch."""
-    extra = cross.cross_pins(settings)["toolchain"] if cross.is_cross(settings) else []
-    return [*settings.pins["apt"]["packages"], *extra]
+    extra = settings.pins.cross_for(settings.arch).toolchain if cross.is_cross(settings) else ()
+    return [*settings.pins.apt_packages, *extra]
 
 
 def python_tag() -> str:
@@ -81,11 +80,10 @@ def python_tag() -> str:
 
 def llama_wheel_dir(settings: Settings) -> Path:
     """Where the portable llama-cpp-python wheel for these pins lives in the cache."""
-    python_pins = settings.pins["python"]
-    key_material = json.dumps([python_pins["llama_cpp_python"], python_pins["llama_cmake_args"],
-                               settings.arch, python_tag()])
+    pins = settings.pins.python
+    key_material = json.dumps([pins.llama_cpp_python, pins.llama_cmake_args, settings.arch, python_tag()])
     key = hashlib.sha256(key_material.encode()).hexdigest()[:16]
-    return settings.cache_dir / "wheels" / f"llama-cpp-python-{python_pins['llama_cpp_python']}-{key}"
+    return settings.cache_dir / "wheels" / f"llama-cpp-python-{pins.llama_cpp_python}-{key}"
 
 
 def ensure_llama_wheel(settings: Settings, pip: Path) -> Path:
@@ -96,16 +94,16 @@ def ensure_llama_wheel(settings: Settings, pip: Path) -> Path:
         return existing[0]
     if settings.offline:
         raise ConfigError(f"offline and no llama-cpp-python wheel in {wheel_dir}: run `invoke deps` online once")
-    python_pins = settings.pins["python"]
-    log.info(f"compiling llama-cpp-python {python_pins['llama_cpp_python']} (portable CPU build, "
-             f"~15 min on 2 cores, once); log: {settings.arch_dir / 'llama-wheel.log'}")
+    pins = settings.pins.python
+    log.info(f"compiling llama-cpp-python {pins.llama_cpp_python} (portable CPU build, "
+             f"~15 min on 2 cores, once); log: {proc.current_log()}")
     wheel_dir.parent.mkdir(parents=True, exist_ok=True)
     building = Path(tempfile.mkdtemp(dir=wheel_dir.parent, prefix=".building-"))
     try:
         proc.run([pip, "wheel", "--no-deps", "--no-cache-dir", "-w", building,
-                  f"llama-cpp-python=={python_pins['llama_cpp_python']}"],
-                 what="building llama-cpp-python", log_file=settings.arch_dir / "llama-wheel.log",
-                 env={"CMAKE_ARGS": " ".join(python_pins["llama_cmake_args"]),
+                  f"llama-cpp-python=={pins.llama_cpp_python}"],
+                 what="building llama-cpp-python", stream=True,
+                 env={"CMAKE_ARGS": " ".join(pins.llama_cmake_args),
                       "CMAKE_BUILD_PARALLEL_LEVEL": str(os.cpu_count() or 2)})
         os.replace(building, wheel_dir)
     finally:
@@ -116,7 +114,7 @@ def ensure_llama_wheel(settings: Settings, pip: Path) -> Path:
 def venv_packages(settings: Settings, flavor: Flavor) -> list[str]:
     """Build tools plus the app's runtime dependencies (the app itself is installed per build)."""
     app_deps = tomllib.loads(config.PYPROJECT.read_text())["project"]["dependencies"]
-    return [*settings.pins["python"]["requirements"], *app_deps]
+    return [*settings.pins.python.requirements, *app_deps]
 
 
 def venv_dir(settings: Settings, flavor: Flavor) -> Path:
@@ -153,8 +151,7 @@ def ensure_venv(settings: Settings, flavor: Flavor) -> Path:
         packages = venv_packages(settings, flavor)
         if flavor.llm:
             packages.append(str(ensure_llama_wheel(settings, pip)))
-        proc.run([pip, "install", "-q", *packages], what=f"installing build deps into {target}",
-                 log_file=settings.arch_dir / f"venv-{flavor.name}.log")
+        proc.run([pip, "install", "-q", *packages], what=f"installing build deps into {target}", stream=True)
         complete.touch()
     return target
 
@@ -171,8 +168,7 @@ class VenvStep(BaseStep):
     def inputs(self, ctx: Context) -> dict:
         return {"venv": str(venv_dir(ctx.settings, self.flavor))}
 
-    def outputs(self, ctx: Context) -> list[Path]:
-        return [venv_dir(ctx.settings, self.flavor) / ".complete"]
-
-    def run(self, ctx: Context) -> dict:
-        return {"venv": str(ensure_venv(ctx.settings, self.flavor))}
+    def run(self, ctx: Context) -> None:
+        # The marker stands for the venv: hashing thousands of site-packages files would cost
+        # every rerun more than it protects (the venv's path already names what is in it).
+        ctx.register(Kind.VENV, ensure_venv(ctx.settings, self.flavor) / ".complete", flavor=self.flavor.name)

@@ -30,7 +30,6 @@ from .errors import ChecksumError, ConfigError, DownloadError
 
 __all__ = ["RemoteFile", "RetryPolicy", "fetch", "download", "sha256_file", "cache_path"]
 
-OFFLINE_ENV = "TEA_RELEASE_OFFLINE"
 SHA256_RE = re.compile(r"[0-9a-f]{64}")
 SKIP_MIRROR = {401, 403, 404, 410, 451}  # this URL will not work: retrying it only wastes time
 
@@ -72,10 +71,6 @@ class _NextMirror(Exception):
     """This URL is done for: go to the next mirror."""
 
 
-def offline_requested(offline: bool = False) -> bool:
-    return offline or os.environ.get(OFFLINE_ENV, "") not in ("", "0")
-
-
 def fetch(remote: RemoteFile, cache_dir: Path, *, offline: bool = False, require_pins: bool = False,
           session: requests.Session | None = None, retry: RetryPolicy = RetryPolicy(),
           verify: bool = False) -> Path:
@@ -83,7 +78,7 @@ def fetch(remote: RemoteFile, cache_dir: Path, *, offline: bool = False, require
 
     `verify=True` re-hashes a cache hit instead of trusting its size (the rename made it whole).
     """
-    if offline_requested(offline):
+    if offline:
         path = _offline_hit(_pinned(remote, None, retry, require_pins), cache_dir, verify)
     else:
         with _session(session) as http:
@@ -142,7 +137,7 @@ def _offline_hit(remote: RemoteFile, cache_dir: Path, verify: bool) -> Path:
     hit = _cache_hit(remote, cache_dir, verify)
     if not hit:
         raise DownloadError(f"{remote.filename} is not in the download cache ({cache.downloads_dir(cache_dir)}) "
-                            f"and offline mode is on ({OFFLINE_ENV}=1): run once online to fill the cache")
+                            "and offline mode is on: run once online to fill the cache")
     return hit
 
 

@@ -8,58 +8,54 @@ are merged into what `dist/` already holds, so runs for several arches can share
 from __future__ import annotations
 
 import json
-import os
-import subprocess
 from pathlib import Path
 
-from . import checksums, reassemble, split
-from .config import REPO, Settings
+from . import checksums, proc, reassemble, split
+from .artifacts import Artifact, Kind
+from .config import REPO, Flavor, Settings
 from .pipeline import BaseStep, Context
 
 MANIFEST = checksums.MANIFEST_NAME
 
 
 def git_commit() -> str:
-    done = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True)
+    done = proc.run(["git", "rev-parse", "HEAD"], cwd=REPO, check=False)
     return done.stdout.strip() if done.returncode == 0 else "unknown"
 
 
-def artifact_record(ctx: Context, flavor_name: str) -> dict:
-    settings = ctx.settings
-    built = ctx.results[f"appimage-{flavor_name}"]
-    path = Path(built["path"])
-    record = {"name": path.name, "kind": "appimage", "arch": settings.arch, "flavor": flavor_name,
-              "size": built["size"], "sha256": built["sha256"], "packager": built["packager"],
-              "min_glibc": ctx.results[f"appdir-{flavor_name}"]["min_glibc"], "model": None}
-    if next(f for f in settings.flavors if f.name == flavor_name).llm:
-        model = settings.model
+def artifact_record(ctx: Context, appimage: Artifact) -> dict:
+    """The manifest entry of one AppImage (and its parts, written here when it is over the cap)."""
+    flavor = appimage.flavor
+    record = {"name": appimage.path.name, "kind": "appimage", "arch": ctx.settings.arch, "flavor": flavor,
+              "size": appimage.extra["size"], "sha256": appimage.digest, "packager": appimage.extra["packager"],
+              "min_glibc": ctx.artifacts.get(Kind.APPDIR, flavor).extra["min_glibc"], "model": None}
+    if any(f.name == flavor and f.llm for f in ctx.settings.flavors):
+        model = ctx.settings.model
         record["model"] = {"name": model.name, "filename": model.filename,
-                           "sha256": ctx.results["model"]["sha256"], "source": model.source}
-    parts = split.split_if_needed(path, settings.asset_size_cap)
+                           "sha256": ctx.artifacts.get(Kind.MODEL).digest, "source": model.source}
+    parts = split.split_if_needed(appimage.path, ctx.settings.asset_size_cap)
+    for part in parts:
+        ctx.register(Kind.PART, appimage.path.with_name(part.name), flavor=flavor, digest=part.sha256)
     if parts:
-        record["parts"] = [{"name": p.name, "size": p.size, "sha256": p.sha256} for p in parts]
+        record["parts"] = [part.to_json() for part in parts]
     return record
 
 
 def tool_versions(settings: Settings) -> dict:
-    python_pins = settings.pins["python"]
-    return {"llama-cpp-python": python_pins["llama_cpp_python"], "llama_cmake_args": python_pins["llama_cmake_args"],
-            "build_requirements": python_pins["requirements"],
-            "tools": {name: entry.get("version") for name, entry in settings.pins.get("tools", {}).items()}}
+    python_pins = settings.pins.python
+    return {"llama-cpp-python": python_pins.llama_cpp_python, "llama_cmake_args": list(python_pins.llama_cmake_args),
+            "build_requirements": list(python_pins.requirements),
+            "tools": {name: tool.version for name, tool in settings.pins.tools.items()}}
 
 
-def load_manifest(dist: Path) -> dict:
+def read_dist_manifest(dist: Path) -> dict:
     """dist/manifest.json, or an empty one before the first release into `dist`."""
     path = dist / MANIFEST
     return checksums.read_manifest(path) if path.exists() else {"artifacts": []}
 
 
 def write_manifest(dist: Path, manifest: dict) -> Path:
-    target = dist / MANIFEST
-    tmp = target.with_suffix(".tmp")
-    tmp.write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
-    os.replace(tmp, target)
-    return target
+    return checksums.write_text_atomic(dist / MANIFEST, json.dumps(manifest, indent=2, sort_keys=True) + "\n")
 
 
 def known_hashes(artifacts: list[dict]) -> dict[str, str]:
@@ -68,25 +64,31 @@ def known_hashes(artifacts: list[dict]) -> dict[str, str]:
 
 
 class FinalizeStep(BaseStep):
+    """Split what is over the cap, then SHA256SUMS, reassemble.sh and manifest.json in dist/."""
+
     name = "checksums"
 
-    def inputs(self, ctx: Context) -> dict:
-        built = {name: result.get("sha256") for name, result in ctx.results.items() if name.startswith("appimage-")}
-        return {"built": built, "cap": ctx.settings.asset_size_cap}
+    def __init__(self, flavors: tuple[Flavor, ...]) -> None:
+        self.after = tuple(f"{kind}-{flavor.name}" for flavor in flavors
+                           for kind in ("appimage", "smoke", "functional", "systems"))
 
-    def outputs(self, ctx: Context) -> list[Path]:
-        return [ctx.settings.dist_dir / "SHA256SUMS", ctx.settings.dist_dir / MANIFEST]
+    def inputs(self, ctx: Context) -> dict:
+        return {"cap": ctx.settings.asset_size_cap, "tools": tool_versions(ctx.settings)}
 
     def run(self, ctx: Context) -> dict:
         settings, dist = ctx.settings, ctx.settings.dist_dir
-        ours = [artifact_record(ctx, flavor.name) for flavor in settings.flavors]
+        ours = [artifact_record(ctx, appimage) for appimage in ctx.artifacts.all(Kind.APPIMAGE)]
         names = {a["name"] for a in ours}
-        kept = [a for a in load_manifest(dist)["artifacts"] if a["name"] not in names and (dist / a["name"]).exists()]
+        kept = [a for a in read_dist_manifest(dist)["artifacts"]
+                if a["name"] not in names and (dist / a["name"]).exists()]
         artifacts = sorted(kept + ours, key=lambda a: a["name"])
         manifest = {"schema": 1, "version": settings.version, "commit": git_commit(), "artifacts": artifacts,
                     "tools": tool_versions(settings), "build_seconds": round(sum(ctx.timings.values()), 1),
                     "step_seconds": ctx.timings}
-        checksums.write_sums(dist, checksums.published_names(manifest), known=known_hashes(artifacts))
-        reassemble.write_reassemble_script(dist, manifest)
-        write_manifest(dist, manifest)
+        ctx.register(Kind.CHECKSUMS, checksums.write_sums(dist, checksums.published_names(manifest),
+                                                          known=known_hashes(artifacts)))
+        script = reassemble.write_reassemble_script(dist, manifest)
+        if script is not None:
+            ctx.register(Kind.SCRIPT, script)
+        ctx.register(Kind.MANIFEST, write_manifest(dist, manifest))
         return {"artifacts": sorted(names)}

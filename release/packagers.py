@@ -1,4 +1,4 @@
-"""External AppImage packagers: the pinned linuxdeploy or appimagetool, for the real world.
+"""Choosing the packager, and the external ones: the pinned linuxdeploy or appimagetool.
 
 The builtin packager needs nothing from the network; these backends are what most AppImage users
 know. Each tool is itself an AppImage, pinned per arch in `[tools.*]` of release/release.toml,
@@ -11,12 +11,15 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
-from . import log, proc
-from .config import load_pins
-from .download import RemoteFile, RetryPolicy, fetch
+from . import cross, log, proc, runtime_build
+from .artifacts import Kind
+from .config import Settings, Tool
+from .download import RetryPolicy, fetch
 from .errors import BuildError, ConfigError, DownloadError
+from .pipeline import BaseStep, Context
 
 EXTERNAL = ("linuxdeploy", "appimagetool")
 RUNTIME_TOOL = "appimage-runtime"  # appimagetool fetches this from the network unless given one
@@ -24,47 +27,46 @@ RUNTIME_TOOL = "appimage-runtime"  # appimagetool fetches this from the network 
 PROBE_RETRY = RetryPolicy(attempts=2, base_delay=0.5, timeout=(5.0, 60.0))
 
 
-def tool_remote(name: str, arch: str, tools_config: dict) -> RemoteFile:
-    """The pinned download of tool `name` for `arch`; ConfigError when release.toml has no pin."""
-    table = tools_config.get(name, {})
-    entry = table.get(arch)
-    if not entry or not entry.get("url"):
-        raise ConfigError(f"no pin for {name} on {arch}: add [tools.{name}.{arch}] url/sha256 to release/release.toml")
-    url = entry["url"]
-    filename = f"{name}-{table.get('version', 'unversioned')}-{arch}-{url.rsplit('/', 1)[-1]}"
-    return RemoteFile(filename, (url,), entry.get("sha256") or None, entry.get("size") or None)
+@dataclass(frozen=True)
+class Toolbox:
+    """Where pinned tools come from: the typed pins, the cache, and this run's download policy."""
+
+    tools: dict[str, Tool]
+    cache_dir: Path
+    offline: bool = False
+    require_pins: bool = False
+
+    @classmethod
+    def of(cls, settings: Settings) -> Toolbox:
+        return cls(settings.pins.tools, settings.cache_dir, settings.offline, settings.require_pins)
+
+    def fetch(self, name: str, arch: str, retry: RetryPolicy = RetryPolicy()) -> Path:
+        """The verified tool from the cache (downloaded first if needed), made executable."""
+        if name not in self.tools:
+            raise ConfigError(f"no [tools.{name}] pins in release.toml")
+        path = fetch(self.tools[name].for_arch(arch), self.cache_dir, offline=self.offline,
+                     require_pins=self.require_pins, retry=retry)
+        path.chmod(path.stat().st_mode | 0o111)
+        return path
 
 
-def fetch_tool(name: str, arch: str, cache_dir: Path, tools_config: dict, *, offline: bool = False,
-               require_pins: bool = False, retry: RetryPolicy = RetryPolicy()) -> Path:
-    """Fetch (or reuse from the cache) the pinned tool and make it executable."""
-    path = fetch(tool_remote(name, arch, tools_config), cache_dir, offline=offline, require_pins=require_pins,
-                 retry=retry)
-    path.chmod(path.stat().st_mode | 0o111)
-    return path
-
-
-def resolve_packager(requested: str, *, arch: str, cache_dir: Path, offline: bool,
-                     tools_config: dict | None = None) -> str:
+def resolve_packager(requested: str, *, arch: str, toolbox: Toolbox) -> str:
     """The packager to use: an explicit choice as is; `auto` → linuxdeploy if it can be had, else builtin."""
     if requested != "auto":
         return requested
-    tools = load_pins().get("tools", {}) if tools_config is None else tools_config
     try:
-        fetch_tool("linuxdeploy", arch, cache_dir, tools, offline=offline, retry=PROBE_RETRY)
+        toolbox.fetch("linuxdeploy", arch, retry=PROBE_RETRY)
     except (ConfigError, DownloadError) as exc:
         log.info(f"packager auto: using the builtin packager, linuxdeploy is unavailable ({exc})")
         return "builtin"
     return "linuxdeploy"
 
 
-def tool_command(packager: str, tool: Path, appdir: Path, output: Path, *, arch: str, cache_dir: Path,
-                 tools_config: dict, offline: bool, require_pins: bool) -> list[str]:
+def tool_command(packager: str, tool: Path, appdir: Path, output: Path, *, arch: str, toolbox: Toolbox) -> list[str]:
     """The command line that packs `appdir` into `output` (inside the tool's work dir)."""
     if packager == "linuxdeploy":
         return [str(tool), "--appdir", str(appdir), "--output", "appimage", *desktop_and_icon(appdir)]
-    runtime = fetch(tool_remote(RUNTIME_TOOL, arch, tools_config), cache_dir,
-                    offline=offline, require_pins=require_pins)
+    runtime = toolbox.fetch(RUNTIME_TOOL, arch)
     return [str(tool), "--runtime-file", str(runtime), str(appdir), str(output)]
 
 
@@ -80,20 +82,18 @@ def desktop_and_icon(appdir: Path) -> list[str]:
     return flags
 
 
-def build_with_tool(packager: str, appdir: Path, out: Path, *, arch: str, cache_dir: Path,
-                    tools_config: dict, offline: bool = False, require_pins: bool = False) -> Path:
+def build_with_tool(packager: str, appdir: Path, out: Path, *, arch: str, toolbox: Toolbox) -> Path:
     """Pack `appdir` into the AppImage `out` with the pinned external tool; `out` appears atomically."""
     if packager not in EXTERNAL:
         raise ConfigError(f"unknown external packager '{packager}': use one of {'|'.join(EXTERNAL)}")
-    tool = fetch_tool(packager, arch, cache_dir, tools_config, offline=offline, require_pins=require_pins)
+    tool = toolbox.fetch(packager, arch)
     out.parent.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix=f".{out.name}.{packager}-", dir=out.parent))
     try:
         produced = work / out.name
-        cmd = tool_command(packager, tool, appdir, produced, arch=arch, cache_dir=cache_dir,
-                           tools_config=tools_config, offline=offline, require_pins=require_pins)
+        cmd = tool_command(packager, tool, appdir, produced, arch=arch, toolbox=toolbox)
         env = {"APPIMAGE_EXTRACT_AND_RUN": "1", "ARCH": arch, "OUTPUT": out.name}
-        proc.run(cmd, what=packager, log_file=appdir.parent / f"{packager}-{out.name}.log", env=env, cwd=work)
+        proc.run(cmd, what=packager, env=env, cwd=work, stream=True)
         os.replace(find_output(work, packager), out)
     finally:
         shutil.rmtree(work, ignore_errors=True)
@@ -106,3 +106,27 @@ def find_output(work: Path, packager: str) -> Path:
     if len(found) != 1:
         raise BuildError(f"{packager} exited 0 but wrote {len(found)} AppImages in {work} (expected 1)")
     return found[0]
+
+
+class PackagerStep(BaseStep):
+    """Decide the packager once per run and prepare it (compile the builtin runtime)."""
+
+    name = "packager"
+    after = ("system-packages",)
+
+    def inputs(self, ctx: Context) -> dict:
+        return {"requested": ctx.settings.packager, "runtime": runtime_build.RUNTIME_DIR,
+                "tools": ctx.settings.pins.tools}
+
+    def run(self, ctx: Context) -> dict:
+        settings = ctx.settings
+        toolbox = Toolbox.of(settings)
+        chosen = resolve_packager(settings.packager, arch=settings.arch, toolbox=toolbox)
+        if chosen == "builtin":
+            out_dir = settings.arch_dir / "runtime"
+            cc = cross.runtime_compiler(settings, out_dir) if cross.is_cross(settings) else None
+            program = runtime_build.build_runtime(out_dir, arch=settings.arch, cc=cc)
+        else:
+            program = toolbox.fetch(chosen, settings.arch)
+        ctx.register(Kind.PACKAGER, program, name=chosen)
+        return {"packager": chosen}

@@ -6,18 +6,18 @@ on; the runner skips whatever is already up to date, so running a later stage is
 
 from __future__ import annotations
 
-from . import appdir, checks, deps, finalize, freeze, model, package
+from . import appdir, deps, finalize, freeze, model, package, packagers, verify_steps
 from .config import Settings
 from .errors import ConfigError
 from .pipeline import Step
 
-STAGES = ("deps", "model", "freeze", "appdir", "appimage", "smoke", "functional", "clean-system", "checksums")
+STAGES = ("deps", "model", "freeze", "appdir", "appimage", "smoke", "functional", "systems", "checksums")
 
 
 def release_plan(settings: Settings, *, skip: frozenset[str] = frozenset()) -> list[tuple[str, Step]]:
     plan: list[tuple[str, Step]] = [
         ("deps", deps.SystemPackagesStep()),             # apt packages (or the command to run)
-        ("deps", package.PackagerStep()),                # pick packager; compile the builtin runtime
+        ("deps", packagers.PackagerStep()),              # pick packager; compile the builtin runtime
         ("model", model.ModelStep()),                    # verified GGUF in the download cache
     ]
     for flavor in settings.flavors:
@@ -26,11 +26,11 @@ def release_plan(settings: Settings, *, skip: frozenset[str] = frozenset()) -> l
             ("freeze", freeze.FreezeStep(flavor)),       # PyInstaller onedir that answers --version
             ("appdir", appdir.AppDirStep(flavor)),       # AppRun, desktop, icons, app, model; ELF audit
             ("appimage", package.AppImageStep(flavor)),  # dist/<name>.AppImage, validated
-            ("smoke", checks.CheckStep("smoke", flavor, checks.smoke)),
-            ("functional", checks.CheckStep("functional", flavor, checks.functional)),
-            ("clean-system", checks.CheckStep("clean-system", flavor, checks.clean)),
+            ("smoke", verify_steps.CheckStep("smoke", flavor, verify_steps.smoke)),
+            ("functional", verify_steps.CheckStep("functional", flavor, verify_steps.functional)),
+            ("systems", verify_steps.CheckStep("systems", flavor, verify_steps.on_systems)),  # minimal Debian, no Python
         ]
-    plan.append(("checksums", finalize.FinalizeStep()))  # split oversize, SHA256SUMS, manifest.json
+    plan.append(("checksums", finalize.FinalizeStep(settings.flavors)))  # split oversize, SHA256SUMS, manifest
     return [(stage, step) for stage, step in plan if stage not in skip]
 
 

@@ -11,12 +11,11 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
-from . import log
+from . import log, proc
 from .checksums import MANIFEST_NAME, SUMS_NAME, expected_sha256, published_names, read_manifest, read_sums
 from .download import sha256_file
 from .errors import ChecksumError, ConfigError, PublishError
@@ -142,7 +141,7 @@ class GitHubTarget:
 
 def repo_from_git(cwd: Path | None = None) -> str:
     """owner/name of the `origin` remote when it is on GitHub."""
-    result = subprocess.run(["git", "config", "--get", "remote.origin.url"], cwd=cwd, capture_output=True, text=True)
+    result = proc.run(["git", "config", "--get", "remote.origin.url"], cwd=cwd, check=False)
     match = re.search(r"github\.com[:/]([\w.-]+/[\w.-]+?)(?:\.git)?/?$", result.stdout.strip())
     if not match:
         raise ConfigError("cannot tell the GitHub repository from git's origin remote: pass --repo owner/name")

@@ -72,8 +72,8 @@ def ensure_rootfs(cache_dir: Path, *, arch: str = "x86_64", suite: str = "bookwo
 
 def _require_root() -> None:
     if os.geteuid() != 0:
-        raise VerifyError("the clean-system rootfs needs root (debootstrap, chroot, mounts): "
-                          "run as root or skip the clean-system test")
+        raise VerifyError("the minimal-system rootfs needs root (debootstrap, chroot, mounts): "
+                          "run as root or skip the systems check (--skip systems)")
 
 
 @contextmanager
@@ -88,7 +88,7 @@ def _build_tarball(tarball: Path, arch: str, suite: str, include: tuple[str, ...
     with tempfile.TemporaryDirectory(dir=tarball.parent, prefix=".build-") as tmp:
         root = Path(tmp) / "root"
         started = time.monotonic()
-        _debootstrap(root, arch, suite, Path(tmp) / "debootstrap.log", include)
+        _debootstrap(root, arch, suite, include)
         log.info(f"debootstrap {suite} {arch} took {time.monotonic() - started:.0f} s")
         partial = Path(tmp) / tarball.name
         proc.run(["tar", "--zstd", "--numeric-owner", "-C", root, "-cf", partial, "."],
@@ -97,7 +97,7 @@ def _build_tarball(tarball: Path, arch: str, suite: str, include: tuple[str, ...
     log.info(f"cached clean rootfs {tarball} ({log.human_bytes(tarball.stat().st_size)})")
 
 
-def _debootstrap(root: Path, arch: str, suite: str, log_file: Path, include: tuple[str, ...] = ()) -> None:
+def _debootstrap(root: Path, arch: str, suite: str, include: tuple[str, ...] = ()) -> None:
     """In a private mount namespace: /proc or /sys that debootstrap leaves mounted in the target
     after a failure go away with it, instead of staying on the host under a dir we delete."""
     if shutil.which("debootstrap") is None:
@@ -105,12 +105,12 @@ def _debootstrap(root: Path, arch: str, suite: str, log_file: Path, include: tup
     base = ["unshare", "--mount", "debootstrap", "--variant=minbase", f"--arch={DEBIAN_ARCH[arch]}",
             *([f"--include={','.join(include)}"] if include else [])]
     if arch == host_arch():
-        proc.run([*base, suite, root], what="debootstrap", log_file=log_file)
+        proc.run([*base, suite, root], what="debootstrap", stream=True)
         return
     _require_emulation(arch)
-    proc.run([*base, "--foreign", suite, root], what="debootstrap (first stage)", log_file=log_file)
+    proc.run([*base, "--foreign", suite, root], what="debootstrap (first stage)", stream=True)
     proc.run(["unshare", "--mount", "chroot", root, "/debootstrap/debootstrap", "--second-stage"],
-             what="debootstrap (second stage, emulated)", log_file=log_file.with_suffix(".2.log"))
+             what="debootstrap (second stage, emulated)", stream=True)
 
 
 def _require_emulation(arch: str) -> None:
@@ -140,11 +140,8 @@ def run_in_rootfs(tarball: Path, workdir: Path, command: list[str], *, files: di
     clean_env = {"PATH": CLEAN_PATH, "HOME": "/root", "LANG": "C.UTF-8", **(env or {})}
     argv = ["unshare", "--mount", "--pid", "--fork", "--kill-child", "sh", "-c", _ENTER, "enter",
             str(root), devices, *command]
-    try:
-        return subprocess.run(argv, env=clean_env, capture_output=True, text=True,
-                              errors="replace", timeout=timeout)
-    except subprocess.TimeoutExpired:
-        raise VerifyError(f"clean-system run of {command[0]} timed out after {timeout:.0f} s") from None
+    return proc.run(argv, what=f"minimal-system run of {command[0]}", env=clean_env, clean_env=True,
+                    timeout=timeout, check=False, error=VerifyError)
 
 
 def unpack_rootfs(tarball: Path, root: Path) -> Path:

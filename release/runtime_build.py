@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
 from pathlib import Path
 
 from . import arch as arches
+from . import proc
 from .appimage import MAGIC, MAGIC_OFFSET, elf_end_offset
 from .errors import BuildError
 
@@ -61,8 +61,7 @@ def _require_static_libs(cc: str, arch: str, native: bool) -> None:
     """A missing archive is named with the -dev package that provides it."""
     suffix = "" if native else f":{DEBIAN_ARCH[arch]}"
     for lib, package in LIBS.items():
-        found = subprocess.run([cc, f"-print-file-name=lib{lib}.a"], capture_output=True,
-                               text=True, check=False).stdout.strip()
+        found = proc.run([cc, f"-print-file-name=lib{lib}.a"], check=False).stdout.strip()
         if not os.path.isabs(found):
             raise BuildError(f"static library lib{lib}.a for {arch} not found: "
                              f"apt-get install {package}{suffix}")
@@ -71,12 +70,12 @@ def _require_static_libs(cc: str, arch: str, native: bool) -> None:
 def _compile(cc: str, out: Path) -> None:
     sources = [str(p) for p in runtime_sources() if p.suffix == ".c"]
     libs = [f"-l{lib}" for lib in (*LIBS, *SYSTEM_LIBS)]
-    result = subprocess.run([cc, *CFLAGS, "-o", str(out), *sources, *libs],
-                            capture_output=True, text=True, check=False)
+    result = proc.run([cc, *CFLAGS, "-o", out, *sources, *libs], check=False)
     if result.returncode != 0:
         lines = result.stderr.strip().splitlines() or ["(no output)"]
         first = next((line for line in lines if "error" in line), lines[-1])
-        raise BuildError(f"compiling the AppImage runtime with {cc} failed: {first}")
+        where = f"; log: {proc.current_log()}" if proc.current_log() else ""
+        raise BuildError(f"compiling the AppImage runtime with {cc} failed: {first}{where}")
 
 
 def _stamp_magic(path: Path) -> None:

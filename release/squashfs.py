@@ -12,11 +12,10 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
 import time
 from pathlib import Path
 
-from . import log
+from . import log, proc
 from .errors import BuildError
 
 DEFAULT_LEVELS = {"zstd": 3, "gzip": 9, "xz": None, "lz4": None, "lzo": None}
@@ -64,11 +63,11 @@ def make_squashfs(appdir: Path, out: Path, *, compression: str = "zstd", level: 
     started = time.monotonic()
     # mksquashfs refuses SOURCE_DATE_EPOCH together with explicit times: ours already honour it.
     env = {k: v for k, v in os.environ.items() if k != "SOURCE_DATE_EPOCH"}
-    result = subprocess.run(command, capture_output=True, text=True, env=env, check=False)
-    if result.returncode != 0:
+    try:
+        proc.run(command, what=f"mksquashfs of {appdir}", env=env, clean_env=True)
+    except BuildError:
         partial.unlink(missing_ok=True)
-        detail = (result.stderr.strip() or result.stdout.strip()).splitlines()[-1:]
-        raise BuildError(f"mksquashfs of {appdir} failed: {' '.join(detail)}")
+        raise
     os.replace(partial, out)
     log.info(f"squashfs {out.name}: {log.human_bytes(out.stat().st_size - offset)} "
              f"({compression}) in {time.monotonic() - started:.1f} s")

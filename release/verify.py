@@ -13,6 +13,7 @@ import subprocess
 import time
 from pathlib import Path
 
+from . import proc
 from .config import REPO
 from .errors import VerifyError
 
@@ -31,11 +32,8 @@ def clean_env(**extra: str) -> dict[str, str]:
 
 def run_tea(command: list[str], args: list[str], *, timeout: float = 600,
             env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
-    try:
-        return subprocess.run([*command, *args], capture_output=True, text=True, timeout=timeout,
-                              env=env or clean_env(), stdin=subprocess.DEVNULL)
-    except subprocess.TimeoutExpired:
-        raise VerifyError(f"{' '.join(command)} {' '.join(args)} did not finish in {timeout:.0f} s") from None
+    return proc.run([*command, *args], what=Path(command[0]).name, env=env or clean_env(), clean_env=True,
+                    timeout=timeout, check=False, error=VerifyError)
 
 
 def expect(done: subprocess.CompletedProcess, what: str, wanted: str | None = None) -> str:

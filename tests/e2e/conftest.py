@@ -45,7 +45,7 @@ def plain_appimage(dist) -> Path:
     return next(p for p in dist.glob("tea-python-*-x86_64.AppImage") if "-llm-" not in p.name)
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def invoke(release_cache):
     """Run an invoke task of this repo against the real cache; returns the CompletedProcess."""
 

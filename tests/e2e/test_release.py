@@ -94,16 +94,16 @@ def test_second_release_run_skips_every_step(invoke):
 def test_plain_flavor_is_identical_when_built_alone(invoke, plain_appimage, tmp_path):
     done = invoke("release", "--arch", "x86_64", "--flavor", "python", "--model", "gemma-3-270m",
                   "--packager", "builtin", "--build-dir", str(tmp_path / "build"), "--out", str(tmp_path / "dist"),
-                  "--skip", "smoke,functional,clean-system")
+                  "--skip", "smoke,functional,systems")
     assert done.returncode == 0, done.stderr
     alone = tmp_path / "dist" / plain_appimage.name
     assert sha256(alone) == sha256(plain_appimage)
 
 
-def test_test_appimage_accepts_the_release_including_clean_system(invoke, llm_appimage, dist):
+def test_test_appimage_accepts_the_release_including_minimal_systems(invoke, llm_appimage, dist):
     done = invoke("test-appimage", str(llm_appimage), "--sums", str(dist / "SHA256SUMS"))
     assert done.returncode == 0, done.stderr
-    assert "clean system" in done.stderr and "passed" in done.stderr
+    assert "minimal systems" in done.stderr and "passed" in done.stderr
 
 
 def test_test_appimage_refuses_a_tampered_appimage(invoke, plain_appimage, dist, tmp_path):
@@ -123,7 +123,7 @@ def test_split_release_round_trips_through_publish_and_test_appimage(invoke, tmp
     out, published = tmp_path / "dist", tmp_path / "published"
     done = invoke("release", "--arch", "x86_64", "--flavor", "python-llm", "--model", "gemma-3-270m",
                   "--packager", "builtin", "--build-dir", str(tmp_path / "build"), "--out", str(out),
-                  "--skip", "smoke,functional,clean-system", "--asset-size-cap", "100000000")
+                  "--skip", "smoke,functional,systems", "--asset-size-cap", "100000000")
     assert done.returncode == 0, done.stderr
     appimage = next(out.glob("tea-python-llm-*.AppImage"))
     record = json.loads((out / "manifest.json").read_text())["artifacts"][0]
@@ -132,6 +132,6 @@ def test_split_release_round_trips_through_publish_and_test_appimage(invoke, tmp
     assert done.returncode == 0, done.stderr
     assert not (published / appimage.name).exists()  # only the parts go out
     assert sorted(p.name for p in published.glob("*.part*")) == [p["name"] for p in record["parts"]]
-    done = invoke("test-appimage", str(published), "--no-clean")
+    done = invoke("test-appimage", str(published), "--no-systems")
     assert done.returncode == 0, done.stderr
     assert f"test-appimage: {appimage.name} passed" in done.stderr

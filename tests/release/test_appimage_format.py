@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from elftools.elf.elffile import ELFFile
 
-from release.appimage import (MAGIC, appimage_type, assemble_appimage, elf_end_offset,
+from release.appimage import (MAGIC, appimage_type, elf_end_offset,
                               validate_appimage, write_runtime_over)
 from release.errors import BuildError, VerifyError
 from release.runtime_build import build_runtime, runtime_sources
@@ -70,8 +70,9 @@ def appdir(tmp_path) -> Path:
 
 
 def build_appimage(runtime: Path, appdir: Path, out: Path) -> Path:
-    image = make_squashfs(appdir, out.with_suffix(".squashfs"))
-    return assemble_appimage(runtime, image, out)
+    """The builtin packager's one-pass path: squashfs behind a gap, then the runtime over the gap."""
+    image = make_squashfs(appdir, out.with_suffix(".building"), offset=runtime.stat().st_size)
+    return write_runtime_over(runtime, image, out)
 
 
 @pytest.fixture
@@ -197,9 +198,8 @@ def test_offset_option_matches_elf_end(appimage):
 
 
 def test_one_pass_build_equals_concatenation(runtime, appdir, appimage, tmp_path):
-    image = make_squashfs(appdir, tmp_path / "one-pass", offset=runtime.stat().st_size)
-    one_pass = write_runtime_over(runtime, image, tmp_path / "one-pass.AppImage")
-    assert one_pass.read_bytes() == appimage.read_bytes()
+    image = make_squashfs(appdir, tmp_path / "plain.squashfs")
+    assert appimage.read_bytes() == runtime.read_bytes() + image.read_bytes()
 
 
 def test_appimage_is_byte_reproducible(runtime, appdir, appimage, tmp_path):

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from release import arch, cli
+from release import arch, commands
 from release.errors import ConfigError, VerifyError
 
 ELF_AARCH64 = 0xB7
@@ -30,18 +30,18 @@ def test_a_text_file_is_not_an_appimage(tmp_path):
     fake.write_text("#!/bin/sh\necho hi\n")
     fake.chmod(0o755)
     with pytest.raises(VerifyError, match="not a type-2 AppImage"):
-        cli.check_runnable_appimage(fake)
+        commands.check_runnable_appimage(fake)
 
 
 def test_missing_file(tmp_path):
     with pytest.raises(ConfigError, match="no such file"):
-        cli.check_runnable_appimage(tmp_path / "nope.AppImage")
+        commands.check_runnable_appimage(tmp_path / "nope.AppImage")
 
 
 def test_not_executable_says_chmod(plain_appimage):
     plain_appimage.chmod(0o644)
     with pytest.raises(ConfigError, match=r"not executable; run: chmod \+x"):
-        cli.check_runnable_appimage(plain_appimage)
+        commands.check_runnable_appimage(plain_appimage)
 
 
 def test_another_arch_without_emulation_is_refused(plain_appimage, monkeypatch):
@@ -53,8 +53,8 @@ def test_another_arch_without_emulation_is_refused(plain_appimage, monkeypatch):
     if arch.host_arch() == "aarch64":
         pytest.skip("aarch64 is this host's own arch")
     with pytest.raises(ConfigError, match="cannot run aarch64 binaries.*as root run"):
-        cli.check_runnable_appimage(plain_appimage)
+        commands.check_runnable_appimage(plain_appimage)
 
 
 def test_a_good_appimage_passes(plain_appimage):
-    assert cli.check_runnable_appimage(plain_appimage) == plain_appimage
+    assert commands.check_runnable_appimage(plain_appimage) == plain_appimage

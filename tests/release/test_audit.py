@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from release.audit import audit_appdir, elf_machine, excludelist, glibc_floor, scan_appdir
+from release.audit import audit_appdir, elf_machine, excludelist, highest_version, read_elf, scan_appdir
 from release.errors import VerifyError
 
 GREET_C = 'const char *greet(void) { return "hello from libgreet"; }\n'
@@ -116,6 +116,10 @@ def test_excluded_system_libs_need_no_bundling(appdir):
     subprocess.run(["g++", str(appdir / "usr/bin/cpp-hello.cc"), "-lm", "-o",
                     str(appdir / "usr/bin/cpp-hello")], check=True)
     assert audit_appdir(appdir, arch="x86_64").elf_count == 3
+
+
+def glibc_floor(paths) -> str:
+    return highest_version(v for path in paths for v in read_elf(path).glibc_versions)
 
 
 def test_glibc_floor_matches_readelf_for_system_binaries():

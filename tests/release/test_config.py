@@ -58,9 +58,12 @@ def test_cache_dir_follows_xdg_and_override(monkeypatch, tmp_path):
     assert config.default_cache_dir() == tmp_path / "explicit"
 
 
-def test_offline_from_environment(monkeypatch):
-    monkeypatch.setenv("TEA_RELEASE_OFFLINE", "1")
-    assert config.resolve().offline
+@pytest.mark.parametrize("value, offline", [("1", True), ("true", True), ("YES", True), ("on", True),
+                                             ("0", False), ("false", False), ("no", False), ("", False)])
+def test_offline_from_environment(monkeypatch, value, offline):
+    monkeypatch.setenv("TEA_RELEASE_OFFLINE", value)
+    assert config.resolve().offline is offline
+    assert config.resolve(offline=True).offline
 
 
 @pytest.mark.parametrize("kwargs, message", [({"flavor": "rust"}, "unknown flavor 'rust'"),
@@ -75,15 +78,15 @@ def test_plan_lists_every_stage_per_flavor():
     settings = config.resolve(flavor="all", model="gemma-3-270m")
     names = [step.name for stage, step in plan.release_plan(settings)]
     assert names[:3] == ["system-packages", "packager", "model"]
-    assert "freeze-python" in names and "clean-system-python-llm" in names and names[-1] == "checksums"
+    assert "freeze-python" in names and "systems-python-llm" in names and names[-1] == "checksums"
     until_freeze = [step.name for step in plan.steps_until(settings, "freeze")]
     assert "appdir-python" not in until_freeze and "freeze-python-llm" in until_freeze
 
 
 def test_plan_skip_and_unknown_stage():
     settings = config.resolve(model="gemma-3-270m")
-    names = [s.name for s in plan.steps_until(settings, "checksums", skip=frozenset({"clean-system"}))]
-    assert not any(n.startswith("clean-system") for n in names)
+    names = [s.name for s in plan.steps_until(settings, "checksums", skip=frozenset({"systems"}))]
+    assert not any(n.startswith("systems") for n in names)
     with pytest.raises(ConfigError, match="unknown stage"):
         plan.steps_until(settings, "deploy")
 
@@ -123,4 +126,4 @@ def test_checks_without_a_path_need_a_release_in_out(tmp_path):
     done = run_invoke("smoke", "--out", str(tmp_path))
     assert done.returncode == 2 and "Traceback" not in done.stderr
     assert done.stderr.strip() == (f"error: no {arch.host_arch()} AppImage in {tmp_path}/: "
-                                   "run `invoke release` first, or pass a PATH")
+                                   "run `invoke release` first, or pass --path")

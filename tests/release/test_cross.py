@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import base64
 import hashlib
 import os
@@ -152,15 +154,14 @@ def test_missing_binfmt_is_one_line_with_the_commands(tmp_path, entry):
 
 
 def test_host_arch_needs_no_emulation():
-    assert cross.require_runnable(arch.host_arch()) == "native"
+    assert cross.prepare_emulation(arch.host_arch()) == "native"
 
 
 def test_arch_without_cross_pins_is_a_config_error():
     settings = config.resolve(arch="aarch64", model="gemma-3-270m")
-    pins = {**settings.pins, "cross": {}}
-    bare = config.Settings(**{**settings.__dict__, "pins": pins})
+    bare = dataclasses.replace(settings.pins, cross={})
     with pytest.raises(ConfigError, match=r"no \[cross.aarch64\] table"):
-        cross.cross_pins(bare)
+        bare.cross_for("aarch64")
 
 
 def _dist_appimage() -> Path:

@@ -337,10 +337,16 @@ def test_offline_mode_uses_the_cache_only(tmp_path, server, monkeypatch):
     fetch(server.remote(), tmp_path / "cache", retry=FAST)
     server.requests.clear()
     assert fetch(server.remote(), tmp_path / "cache", offline=True) == cached(tmp_path, server)
-    monkeypatch.setenv("TEA_RELEASE_OFFLINE", "1")
     with pytest.raises(DownloadError, match=r"other\.bin .*offline mode is on"):
-        fetch(server.remote(filename="other.bin"), tmp_path / "cache")
+        fetch(server.remote(filename="other.bin"), tmp_path / "cache", offline=True)
     assert server.requests == []
+
+
+def test_offline_has_one_meaning_the_callers_flag(tmp_path, server, monkeypatch):
+    """The environment is read once, by config.offline_mode; the downloader obeys its argument."""
+    monkeypatch.setenv("TEA_RELEASE_OFFLINE", "1")
+    assert fetch(server.remote(), tmp_path / "cache", retry=FAST, offline=False) == cached(tmp_path, server)
+    assert server.requests
 
 
 def test_unpinned_file_uses_x_linked_etag_and_prints_the_pin(tmp_path, server, capfd):

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from release import packagers
-from release.config import load_pins
+from release import packagers, proc
+from release.config import load_pins, parse_tools
 from release.errors import BuildError, ChecksumError, ConfigError
 
 FAKE_IMAGE = b"\x7fELF fake AppImage\n"
@@ -88,6 +88,11 @@ def pin(url: str, data: bytes) -> dict:
     return {"version": "test", "x86_64": {"url": url, "sha256": sha256(data)}}
 
 
+def toolbox(tools: dict, cache: Path, offline: bool = False) -> packagers.Toolbox:
+    """The pins as release.toml would hold them, typed the way a run sees them."""
+    return packagers.Toolbox(parse_tools(tools), cache, offline=offline)
+
+
 @pytest.fixture
 def appdir(tmp_path) -> Path:
     root = tmp_path / "build" / "AppDir"
@@ -120,7 +125,7 @@ def test_linuxdeploy_is_fetched_verified_and_run(tmp_path, appdir, server):
     tools = {"linuxdeploy": pin(server.url("/ld"), tool)}
 
     result = packagers.build_with_tool("linuxdeploy", appdir, out, arch="x86_64",
-                                       cache_dir=tmp_path / "cache", tools_config=tools)
+                                       toolbox=toolbox(tools, tmp_path / "cache"))
 
     args, seen = read_record(record)
     assert result == out and out.read_bytes() == FAKE_IMAGE
@@ -142,7 +147,7 @@ def test_appimagetool_gets_the_pinned_runtime(tmp_path, appdir, server):
     tools = {"appimagetool": pin(server.url("/at"), tool), "appimage-runtime": pin(server.url("/runtime"), runtime)}
 
     packagers.build_with_tool("appimagetool", appdir, out, arch="x86_64",
-                              cache_dir=tmp_path / "cache", tools_config=tools)
+                              toolbox=toolbox(tools, tmp_path / "cache"))
 
     args, seen = read_record(record)
     assert args[0] == "--runtime-file" and Path(args[1]).read_bytes() == runtime
@@ -159,7 +164,7 @@ def test_wrong_sha256_refuses_before_running(tmp_path, appdir, server):
 
     with pytest.raises(ChecksumError):
         packagers.build_with_tool("linuxdeploy", appdir, out, arch="x86_64",
-                                  cache_dir=tmp_path / "cache", tools_config=tools)
+                                  toolbox=toolbox(tools, tmp_path / "cache"))
     assert not record.exists() and not out.exists()
 
 
@@ -168,12 +173,12 @@ def test_tool_failure_is_one_build_error_with_the_log(tmp_path, appdir, server, 
     server.files["/ld"] = tool = stand_in(tmp_path / "record.txt", out, '"$OUTPUT"', exit_code=3)
     tools = {"linuxdeploy": pin(server.url("/ld"), tool)}
 
-    with pytest.raises(BuildError) as failure:
+    with pytest.raises(BuildError) as failure, proc.logging_to(tmp_path / "logs" / "appimage.log"):
         packagers.build_with_tool("linuxdeploy", appdir, out, arch="x86_64",
-                                  cache_dir=tmp_path / "cache", tools_config=tools)
+                                  toolbox=toolbox(tools, tmp_path / "cache"))
     message = str(failure.value)
     assert "\n" not in message and "linuxdeploy failed with exit code 3" in message
-    log_file = Path(re.search(r"full log: (\S+)", message)[1])
+    log_file = Path(re.search(r"; log: (\S+)$", message)[1])
     assert "packing... step 2" in log_file.read_text() and "packing... step 2" in capsys.readouterr().err
     assert not out.exists() and list(out.parent.iterdir()) == []
 
@@ -182,18 +187,15 @@ def test_auto_picks_linuxdeploy_when_it_can_be_had_then_offline_from_cache(tmp_p
     server.files["/ld"] = tool = b"#!/bin/sh\n"
     tools = {"linuxdeploy": pin(server.url("/ld"), tool)}
     cache = tmp_path / "cache"
-    assert packagers.resolve_packager("auto", arch="x86_64", cache_dir=cache, offline=False,
-                                      tools_config=tools) == "linuxdeploy"
+    assert packagers.resolve_packager("auto", arch="x86_64", toolbox=toolbox(tools, cache, offline=False)) == "linuxdeploy"
     served = server.requests
-    assert packagers.resolve_packager("auto", arch="x86_64", cache_dir=cache, offline=True,
-                                      tools_config=tools) == "linuxdeploy"
+    assert packagers.resolve_packager("auto", arch="x86_64", toolbox=toolbox(tools, cache, offline=True)) == "linuxdeploy"
     assert server.requests == served
 
 
 def test_auto_with_unreachable_tool_picks_builtin_with_one_line(tmp_path, capsys):
     tools = {"linuxdeploy": {"version": "test", "x86_64": {"url": closed_port_url(), "sha256": "0" * 64}}}
-    chosen = packagers.resolve_packager("auto", arch="x86_64", cache_dir=tmp_path / "cache", offline=False,
-                                        tools_config=tools)
+    chosen = packagers.resolve_packager("auto", arch="x86_64", toolbox=toolbox(tools, tmp_path / "cache", offline=False))
     lines = capsys.readouterr().err.strip().splitlines()
     assert chosen == "builtin"
     assert len([line for line in lines if "packager auto" in line]) == 1
@@ -203,36 +205,33 @@ def test_auto_with_unreachable_tool_picks_builtin_with_one_line(tmp_path, capsys
 def test_auto_offline_and_not_cached_picks_builtin_without_network(tmp_path, server, capsys):
     server.files["/ld"] = tool = b"#!/bin/sh\n"
     tools = {"linuxdeploy": pin(server.url("/ld"), tool)}
-    chosen = packagers.resolve_packager("auto", arch="x86_64", cache_dir=tmp_path / "cache", offline=True,
-                                        tools_config=tools)
+    chosen = packagers.resolve_packager("auto", arch="x86_64", toolbox=toolbox(tools, tmp_path / "cache", offline=True))
     assert chosen == "builtin" and server.requests == 0
     assert "offline" in capsys.readouterr().err
 
 
 def test_auto_without_a_pin_for_the_arch_picks_builtin(tmp_path, capsys):
     tools = {"linuxdeploy": {"version": "test"}}
-    assert packagers.resolve_packager("auto", arch="aarch64", cache_dir=tmp_path, offline=False,
-                                      tools_config=tools) == "builtin"
+    assert packagers.resolve_packager("auto", arch="aarch64", toolbox=toolbox(tools, tmp_path, offline=False)) == "builtin"
     assert "[tools.linuxdeploy.aarch64]" in capsys.readouterr().err
 
 
 def test_an_explicit_packager_is_kept(tmp_path):
     for name in ("builtin", "linuxdeploy", "appimagetool"):
-        assert packagers.resolve_packager(name, arch="x86_64", cache_dir=tmp_path, offline=True) == name
+        assert packagers.resolve_packager(name, arch="x86_64", toolbox=toolbox({}, tmp_path, offline=True)) == name
 
 
 def test_release_toml_pins_every_tool_per_arch():
-    tools = load_pins()["tools"]
+    tools = load_pins().tools
     for name in ("linuxdeploy", "appimagetool", packagers.RUNTIME_TOOL):
         for arch in ("x86_64", "aarch64"):
-            entry = tools[name][arch]
-            assert entry["url"].startswith("https://") and tools[name]["version"] in entry["url"]
-            assert entry["url"].rsplit("/", 1)[-1].find(arch) >= 0
-            assert re.fullmatch(r"[0-9a-f]{64}|", entry["sha256"])
-    assert tools["linuxdeploy"]["x86_64"]["sha256"]  # the pin auto relies on for x86_64 CI
+            url = tools[name].for_arch(arch).urls[0]
+            assert url.startswith("https://") and tools[name].version in url
+            assert url.rsplit("/", 1)[-1].find(arch) >= 0
+    assert tools["linuxdeploy"].for_arch("x86_64").sha256  # the pin auto relies on for x86_64 CI
 
 
 def test_builtin_is_not_an_external_tool(tmp_path, appdir):
     with pytest.raises(ConfigError, match="linuxdeploy\\|appimagetool"):
         packagers.build_with_tool("builtin", appdir, tmp_path / "x.AppImage", arch="x86_64",
-                                  cache_dir=tmp_path, tools_config={})
+                                  toolbox=toolbox({}, tmp_path))

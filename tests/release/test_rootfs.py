@@ -237,7 +237,7 @@ def test_non_root_is_refused_with_one_line():
                                sys.executable, "-c", code, f"{shared}/cache"],
                               capture_output=True, text=True, cwd=Path(__file__).parents[2])
     assert done.returncode == 6, done.stderr
-    assert done.stdout.startswith("the clean-system rootfs needs root")
+    assert done.stdout.startswith("the minimal-system rootfs needs root")
 
 
 def test_missing_debootstrap_says_how_to_install(tmp_path, monkeypatch):

@@ -1,4 +1,4 @@
-"""The clean-system check: the AppImage runs in a minimal Debian with no Python at all.
+"""The systems check: the AppImage runs in a minimal Debian with no Python at all.
 
 With /dev/fuse the runtime mounts its image; without it, it must fall back to extracting
 (and say so in one line). Both are checked, so "works on my machine" never ships.
@@ -27,14 +27,14 @@ def check_in_rootfs(tarball: Path, appimage: Path, version: str, *, model_filena
             done = rootfs.run_in_rootfs(tarball, Path(work), [INSIDE, *args], files=files, fuse=fuse)
             mode = "FUSE" if fuse else "no FUSE"
             checked.append(f"{args[0]} ({mode})")
-            return verify.expect(done, f"clean system ({mode}): {appimage.name} {args[0]}")
+            return verify.expect(done, f"minimal system ({mode}): {appimage.name} {args[0]}")
 
         for fuse in (True, False):
             output = run_inside(["--version"], fuse=fuse)
             if output != f"tea {version}":
-                raise VerifyError(f"clean system: {appimage.name} --version printed {output!r}")
+                raise VerifyError(f"minimal system: {appimage.name} --version printed {output!r}")
         if model_filename:
             state = json.loads(run_inside(["run", AGENT_INSIDE, "--quiet", "--input", json.dumps(verify.QUESTION)],
                                           fuse=True))
-            verify.check_llm_state(state, model_filename, f"clean system: {appimage.name}")
+            verify.check_llm_state(state, model_filename, f"minimal system: {appimage.name}")
     return checked

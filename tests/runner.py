@@ -12,9 +12,10 @@ import os
 import subprocess
 import sys
 
-from . import config, deps, log, plan
-from .cli import run_pipeline
-from .config import REPO
+from release import config, deps, log, plan, proc
+from release.artifacts import Kind
+from release.commands import run_pipeline
+from release.config import REPO
 
 TEST_MODEL = "gemma-3-270m"
 
@@ -25,10 +26,11 @@ def install_app_for_tests(settings: config.Settings) -> dict[str, str]:
     llm_flavor = next(f for f in settings.flavors if f.llm)
     wheel = deps.ensure_llama_wheel(settings, deps.venv_bin(settings, llm_flavor, "pip"))
     pip = [sys.executable, "-m", "pip"]
-    subprocess.run([*pip, "install", "-q", str(wheel), "-e", f"{REPO / 'python'}[dev]",
-                    "-r", str(REPO / "requirements-dev.txt")], check=True)
-    wheelhouse = settings.build_dir / "test-wheelhouse"
-    subprocess.run([*pip, "wheel", "-q", "-w", str(wheelhouse), str(REPO / "python")], check=True)
+    with proc.logging_to(settings.arch_dir / "logs" / "test-setup.log"):
+        proc.run([*pip, "install", "-q", wheel, "-e", f"{REPO / 'python'}[dev]",
+                  "-r", REPO / "requirements-dev.txt"], what="installing the app for the tests")
+        wheelhouse = settings.build_dir / "test-wheelhouse"
+        proc.run([*pip, "wheel", "-q", "-w", wheelhouse, REPO / "python"], what="building the test wheelhouse")
     return {"TEA_TEST_WHEELHOUSE": str(wheelhouse)}
 
 
@@ -37,11 +39,11 @@ def run_test_suite(*, fast: bool, pytest_args: str) -> int:
     env = dict(os.environ)
     if not fast:
         ctx = run_pipeline(settings, plan.STAGES[-1])
-        env.update(TEA_TEST_MODEL=ctx.results["model"]["path"], TEA_TEST_DIST=str(settings.dist_dir),
+        env.update(TEA_TEST_MODEL=str(ctx.artifacts.get(Kind.MODEL).path), TEA_TEST_DIST=str(settings.dist_dir),
                    TEA_TEST_BUILD=str(settings.build_dir), TEA_TEST_CACHE=str(settings.cache_dir))
     else:
         run_pipeline(settings, "deps")
     env.update(install_app_for_tests(settings))
-    command = [sys.executable, "-m", "pytest", "-n", "2", *(["-m", "not slow"] if fast else []), *pytest_args.split()]
+    command = [sys.executable, "-m", "pytest", "-n", "2", "--dist", "loadgroup", *(["-m", "not slow"] if fast else []), *pytest_args.split()]
     log.info("running: " + " ".join(command))
     return subprocess.run(command, cwd=REPO, env=env).returncode

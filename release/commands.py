@@ -1,4 +1,4 @@
-"""What the invoke tasks do, kept out of tasks.py so it is importable and testable without invoke."""
+"""What each invoke task does, kept out of tasks.py so it is importable and testable without invoke."""
 
 from __future__ import annotations
 
@@ -11,10 +11,10 @@ from typing import Callable
 from invoke.exceptions import Exit
 
 from . import arch as arches
-from . import audit, config, cross, finalize, log, plan, verify
+from . import audit, config, cross, finalize, log, plan, proc, verify
 from . import checksums as checksums_module
 from .errors import ConfigError, ReleaseError, VerifyError
-from .pipeline import Context, run
+from .pipeline import Context, dry_run, run
 
 
 def one_line_errors(task_body: Callable) -> Callable:
@@ -32,16 +32,37 @@ def one_line_errors(task_body: Callable) -> Callable:
     return wrapper
 
 
+def byte_count(value: str | None) -> int | None:
+    """A size flag: digits, optionally with _ separators (2_000_000_000)."""
+    if value is None:
+        return None
+    try:
+        return int(str(value).replace("_", ""))
+    except ValueError:
+        raise ConfigError(f"not a number of bytes: {value!r}") from None
+
+
 def split_list(value: str | None) -> frozenset[str]:
     return frozenset(item.strip() for item in (value or "").split(",") if item.strip())
 
 
 def run_pipeline(settings: config.Settings, last_stage: str, *, skip: str | None = None,
-                 force: str | None = None) -> Context:
-    if last_stage not in ("deps", "model"):
-        cross.require_runnable(settings.arch, settings)
+                 force: str | None = None, dry: bool = False) -> Context:
+    """Run (or with `dry`, only report) the release up to `last_stage`."""
     steps = plan.steps_until(settings, last_stage, skip=split_list(skip))
-    ctx = run(steps, Context(settings, force=split_list(force)))
+    forced = split_list(force)
+    unknown = forced - {step.name for step in steps}
+    if unknown:
+        raise ConfigError(f"--force names no step of this run: {', '.join(sorted(unknown))}; steps: "
+                          f"{', '.join(step.name for step in steps)}")
+    ctx = Context(settings, force=forced)
+    if dry:
+        for name, reason in dry_run(steps, ctx):
+            log.info(f"{name}: {'would run (' + reason + ')' if reason else 'up to date'}")
+        return ctx
+    if last_stage not in ("deps", "model"):
+        cross.prepare_emulation(settings.arch, settings)
+    ctx = run(steps, ctx)
     log.info(f"{last_stage}: finished; outputs in {settings.dist_dir if last_stage == 'checksums' else settings.build_dir}")
     return ctx
 
@@ -56,7 +77,7 @@ def check_runnable_appimage(path: Path) -> Path:
         raise VerifyError(f"{path}: not a type-2 AppImage (no ELF header with the AI\\x02 magic)")
     if not path.stat().st_mode & 0o111:
         raise ConfigError(f"{path}: not executable; run: chmod +x {path}")
-    cross.require_runnable(audit.elf_machine(path))
+    cross.prepare_emulation(audit.elf_machine(path))
     return path
 
 
@@ -64,14 +85,14 @@ def appimages_in(dist: Path) -> list[Path]:
     """The AppImages in dist/ this machine runs natively (the ones `invoke release` just made)."""
     found = sorted(dist.glob(f"*-{arches.host_arch()}.AppImage"))
     if not found:
-        raise ConfigError(f"no {arches.host_arch()} AppImage in {dist}/: run `invoke release` first, or pass a PATH")
+        raise ConfigError(f"no {arches.host_arch()} AppImage in {dist}/: run `invoke release` first, or pass --path")
     return found
 
 
 def manifest_record(path: Path) -> tuple[dict, str]:
     """The AppImage's record in the manifest.json beside it (empty if none), and the version it
     must report: the manifest's, else this checkout's."""
-    manifest = finalize.load_manifest(path.parent)
+    manifest = finalize.read_dist_manifest(path.parent)
     entry = next((a for a in manifest["artifacts"] if a["name"] == path.name), {})
     return entry, manifest.get("version") or config.project_version()
 
@@ -80,9 +101,10 @@ def is_llm_appimage(path: Path, entry: dict) -> bool:
     return entry.get("flavor", "python-llm" if "-llm-" in path.name else "python") == "python-llm"
 
 
-def check_appimage(path: Path, *, smoke: bool = True, functional: bool = True, clean: bool = False,
+def check_appimage(path: Path, *, smoke: bool = True, functional: bool = True, systems: bool = False,
                    cache_dir: Path | None = None) -> None:
-    from . import clean_system, rootfs
+    from . import rootfs
+    from . import systems as minimal_systems
 
     check_runnable_appimage(path)
     entry, version = manifest_record(path)
@@ -93,27 +115,30 @@ def check_appimage(path: Path, *, smoke: bool = True, functional: bool = True, c
     if functional:
         result = verify.functional_llm(path, model_filename) if llm else verify.functional_plain(path)
         log.info(f"functional {path.name}: {result}")
-    if clean:
+    if systems:
         tarball = rootfs.ensure_rootfs(cache_dir or config.default_cache_dir(), arch=audit.elf_machine(path))
-        checked = clean_system.check_in_rootfs(tarball, path, version, model_filename=model_filename)
-        log.info(f"clean system {path.name}: {', '.join(checked)}")
+        checked = minimal_systems.check_in_rootfs(tarball, path, version, model_filename=model_filename)
+        log.info(f"minimal systems {path.name}: {', '.join(checked)}")
 
 
-def clean(build_dir: Path, dist_dir: Path, cache_dir: Path | None) -> None:
+def remove_outputs(build_dir: Path, dist_dir: Path, cache_dir: Path | None) -> None:
     for target in (build_dir, dist_dir, cache_dir):
         if target is not None and target.exists():
             shutil.rmtree(target)
             log.info(f"removed {target}")
 
 
-def test_downloaded(source: str, *, sums: str | None, clean: bool) -> None:
+def test_downloaded(source: str, *, sums: str | None, systems: bool) -> None:
     """Fetch (if a URL), verify against SHA256SUMS/manifest (refuse on any mismatch), then check it."""
     from . import artifact_source
 
+    if not artifact_source.is_url(source) and not Path(source).exists():
+        raise ConfigError(f"no such file or directory: {source}")
     cache_dir = config.default_cache_dir()
-    with tempfile.TemporaryDirectory(prefix="tea-test-appimage-") as workdir:
+    with tempfile.TemporaryDirectory(prefix="tea-test-appimage-") as workdir, \
+            proc.logging_to(cache_dir / "logs" / "test-appimage.log"):
         path = artifact_source.resolve_artifact(source, sums=sums, cache_dir=cache_dir, workdir=Path(workdir))
-        check_appimage(path, clean=clean, cache_dir=cache_dir)
+        check_appimage(path, systems=systems, cache_dir=cache_dir)
     log.info(f"test-appimage: {path.name} passed")
 
 
@@ -122,7 +147,7 @@ def checksums(dist: Path, merge: list[Path], out: Path | None) -> None:
         target = out or dist / "SHA256SUMS"
         checksums_module.merge_sums(merge, target)
     else:
-        names = checksums_module.published_names(finalize.load_manifest(dist))
+        names = checksums_module.published_names(finalize.read_dist_manifest(dist))
         if not names:
             raise ConfigError(f"{dist}: no manifest.json with artifacts; run `invoke release` first")
         target = checksums_module.write_sums(dist, names)
