@@ -78,7 +78,7 @@ def run(cmd: Sequence[str | os.PathLike], *, what: str | None = None, env: Mappi
     except FileNotFoundError:
         raise error(f"{what}: command not found: {argv[0]} (run `invoke deps`)") from None
     except subprocess.TimeoutExpired:
-        raise error(f"{what} did not finish in {timeout:.0f} s: {_short(argv)}{_where(log_path)}") from None
+        raise error(f"{what} timed out after {timeout:.0f} s: {_short(argv)}{_where(log_path)}") from None
     if check and done.returncode != 0:
         _show_tail(what, done, log_path)
         raise error(f"{what} failed with exit code {done.returncode}: {_short(argv)}{_where(log_path)}")
@@ -91,7 +91,8 @@ def output(cmd: Sequence[str | os.PathLike], **options) -> str:
 
 
 def _short(argv: list[str]) -> str:
-    text = quote(argv)
+    """The command on one line, shortened: error messages are one line."""
+    text = " ".join(quote(argv).split())
     return text if len(text) <= 160 else text[:157] + "..."
 
 
