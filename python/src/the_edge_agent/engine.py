@@ -61,7 +61,7 @@ def walk(current: str, ctx: RunContext, stop_before: str | None = None) -> None:
             ctx.state["parallel_results"] = run_branches(forks, ctx, walk)
             current = forks[0].fan_in or END
         else:
-            current = next_node(agent, node, ctx, result)
+            current = next_node(agent, node, ctx, result, stop_before)
     raise ActionError(f"agent '{agent.name}' did not reach __end__ after {MAX_STEPS} steps (a goto/edge loop?)")
 
 

@@ -3,6 +3,8 @@
 Precedence, as upstream documents it: the node's `goto` (first rule whose `if` holds), else its
 edges in `edges:` (first that holds, in file order), else the next node in the list, else the end.
 A node with parallel edges forks instead (see `parallel`); the run goes on at their fan-in node.
+Inside a parallel branch, a node with neither goto nor edges leads to the fan-in node, not into the
+node written after it (which is usually another branch's).
 """
 
 from __future__ import annotations
@@ -44,8 +46,9 @@ def parallel_edges(agent: Agent, node: Node) -> list[Edge]:
     return [edge for edge in agent.edges if edge.source == node.name and edge.parallel and not node.goto]
 
 
-def next_node(agent: Agent, node: Node, ctx: RunContext, result: dict[str, Any]) -> str:
-    """`result` is what the node returned: goto conditions may read it as `result`."""
+def next_node(agent: Agent, node: Node, ctx: RunContext, result: dict[str, Any], fan_in: str | None = None) -> str:
+    """`result` is what the node returned: goto conditions may read it as `result`; `fan_in` is set
+    inside a parallel branch."""
     try:
         if node.goto:
             rules = [(rule.condition, rule.target) for rule in node.goto]
@@ -59,6 +62,8 @@ def next_node(agent: Agent, node: Node, ctx: RunContext, result: dict[str, Any])
             raise ActionError("no edge matched (add one without a condition as the default)")
     except TeaError as error:
         raise type(error)(f"{agent.path}:{node.line}: after node '{node.name}': {error}") from None
+    if fan_in:
+        return fan_in
     names = [n.name for n in agent.nodes]
     position = names.index(node.name) + 1
     return names[position] if position < len(names) else END
