@@ -60,14 +60,18 @@ def llm_stream(params: dict[str, Any], ctx: RunContext) -> dict[str, Any]:
 def _answer(params: dict[str, Any], ctx: RunContext, *, stream: bool, sink: Any = None) -> dict[str, Any]:
     messages = conversation(params)
     try:
-        result = complete(messages, params, params.get("backend") or params.get("provider"), ctx,
-                          (sink or ctx.on_token) if stream else None)
+        result = complete(messages, params, _requested_backend(params), ctx, (sink or ctx.on_token) if stream else None)
     except LlmRequestError as error:
         ctx.warn(f"LLM call failed: {error}")
         return {"success": False, "error": str(error)}
     usage = result.get("usage") or {}
     total = usage.get("total_tokens", usage.get("prompt_tokens", 0) + usage.get("completion_tokens", 0))
     return {**result, "tokens_used": total}
+
+
+def _requested_backend(params: dict[str, Any]) -> str | None:
+    """A node's `backend`/`provider`; `auto` there expresses no preference, so settings and --backend decide."""
+    return next((value for value in (params.get("backend"), params.get("provider")) if value and value != "auto"), None)
 
 
 def complete(messages: list[Message], params: dict[str, Any], requested: str | None, ctx: RunContext,
