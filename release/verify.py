@@ -1,4 +1,5 @@
-"""Checks of a built or downloaded AppImage: smoke (it starts) and functional (it does its job).
+"""Checks of a built or downloaded AppImage: smoke (it starts) and functional (it runs every agent of
+examples/ and gets the expected state; the LLM ones on its bundled model).
 
 Every check runs the AppImage twice — through FUSE and with `--appimage-extract-and-run` — in a
 scrubbed environment (no TEA_MODEL_PATH, no APPDIR), so the bundled model must be found by the

@@ -96,3 +96,11 @@ def test_api_backend_without_endpoint(write_agent, monkeypatch):
     monkeypatch.delenv("OPENAI_API_BASE", raising=False)
     result = run_tea("run", "--quiet", write_agent(AGENT.format(backend="api")), "--input", '{"question": "x"}')
     assert_one_line_error(result, "needs settings.llm.api_base")
+
+
+def test_message_content_from_a_number_is_sent_as_text(server, write_agent):
+    env = {"OPENAI_API_BASE": f"http://127.0.0.1:{server.server_port}/v1"}
+    state = final_state(run_tea("run", "-q", write_agent(AGENT.format(backend="api")), "-i", '{"question": 4}',
+                                env=env))
+    assert state["reply"]["content"] == "echo: 4"
+    assert server.requests[0][2]["messages"] == [{"role": "user", "content": "4"}]

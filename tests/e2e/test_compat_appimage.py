@@ -71,6 +71,9 @@ def test_gguf_option_and_the_ggufs_chat_template_in_the_appimage(llm_appimage, t
 
 
 def test_plain_appimage_fails_an_llm_node_only_when_it_runs(plain_appimage, tmp_path):
+    """backend auto and no llama-cpp-python, no endpoint: the one line names both ways out."""
     agent = _agent(tmp_path, llm.LLM_CALL)
     assert helpers.run_tea("validate", agent, tea=plain_appimage).returncode == 0
-    helpers.assert_one_line_error(helpers.run_tea("run", "-q", agent, tea=plain_appimage), helpers.INSTALL_HINT)
+    helpers.assert_one_line_error(helpers.run_tea("run", "-q", agent, tea=plain_appimage),
+                                  "node 'ask': no LLM backend available", "pip install the_edge_agent[llm-local]",
+                                  "OPENAI_API_BASE")

@@ -30,6 +30,8 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("-o", "--output", type=Path, help="write the final state to this JSON file, not stdout")
     run.add_argument("-q", "--quiet", action="store_true", help="no progress lines or warnings on stderr")
     run.add_argument("--stream", action="store_true", help="print LLM tokens to stderr as they arrive")
+    run.add_argument("-v", "--verbose", action="count", default=0,
+                     help="accepted as upstream's tea does (-v, -vv); progress lines are shown unless -q")
     run.add_argument("--gguf", metavar="PATH",
                      help="local GGUF model, ahead of TEA_MODEL_PATH and the agent's settings (implies --backend local)")
     run.add_argument("--backend", choices=("local", "api", "auto"), help="override settings.llm.backend")
