@@ -125,6 +125,8 @@ class Agent:
     initial_state: dict[str, Any] = field(default_factory=dict)
     variables: dict[str, Any] = field(default_factory=dict)
     llm: LlmSettings = LlmSettings()
+    #: The `settings:` mapping as written, for templates (`{{ settings.llm.model }}`).
+    settings: dict[str, Any] = field(default_factory=dict)
     description: str = ""
     #: One line each, `file:line:column: warning: ...`: what was ignored while loading.
     warnings: tuple[str, ...] = ()

@@ -32,4 +32,4 @@ class RunContext:
     def scope(self, **extra: Any) -> dict[str, Any]:
         """The names a template sees; `extra` adds e.g. a node's `result`."""
         return {"state": self.state, "variables": self.variables, "secrets": self.secrets, "env": os.environ,
-                **extra}
+                "settings": self.agent.settings, **extra}

@@ -46,6 +46,7 @@ def parse_agent(document: Located, path: Path) -> Agent:
         initial_state=dict(check.typed(document, "initial_state", dict, "agent") or {}),
         variables=dict(check.typed(document, "variables", dict, "agent") or {}),
         llm=_llm_settings(check, document),
+        settings=dict(document.get("settings") or {}),
         description=str(document.get("description") or ""),
         warnings=tuple(check.warnings),
     )
@@ -118,10 +119,11 @@ def _state_schema(check: Checker, document: Located) -> dict[str, str]:
     schema = check.typed(document, "state_schema", dict, "agent") or {}
     types = {}
     for key, kind in schema.items():
-        if kind not in STATE_TYPES:
+        known = isinstance(kind, str) and kind in STATE_TYPES
+        if not known:
             check.warn(schema, key, f"state_schema.{key}: type {kind!r} is not checked "
                                     f"(checked: {', '.join(sorted(STATE_TYPES))})")
-        types[key] = kind if kind in STATE_TYPES else "any"
+        types[key] = kind if known else "any"
     return types
 
 

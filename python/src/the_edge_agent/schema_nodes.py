@@ -8,6 +8,7 @@ from .actions import action_specs
 from .agent import (END, START, ActionBody, Body, CodeBody, ExpressionBody, GotoRule, LoopBody, Node, Step,
                     StepsBody, UnsupportedBody)
 from .inline_code import syntax_error
+from .templating import has_markup
 from .schema_check import Checker
 from .yaml_loader import Located
 
@@ -43,8 +44,8 @@ def _node(check: Checker, item: Any) -> Node:
     if not name or name in (START, END):
         raise check.fail(item, "name", "every node needs a 'name' (not __start__/__end__)")
     step = _step(check, item, NODE_KEYS, f"node '{name}'", name)
-    fan_in = check.typed(item, "fan_in", bool, "node") or False
-    return Node(name, step.body, step.output, step.line, _goto(check, item), fan_in)
+    fan_in = check.typed(item, "fan_in", (bool, str), "node")  # a node name on dynamic_parallel nodes
+    return Node(name, step.body, step.output, step.line, _goto(check, item), fan_in is True)
 
 
 def _step(check: Checker, item: Located, known: set[str], what: str, name: str) -> Step:
@@ -84,7 +85,7 @@ def _code(check: Checker, item: Located, key: str) -> Body:
     if source.lstrip().startswith(("-- lua", "--lua")):
         return UnsupportedBody(UNSUPPORTED_LANGUAGES["lua"])
     line = item.where(key)[0] + (1 if "\n" in source.strip() or source.endswith("\n") else 0)
-    if "{{" not in source and "{%" not in source:  # with templates, the code exists only once rendered
+    if not has_markup(source):  # with templates, the code exists only once rendered
         problem = syntax_error(source, str(check.path), line)
         if problem:
             raise check.fail(item, key, f"Python syntax error at line {problem[0]}: {problem[1]}")

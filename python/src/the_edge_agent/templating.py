@@ -5,7 +5,8 @@ after an action ran, its result). A key missing from one of those mappings behav
 false, `| default(...)` replaces it, evaluated on its own it yields None and printed it is empty;
 looking further into it (`state.missing.key`) or using a name that does not exist is an error.
 A string that is exactly one `{{ expression }}` yields the expression's native value (a dict stays a
-dict); anything else renders to a string. Templates run in Jinja2's sandbox.
+dict); anything else renders to a string. Templates run in Jinja2's sandbox. After Jinja2, `${ name }`
+(GitLab CI style) is replaced by the variable `name`, when there is one.
 """
 
 from __future__ import annotations
@@ -19,10 +20,13 @@ from functools import lru_cache
 from typing import Any
 
 import jinja2
+import markupsafe
 from jinja2.sandbox import SandboxedEnvironment
+from jinja2.utils import htmlsafe_json_dumps
 
 from .errors import ActionError
 
+_GITLAB_VARIABLE = re.compile(r"\$\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*\}")
 _SINGLE_EXPRESSION = re.compile(r"^\s*\{\{((?:(?!\{\{|\}\}|\{%).)*)\}\}\s*$", re.DOTALL)
 #: Dict methods a template may still call on a mapping when no key of that name exists.
 _MAPPING_METHODS = frozenset({"get", "keys", "values", "items"})
@@ -75,7 +79,8 @@ def _sha256(value: Any) -> str:
 @lru_cache(maxsize=1)
 def _environment() -> jinja2.Environment:
     env = _AgentEnvironment(undefined=jinja2.StrictUndefined, keep_trailing_newline=True)
-    env.filters["json"] = lambda value: json.dumps(value, ensure_ascii=False)
+    env.filters["json"] = lambda value: json.dumps(plain(value), ensure_ascii=False)
+    env.filters["tojson"] = lambda value, indent=None: markupsafe.Markup(htmlsafe_json_dumps(plain(value), indent=indent))
     env.filters["fromjson"] = _fromjson
     env.filters["sha256"] = _sha256
     return env
@@ -137,9 +142,17 @@ def evaluate(expression: str, scope: Mapping[str, Any]) -> Any:
         return plain(value)
 
 
+def has_markup(text: str) -> bool:
+    return "{{" in text or "{%" in text or "${" in text
+
+
+def _gitlab_variables(text: str, variables: Mapping[str, Any]) -> str:
+    return _GITLAB_VARIABLE.sub(lambda m: str(variables[m.group(1)]) if m.group(1) in variables else m.group(0), text)
+
+
 def render_string(text: str, scope: Mapping[str, Any]) -> Any:
     """Render one string; see the module docstring for when the result is not a string."""
-    if "{{" not in text and "{%" not in text:
+    if not has_markup(text):
         return text
     single = _SINGLE_EXPRESSION.match(text)
     return evaluate(single.group(1), scope) if single else render_text(text, scope)
@@ -147,10 +160,11 @@ def render_string(text: str, scope: Mapping[str, Any]) -> Any:
 
 def render_text(text: str, scope: Mapping[str, Any]) -> str:
     """Render `text` as a whole to a string, even when it is one expression (inline code is text)."""
-    if "{{" not in text and "{%" not in text:
+    if not has_markup(text):
         return text
     with _one_line_errors(text):
-        return _compiled_template(text).render(**scope)
+        rendered = _compiled_template(text).render(**scope) if "{{" in text or "{%" in text else text
+    return _gitlab_variables(rendered, scope.get("variables") or {})
 
 
 def render(value: Any, scope: Mapping[str, Any]) -> Any:

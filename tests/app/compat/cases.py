@@ -33,7 +33,7 @@ CASES = [
          {"processed": "HELLO EDGE WORLD", "word_count": 3, "summary": "HELLO EDGE WORLD has 3 words"}),
     Case("run_globals", "run-helpers.yaml", {},
          {"retries": 3, "seen": 3, "encoded": '{"a": 1}', "year": 2024, "parsed": {"k": [1, 2]},
-          "secret_length": 6}, args=("--secrets", '{"token": "abcdef"}')),
+          "secret_length": 6, "threshold": 30}, args=("--secrets", '{"token": "abcdef"}')),
     Case("run_without_return", "run-no-return.yaml", {"n": 16}, {"root": 4.0, "label": "square"},
          absent=("math",)),
     Case("run_imports_stdlib", "run-stdlib.yaml", {},
@@ -80,7 +80,8 @@ CASES = [
          {"missing_alone": None, "missing_in_text": "[]", "missing_is_false": "no", "missing_defaulted": "N/A",
           "passthrough": {"a": 1, "b": [1, 2]}, "as_json": '{"a": 1, "b": [1, 2]}',
           "as_json_alias": '{"a": 1, "b": [1, 2]}', "parsed": {"x": 5}, "not_json_unchanged": "plain",
-          "message": "Hello, EDGE!", "secret": "s3cret", "from_env": "on", "items_key": 2},
+          "message": "Hello, EDGE!", "secret": "s3cret", "from_env": "on", "items_key": 2,
+          "missing_as_json": "null", "from_settings": "tiny-model", "gitlab_style": "Hello and ${unknown}"},
          args=("--secrets-env", "TEA_COMPAT_SECRET_")),
     Case("condition_on_missing_key", "template-condition-missing.yaml", {}, {"path": "default"}),
 ]
