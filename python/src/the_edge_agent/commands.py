@@ -100,8 +100,8 @@ class StderrOutput:
             sys.stderr.write("\n")
             self.mid_line = False
 
-
     def warning(self, text: str) -> None:
+        """Load warnings come as `file:line:col: warning: ...`; run-time ones get the `warning:` here."""
         self.line(text if ": warning: " in text else f"warning: {text}")
 
 
