@@ -1,4 +1,5 @@
-"""Checks of a built or downloaded AppImage: smoke (it starts) and functional (it does its job).
+"""Checks of a built or downloaded AppImage: smoke (it starts) and functional (it runs every agent of
+examples/ and gets the expected state; the LLM ones on its bundled model).
 
 Every check runs the AppImage twice — through FUSE and with `--appimage-extract-and-run` — in a
 scrubbed environment (no TEA_MODEL_PATH, no APPDIR), so the bundled model must be found by the
@@ -11,18 +12,58 @@ import json
 import os
 import subprocess
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 from . import proc
 from .config import REPO
 from .errors import VerifyError
 
-LOCAL_CHAT = REPO / "examples" / "llm" / "local-chat.yaml"
-PLAIN_EXAMPLE = REPO / "examples" / "hello.yaml"
+EXAMPLES = REPO / "examples"
+LOCAL_CHAT = EXAMPLES / "llm" / "local-chat.yaml"
 QUESTION = {"question": "What is 2+2?"}
 INSTALL_HINT = "llama-cpp-python not installed. Install with: pip install the_edge_agent[llm-local]"
 MODES = {"fuse": [], "extract-and-run": ["--appimage-extract-and-run"]}
 SCRUBBED = ("TEA_MODEL_PATH", "APPDIR", "APPIMAGE", "APPIMAGE_EXTRACT_AND_RUN", "PYTHONPATH", "PYTHONHOME")
+
+
+@dataclass(frozen=True)
+class Example:
+    """An agent of examples/ with its input and the exact values these keys of its final state must have."""
+
+    path: Path
+    inputs: dict
+    expected: dict
+
+
+@dataclass(frozen=True)
+class LlmExample:
+    """An LLM agent of examples/; `reply` picks {answer, backend, model} out of its final state."""
+
+    path: Path
+    inputs: dict
+    reply: Callable[[dict], dict]
+
+
+def _chat_result(state: dict) -> dict:
+    """hello-world keeps llm.chat's whole result under `answer`."""
+    result = state.get("answer") if isinstance(state.get("answer"), dict) else {}
+    return {"answer": result.get("content", ""), "backend": result.get("backend"), "model": result.get("model", "")}
+
+
+PLAIN_EXAMPLES = (
+    Example(EXAMPLES / "hello.yaml", {"name": "release"}, {"message": "Hello, release!"}),
+    Example(EXAMPLES / "inline-code.yaml", {"text": "To be, or not to be"},
+            {"words": 6, "distinct": 4, "top_words": ["to", "be"], "summary": '{"longest": 3, "mean_length": 2.33}'}),
+    Example(EXAMPLES / "branching.yaml", {"query": "My bill is wrong"}, {"route": "billing team", "attempts": 2}),
+    Example(EXAMPLES / "parallel.yaml", {"text": "Edge agents run anywhere"},
+            {"report": "4 words, 21 letters, initials EARA", "branches": ["count_letters", "count_words", "initials"]}),
+)
+LLM_EXAMPLES = (
+    LlmExample(LOCAL_CHAT, QUESTION, lambda state: state),
+    LlmExample(EXAMPLES / "llm" / "hello-world.yaml", {}, _chat_result),
+)
 
 
 def clean_env(**extra: str) -> dict[str, str]:
@@ -87,29 +128,49 @@ def check_llm_state(state: dict, model_filename: str | None, where: str) -> None
         raise VerifyError(f"{where}: " + "; ".join(problems))
 
 
+def check_plain_examples(command: list[str], where: str) -> list[str]:
+    """Every non-LLM example gives its expected final state; returns the names checked."""
+    for example in PLAIN_EXAMPLES:
+        state = run_agent(command, example.path, example.inputs)
+        wrong = {key: state.get(key) for key, value in example.expected.items() if state.get(key) != value}
+        if wrong:
+            raise VerifyError(f"{where}: {example.path.name} gave {wrong}, expected "
+                              f"{ {key: example.expected[key] for key in wrong} }")
+    return [example.path.name for example in PLAIN_EXAMPLES]
+
+
 def functional_llm(appimage: Path, model_filename: str | None, reference: list[str] | None = None,
                    reference_env: dict[str, str] | None = None) -> dict:
-    """local-chat.yaml answers from the bundled model, identically in every mode and, at temperature 0,
-    identically to the source-installed tea on the same model (the freeze changed nothing)."""
-    answers = {}
+    """Every example runs; the LLM ones answer from the bundled model, identically in every mode and,
+    at temperature 0, identically to the source-installed tea on the same model (the freeze changed nothing)."""
+    answers: dict[str, dict[str, str]] = {example.path.name: {} for example in LLM_EXAMPLES}
     for mode in MODES:
-        state = run_agent(appimage_command(appimage, mode), LOCAL_CHAT, QUESTION)
-        check_llm_state(state, model_filename, f"{appimage.name} ({mode})")
-        answers[mode] = state["answer"]
-    if reference is not None:
-        expected = run_agent(reference, LOCAL_CHAT, QUESTION, env=clean_env(**reference_env))
-        answers["source"] = expected["answer"]
-    if len(set(answers.values())) != 1:
-        raise VerifyError(f"{appimage.name}: temperature-0 answers differ: {answers}")
-    return {"answer": answers["fuse"], "compared": sorted(answers)}
+        command, where = appimage_command(appimage, mode), f"{appimage.name} ({mode})"
+        checked = check_plain_examples(command, where)
+        for example in LLM_EXAMPLES:
+            reply = example.reply(run_agent(command, example.path, example.inputs))
+            check_llm_state(reply, model_filename, f"{where} {example.path.name}")
+            answers[example.path.name][mode] = reply["answer"]
+    for example in LLM_EXAMPLES:
+        if reference is not None:
+            state = run_agent(reference, example.path, example.inputs, env=clean_env(**reference_env))
+            answers[example.path.name]["source"] = example.reply(state)["answer"]
+        if len(set(answers[example.path.name].values())) != 1:
+            raise VerifyError(f"{appimage.name} {example.path.name}: temperature-0 answers differ: "
+                              f"{answers[example.path.name]}")
+    local_chat = answers[LOCAL_CHAT.name]
+    return {"answer": local_chat["fuse"], "compared": sorted(local_chat),
+            "checked": checked + [example.path.name for example in LLM_EXAMPLES]}
 
 
 def functional_plain(appimage: Path) -> dict:
-    """The plain flavor runs a non-LLM agent and refuses LLM work with the documented hint."""
+    """The plain flavor runs the non-LLM examples and refuses the LLM ones with the documented hint."""
     for mode in MODES:
-        run_agent(appimage_command(appimage, mode), PLAIN_EXAMPLE, {"name": "release"})
-        done = run_tea(appimage_command(appimage, mode), ["run", str(LOCAL_CHAT), "--input", json.dumps(QUESTION)])
-        if done.returncode == 0 or INSTALL_HINT not in done.stderr:
-            raise VerifyError(f"{appimage.name} ({mode}): an LLM agent must fail with {INSTALL_HINT!r}, "
-                              f"got exit {done.returncode}: {done.stderr.strip()[-200:]!r}")
-    return {"checked": ["hello.yaml", "llm install hint"]}
+        command, where = appimage_command(appimage, mode), f"{appimage.name} ({mode})"
+        checked = check_plain_examples(command, where)
+        for example in LLM_EXAMPLES:
+            done = run_tea(command, ["run", str(example.path), "--input", json.dumps(example.inputs)])
+            if done.returncode == 0 or INSTALL_HINT not in done.stderr:
+                raise VerifyError(f"{where}: {example.path.name} must fail with {INSTALL_HINT!r}, "
+                                  f"got exit {done.returncode}: {done.stderr.strip()[-200:]!r}")
+    return {"checked": checked + ["llm install hint"]}

@@ -31,6 +31,11 @@ class LlmError(TeaError):
     """No usable LLM backend, no model, or a model that cannot be loaded."""
 
 
+class LlmRequestError(LlmError):
+    """A call to a working backend failed (HTTP error, no answer, generation error): the action returns
+    upstream's `{success: false, error}` instead of stopping the run."""
+
+
 class LlamaNotInstalled(LlmError):
     """Printed verbatim (AC-13): packaging tests compare this exact line."""
 
