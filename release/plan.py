@@ -26,7 +26,7 @@ def release_plan(settings: Settings, *, skip: frozenset[str] = frozenset()) -> l
             ("freeze", freeze.FreezeStep(flavor)),       # PyInstaller onedir that answers --version
             ("appdir", appdir.AppDirStep(flavor)),       # AppRun, desktop, icons, app, model; ELF audit
             ("appimage", package.AppImageStep(flavor)),  # dist/<name>.AppImage, validated
-            ("smoke", verify_steps.CheckStep("smoke", flavor, verify_steps.smoke)),
+            ("smoke", verify_steps.CheckStep("smoke", flavor, verify_steps.smoke, agents=False)),
             ("functional", verify_steps.CheckStep("functional", flavor, verify_steps.functional)),
             ("systems", verify_steps.CheckStep("systems", flavor, verify_steps.on_systems)),  # minimal Debian, no Python
         ]

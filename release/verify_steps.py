@@ -36,10 +36,14 @@ def on_systems(ctx: Context, flavor: Flavor, appimage: Path) -> dict:
 
 
 class CheckStep(BaseStep):
-    def __init__(self, kind: str, flavor: Flavor, check: Check) -> None:
-        self.flavor, self.check = flavor, check
+    def __init__(self, kind: str, flavor: Flavor, check: Check, *, agents: bool = True) -> None:
+        self.flavor, self.check, self.agents = flavor, check, agents
         self.name = f"{kind}-{flavor.name}"
         self.after = (f"appimage-{flavor.name}",) + (("model",) if flavor.llm else ())
+
+    def inputs(self, ctx: Context) -> dict:
+        """The example agents the check runs are inputs too: editing one reruns it."""
+        return {"examples": verify.EXAMPLES} if self.agents else {}
 
     def run(self, ctx: Context) -> dict:
         return self.check(ctx, self.flavor, ctx.artifacts.get(Kind.APPIMAGE, self.flavor.name).path)

@@ -40,6 +40,7 @@ CASES = {
     "release/checksums.py": ["checksums"],
     "release/reassemble.py": ["checksums"],
     "release/model.py": ["model"],
+    "examples/hello.yaml": [f"functional-{f}" for f in BOTH],                   # an agent the checks run
 }
 
 
@@ -102,7 +103,7 @@ def test_no_change_rerun_runs_nothing(built_copy, invoke):
 def test_an_edit_reruns_exactly_its_steps_and_their_dependants(built_copy, invoke, edited):
     path = built_copy / edited
     original = path.read_bytes()
-    comment = b"\n# edited\n" if path.suffix in (".py", ".toml", "") else b"\n/* edited */\n"
+    comment = b"\n/* edited */\n" if path.suffix in (".c", ".h") else b"\n# edited\n"
     path.write_bytes(original + comment)
     try:
         report = release_in(built_copy, invoke, "--dry-run")
