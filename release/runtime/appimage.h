@@ -51,6 +51,13 @@ int image_fs_init(const struct image *img, struct sqfs *fs, int *fd);
 int image_check(const struct image *img);
 int image_content_id(char *hex, size_t cap);
 
+/* guard.c: 1 when squashfuse can act on this part of the image without reading out of bounds */
+struct sqfs_inode;
+int guard_tables(struct sqfs *fs);
+int guard_inode_ref(struct sqfs *fs, uint64_t id);
+int guard_directory(struct sqfs *fs, const struct sqfs_inode *dir);
+int guard_file(struct sqfs *fs, struct sqfs_inode *file);
+
 /* superblock.c: NULL when the superblock is sane for a squashfs of `available` bytes, else why not */
 const char *superblock_problem(const unsigned char raw[96], uint64_t available);
 

@@ -31,9 +31,9 @@
 #define MAX_NAME 256         /* squashfs's own limit; the on-disk size field allows 65536 */
 #define KEPT_MODE_BITS 01777 /* setuid and setgid are dropped */
 
-/* Directory inodes already extracted: an open-addressing set of inode ids (+1, so 0 is empty). */
+/* An open-addressing map of 64-bit keys (stored +1, so 0 is empty) to values. */
 struct seen {
-	uint64_t *ids;
+	uint64_t *keys, *values;
 	size_t count, cap;
 };
 
@@ -43,7 +43,8 @@ struct walk {
 	char *chunk;                  /* CHUNK bytes of file data */
 	char *name;                   /* an entry name as read: up to 65536 bytes + NUL */
 	char path[PATH_MAX];          /* the entry's path inside the image, for patterns and messages */
-	struct seen seen;
+	struct seen dirs;             /* directory inode ids already extracted */
+	struct seen files;            /* inode number -> inode id of each file extracted */
 	int depth;
 };
 
@@ -72,27 +73,38 @@ static int interrupted(void)
 	return signal_received() != 0;
 }
 
-/* 1 when id was not seen yet (and is now), 0 when it was, -1 when out of memory. */
-static int first_visit(struct seen *seen, uint64_t id)
+static int grow(struct seen *seen);
+
+/* Looks key up; inserts it with value when absent. The stored value, or value when it was absent;
+ * on out of memory value + 1 (never equal to it). */
+static uint64_t remember(struct seen *seen, uint64_t key, uint64_t value)
 {
-	if (2 * (seen->count + 1) > seen->cap) {
-		struct seen bigger = {calloc(seen->cap ? 2 * seen->cap : 64, sizeof(uint64_t)), 0,
-				      seen->cap ? 2 * seen->cap : 64};
-		if (!bigger.ids)
-			return -1;
-		for (size_t i = 0; i < seen->cap; i++)
-			if (seen->ids[i])
-				first_visit(&bigger, seen->ids[i] - 1);
-		free(seen->ids);
-		*seen = bigger;
-	}
-	size_t slot = (size_t)((id * 0x9e3779b97f4a7c15ULL) >> 7) % seen->cap;
-	for (; seen->ids[slot]; slot = (slot + 1) % seen->cap)
-		if (seen->ids[slot] == id + 1)
-			return 0;
-	seen->ids[slot] = id + 1;
+	if (2 * (seen->count + 1) > seen->cap && grow(seen) != 0)
+		return value + 1;
+	size_t slot = (size_t)((key * 0x9e3779b97f4a7c15ULL) >> 7) % seen->cap;
+	for (; seen->keys[slot]; slot = (slot + 1) % seen->cap)
+		if (seen->keys[slot] == key + 1)
+			return seen->values[slot];
+	seen->keys[slot] = key + 1;
+	seen->values[slot] = value;
 	seen->count++;
-	return 1;
+	return value;
+}
+
+static int grow(struct seen *seen)
+{
+	size_t cap = seen->cap ? 2 * seen->cap : 64;
+	struct seen bigger = {calloc(cap, sizeof(uint64_t)), calloc(cap, sizeof(uint64_t)), 0, cap};
+	if (!bigger.keys || !bigger.values) {
+		free(bigger.keys), free(bigger.values);
+		return -1;
+	}
+	for (size_t i = 0; i < seen->cap; i++)
+		if (seen->keys[i])
+			remember(&bigger, seen->keys[i] - 1, seen->values[i]);
+	free(seen->keys), free(seen->values);
+	*seen = bigger;
+	return 0;
 }
 
 static int safe_name(const char *name, size_t size)
@@ -149,8 +161,9 @@ static int copy_data(struct walk *w, sqfs_inode *inode, int fd)
 {
 	uint64_t size = inode->xtra.reg.file_size;
 	for (uint64_t pos = 0; pos < size && !interrupted();) {
-		sqfs_off_t n = size - pos < CHUNK ? (sqfs_off_t)(size - pos) : CHUNK;
-		if (sqfs_read_range(w->fs, inode, (sqfs_off_t)pos, &n, w->chunk) != SQFS_OK || n <= 0)
+		sqfs_off_t want = size - pos < CHUNK ? (sqfs_off_t)(size - pos) : CHUNK, n = want;
+		/* a short read would leave the next one starting inside a block: squashfuse trusts that */
+		if (sqfs_read_range(w->fs, inode, (sqfs_off_t)pos, &n, w->chunk) != SQFS_OK || n != want)
 			return corrupt(w, "file data cannot be read");
 		int hole = is_zero(w->chunk, (size_t)n);
 		if (hole ? lseek(fd, n, SEEK_CUR) < 0 : write_all(fd, w->chunk, (size_t)n) != 0)
@@ -162,8 +175,13 @@ static int copy_data(struct walk *w, sqfs_inode *inode, int fd)
 	return interrupted() ? -1 : 0;
 }
 
-static int extract_file(struct walk *w, sqfs_inode *inode, int dir, const char *name)
+static int extract_file(struct walk *w, sqfs_inode *inode, sqfs_inode_id id, int dir, const char *name)
 {
+	/* hard links share number and inode; squashfuse caches block indexes by number alone */
+	if (remember(&w->files, inode->base.inode_number, id) != id)
+		return corrupt(w, "two files share an inode number");
+	if (!guard_file(w->fs, inode))
+		return corrupt(w, "a file's block list or fragment lies outside the image");
 	if (clear_name(w, dir, name) != 0)
 		return -1;
 	int fd = openat(dir, name, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
@@ -194,9 +212,9 @@ static int extract_children(struct walk *w, sqfs_inode *dir_inode, struct level 
 static int extract_directory(struct walk *w, sqfs_inode *inode, sqfs_inode_id id, struct level *up,
 			     const char *name, int matched)
 {
-	int first = first_visit(&w->seen, id);
-	if (first <= 0)
-		return first < 0 ? failed(w, "remember") : corrupt(w, "a directory appears twice (a loop)");
+	uint64_t mark = w->dirs.count; /* unique: a directory seen before holds an older mark */
+	if (remember(&w->dirs, id, mark) != mark)
+		return corrupt(w, "a directory appears twice (a loop)");
 	if (w->depth >= MAX_DEPTH)
 		return corrupt(w, "directories nest too deep");
 	struct level here = {.up = up, .fd = -1, .mode = inode->base.mode & KEPT_MODE_BITS};
@@ -224,12 +242,14 @@ static int extract_entry(struct walk *w, sqfs_dir_entry *entry, struct level *he
 	if (path_printf(w->path + length, sizeof w->path - length, "%s%s", length ? "/" : "", name))
 		return -1;
 	int matched = !w->pattern || fnmatch(w->pattern, w->path, 0) == 0, status = 0;
-	if (sqfs_inode_get(w->fs, &inode, sqfs_dentry_inode(entry)) != SQFS_OK)
+	if (!guard_inode_ref(w->fs, sqfs_dentry_inode(entry)) ||
+	    sqfs_inode_get(w->fs, &inode, sqfs_dentry_inode(entry)) != SQFS_OK)
 		status = corrupt(w, "its inode cannot be read");
 	else if (S_ISDIR(inode.base.mode))
 		status = extract_directory(w, &inode, sqfs_dentry_inode(entry), here, name, matched);
 	else if (matched && S_ISREG(inode.base.mode))
-		status = open_level(w, here) < 0 ? -1 : extract_file(w, &inode, here->fd, name);
+		status = open_level(w, here) < 0 ? -1
+			 : extract_file(w, &inode, sqfs_dentry_inode(entry), here->fd, name);
 	else if (matched && S_ISLNK(inode.base.mode))
 		status = open_level(w, here) < 0 ? -1 : extract_symlink(w, &inode, here->fd, name);
 	/* devices, fifos and sockets have no place in an AppDir */
@@ -242,7 +262,7 @@ static int extract_children(struct walk *w, sqfs_inode *dir_inode, struct level 
 	sqfs_dir dir;
 	sqfs_dir_entry entry;
 	sqfs_err err = SQFS_OK;
-	if (sqfs_dir_open(w->fs, dir_inode, &dir, 0) != SQFS_OK)
+	if (!guard_directory(w->fs, dir_inode) || sqfs_dir_open(w->fs, dir_inode, &dir, 0) != SQFS_OK)
 		return corrupt(w, "a directory cannot be read");
 	sqfs_dentry_init(&entry, w->name);
 	while (!interrupted() && sqfs_dir_next(w->fs, &dir, &entry, &err)) {
@@ -282,9 +302,10 @@ int extract_tree(const struct image *img, const char *dest, const char *pattern)
 	} else {
 		w->fs = &fs, w->pattern = pattern;
 		sqfs_inode_id root_id = sqfs_inode_root(&fs);
-		if (sqfs_inode_get(&fs, &root, root_id) != SQFS_OK || !S_ISDIR(root.base.mode))
+		if (!guard_inode_ref(&fs, root_id) || sqfs_inode_get(&fs, &root, root_id) != SQFS_OK ||
+		    !S_ISDIR(root.base.mode))
 			corrupt(w, "the root directory cannot be read");
-		else if (first_visit(&w->seen, root_id) >= 0 && (top.fd = open_dest(dest)) >= 0)
+		else if (remember(&w->dirs, root_id, 0) == 0 && (top.fd = open_dest(dest)) >= 0)
 			status = extract_children(w, &root, &top);
 		if (top.fd >= 0)
 			close(top.fd);
@@ -293,7 +314,8 @@ int extract_tree(const struct image *img, const char *dest, const char *pattern)
 	if (image_fd >= 0)
 		close(image_fd);
 	if (w)
-		free(w->seen.ids), free(w->chunk), free(w->name);
+		free(w->dirs.keys), free(w->dirs.values), free(w->files.keys), free(w->files.values),
+			free(w->chunk), free(w->name);
 	free(w);
 	return status;
 }

@@ -111,7 +111,10 @@ int image_check(const struct image *img)
 	sqfs_err err = image_fs_init(img, &fs, &fd);
 	if (err != SQFS_OK)
 		status = bad_image(img, init_error(err));
-	else if (sqfs_inode_get(&fs, &root, sqfs_inode_root(&fs)) != SQFS_OK || !S_ISDIR(root.base.mode)) {
+	else if (!guard_tables(&fs))
+		status = bad_image(img, "its fragment, uid/gid or export table is shorter than it claims");
+	else if (!guard_inode_ref(&fs, sqfs_inode_root(&fs)) ||
+		 sqfs_inode_get(&fs, &root, sqfs_inode_root(&fs)) != SQFS_OK || !S_ISDIR(root.base.mode)) {
 		report("squashfs image in %s is corrupt: its root directory cannot be read", img->path);
 		status = -1;
 	}
