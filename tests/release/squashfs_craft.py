@@ -72,3 +72,30 @@ def point_entry(image: bytearray, name: bytes, inode_offset: int, kind: int = DI
 
 def entry_inode_offset(image: bytes | bytearray, name: bytes) -> int:
     return struct.unpack_from("<H", image, entry_name_at(image, name) - 8)[0]
+
+
+def inode_position(image: bytes | bytearray, start_block: int, offset: int) -> int:
+    """Where an inode's bytes are in an image with an uncompressed inode table (no block crossing)."""
+    return field(image, "inode_table") + start_block + 2 + offset
+
+
+def root_inode_position(image: bytes | bytearray) -> int:
+    root = field(image, "root_inode")
+    return inode_position(image, root >> 16, root & 0xFFFF)
+
+
+def root_entries(image: bytes | bytearray) -> dict[bytes, int]:
+    """Name -> inode position of each entry of the root directory (a basic directory inode)."""
+    root = root_inode_position(image)
+    start_block, _, size, offset = struct.unpack_from("<IIHH", image, root + 16)
+    at, end = field(image, "directory_table") + start_block + 2 + offset, None
+    end = at + size - 3
+    found = {}
+    while at < end:
+        count, header_block, _ = struct.unpack_from("<III", image, at)
+        at += 12
+        for _ in range(count + 1):
+            entry_offset, _, _, name_size = struct.unpack_from("<HhHH", image, at)
+            found[bytes(image[at + 8:at + 9 + name_size])] = inode_position(image, header_block, entry_offset)
+            at += 9 + name_size
+    return found

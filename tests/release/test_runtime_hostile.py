@@ -22,7 +22,8 @@ import pytest
 
 from release.appimage import assemble_appimage
 from release.runtime_build import build_runtime
-from squashfs_craft import entry_inode_offset, field, mksquashfs, point_entry, rename_entry, set_fields
+from squashfs_craft import (entry_inode_offset, field, mksquashfs, point_entry, rename_entry, root_entries,
+                            root_inode_position, set_fields)
 from test_appimage_format import runtime  # noqa: F401
 from test_runtime import TIMEOUT, extraction_cache, mounts_under, reported, squashfs_sha256, tmpdir_env  # noqa: F401
 
@@ -227,6 +228,27 @@ def test_fragment_outside_the_image_says_corrupt_not_a_stale_errno(sanitized_run
     assert "No such file" not in line
 
 
+def test_directory_listing_past_its_metadata_block_is_corrupt(sanitized_runtime, tmp_path, tmpdir_env):
+    image = crafted(tiny_tree(tmp_path / "tree"), tmp_path)
+    listing_offset = root_inode_position(image) + 26  # a basic directory inode's offset field
+    image[listing_offset:listing_offset + 2] = (0xFFF0).to_bytes(2, "little")
+    appimage = appimage_of(sanitized_runtime, image, tmp_path / "T.AppImage")
+    one_line(extract(appimage, tmp_path / "work", tmpdir_env), "corrupt", "directory cannot be read")
+
+
+def test_two_files_with_one_inode_number_are_corrupt(sanitized_runtime, tmp_path, tmpdir_env):
+    """squashfuse caches a big file's block index by inode number: B would be read through A's."""
+    tree = tiny_tree(tmp_path / "tree")
+    (tree / "aaaa").write_bytes(b"\x01" * (9 << 20))
+    (tree / "bbbb").write_bytes(b"\x02" * (20 << 20))
+    image = crafted(tree, tmp_path, "-b", "4096")
+    inodes = root_entries(image)
+    a, b = inodes[b"aaaa"] + 12, inodes[b"bbbb"] + 12  # the inode number field
+    image[b:b + 4] = image[a:a + 4]
+    appimage = appimage_of(sanitized_runtime, image, tmp_path / "T.AppImage")
+    one_line(extract(appimage, tmp_path / "work", tmpdir_env), "two files share an inode number", "/bbbb")
+
+
 @pytest.mark.parametrize("crash", sorted(FUZZ_CRASHES.glob("*.sqfs")), ids=lambda path: path.stem)
 def test_images_the_fuzzer_found_fail_cleanly(sanitized_runtime, tmp_path, tmpdir_env, crash):
     """Each crash benchmarks/fuzz_runtime.py found: now one line, no sanitizer report."""
@@ -343,8 +365,8 @@ def test_another_users_tree_is_never_run(runtime, tmp_path, tmpdir_env, shared_t
         plant(shared_tmp / f"appimage_extracted_{key}", marker, shared_tmp)
         plant(shared_tmp / f"appimage_extracted_{key[:16]}", marker, shared_tmp)
     elif planted == "other-owner":  # a cache home shared with another user, who made appimage/ (0755)
-        env["XDG_CACHE_HOME"] = str(shared_tmp)
-        plant(shared_tmp / "appimage" / f"extracted_{key}", marker, shared_tmp, mode=0o755)
+        env["XDG_CACHE_HOME"] = str(shared_tmp / "cache")
+        plant(shared_tmp / "cache" / "appimage" / f"extracted_{key}", marker, shared_tmp / "cache", mode=0o755)
     elif planted == "symlinked-base":  # the victim's own private-looking directory, behind a symlink
         plant(shared_tmp / "elsewhere" / f"extracted_{key}", marker, shared_tmp, VICTIM, 0o700)
         plant(cache_home / "placeholder", marker, shared_tmp, VICTIM, 0o700)
