@@ -9,8 +9,9 @@ variants (every compressor, uncompressed metadata, 4 KiB blocks, no fragments), 
 nice 10 for the given time. A crash, a sanitizer report, an input slower than --timeout seconds or
 a write outside the extraction directory stops libFuzzer; the input is kept under
 WORKDIR/artifacts/ and fuzzing resumes from the corpus, until the time is up. Prints execs/s,
-total execs and every artifact: each belongs in tests/release/test_runtime_hostile.py as a
-regression image. Needs clang-14 and libfuzzer-14-dev (apt-get install clang-14 libfuzzer-14-dev).
+total execs and every artifact, replayed once more without nice (on a shared machine a timeout can
+be a load spike): each one that reproduces belongs in tests/release/fuzz_crashes/ as a regression
+image (tests/release/test_runtime_hostile.py runs them all). Needs clang-14 and libfuzzer-14-dev (apt-get install clang-14 libfuzzer-14-dev).
 """
 
 from __future__ import annotations
@@ -109,6 +110,18 @@ def executions(output: str) -> int:
     return int(final.group(1)) if final else int(progress[-1]) if progress else 0
 
 
+def triage(binary: Path, artifact: Path, timeout: int) -> str:
+    """Replay a finding un-niced: a timeout that runs in milliseconds was the shared machine's load."""
+    result = subprocess.run([str(binary), f"-timeout={timeout}", "-runs=3", str(artifact)], capture_output=True,
+                            text=True, errors="replace", env={**os.environ, "ASAN_OPTIONS": "detect_leaks=0"})
+    took = re.search(r"Executed .* in (\d+) ms", result.stderr)
+    if result.returncode == 0:
+        spike = " (a load spike)" if artifact.name.startswith(("timeout-", "slow-unit-")) else ""
+        return f"does not reproduce: 3 runs in {took.group(1) if took else '?'} ms{spike}"
+    summary = re.search(r"SUMMARY: (.*)|ERROR: libFuzzer: (.*)", result.stderr)
+    return f"REPRODUCES: {next(g for g in summary.groups() if g) if summary else 'exit ' + str(result.returncode)}"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--minutes", type=float, default=30.0)
@@ -133,7 +146,7 @@ def main() -> None:
     print(f"fuzzed {elapsed / 60:.1f} min in {rounds} run(s): {total} execs, {total / elapsed:.0f} execs/s, "
           f"{len(found)} finding(s), corpus {len(list(corpus.iterdir()))} inputs; load {os.getloadavg()[0]:.2f}")
     for path in found:
-        print(f"  {path}")
+        print(f"  {path}: {triage(binary, path, args.timeout)}")
 
 
 if __name__ == "__main__":
