@@ -10,7 +10,6 @@
  */
 #include <dirent.h>
 #include <fcntl.h>
-#include <ftw.h>
 #include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -26,21 +25,6 @@
 #define TARGET "out"
 
 static int quiet = -1; /* /dev/null: the runtime's one-line reports would flood the log */
-
-static int make_writable(const char *path, const struct stat *st, int type, struct FTW *ftw)
-{
-	(void)ftw;
-	if (type == FTW_D || type == FTW_DNR)
-		chmod(path, (st->st_mode & 07777) | 0700);
-	return 0;
-}
-
-static int remove_entry(const char *path, const struct stat *st, int type, struct FTW *ftw)
-{
-	(void)st, (void)type, (void)ftw;
-	remove(path);
-	return 0;
-}
 
 /* The sandbox (the working directory) may hold nothing but the target directory. */
 static void check_sandbox(void)
@@ -84,8 +68,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	dup2(saved_stderr, 2);
 	close(saved_stderr);
 	check_sandbox();
-	nftw(TARGET, make_writable, 16, FTW_PHYS);
-	nftw(TARGET, remove_entry, 16, FTW_PHYS | FTW_DEPTH);
+	remove_tree(TARGET);
 	close(fd);
 	return 0;
 }

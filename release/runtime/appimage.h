@@ -90,6 +90,7 @@ int user_private_base(char *out, size_t cap);
 
 /* cache.c */
 int extract_and_run(const struct image *img, char *argv0, int argc, char **argv);
+void remove_tree(const char *dir);
 
 /* main.c: print "appimage: <message>" on stderr as one line; $TMPDIR or /tmp; snprintf that
  * reports and returns -1 when the result does not fit. */

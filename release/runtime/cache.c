@@ -38,7 +38,8 @@ static int remove_entry(const char *path, const struct stat *st, int type, struc
 	return 0;
 }
 
-static void remove_tree(const char *dir)
+/* rm -rf that follows no symlink and gets into read-only directories (the tree is ours). */
+void remove_tree(const char *dir)
 {
 	nftw(dir, make_writable, 16, FTW_PHYS);
 	nftw(dir, remove_entry, 16, FTW_PHYS | FTW_DEPTH);

@@ -14,7 +14,6 @@ import shutil
 import signal
 import stat
 import subprocess
-import tempfile
 import time
 from pathlib import Path
 
@@ -25,7 +24,8 @@ from release.runtime_build import build_runtime
 from squashfs_craft import (entry_inode_offset, field, mksquashfs, point_entry, rename_entry, root_entries,
                             root_inode_position, set_fields)
 from test_appimage_format import runtime  # noqa: F401
-from test_runtime import TIMEOUT, extraction_cache, mounts_under, reported, squashfs_sha256, tmpdir_env  # noqa: F401
+from test_runtime import (TIMEOUT, extraction_cache, mounts_under, squashfs_sha256, tmpdir_env,  # noqa: F401
+                          world_readable_dir)
 
 FUZZ_CRASHES = Path(__file__).with_name("fuzz_crashes")
 VICTIM, ATTACKER = 65534, 65533
@@ -320,15 +320,6 @@ def test_signal_during_the_first_extraction_leaves_nothing(runtime, tmp_path, tm
     assert os.listdir(cache) == [] and process.stdout.read() == b""
 
 
-@pytest.fixture
-def shared_tmp():
-    """A /tmp-like directory (sticky, world-writable) both users can use; pytest's is root-only."""
-    directory = Path(tempfile.mkdtemp(prefix="appimage-users-"))
-    directory.chmod(0o1777)
-    yield directory
-    shutil.rmtree(directory)
-
-
 def as_user(uid: int, command: list[str], env: dict, cwd: Path) -> subprocess.CompletedProcess:
     return subprocess.run(["setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups", *command],
                           env=env, cwd=cwd, capture_output=True, text=True, timeout=TIMEOUT)
@@ -350,38 +341,38 @@ def plant(path: Path, marker: Path, shared: Path, owner: int = ATTACKER, mode: i
 @needs_root
 @pytest.mark.parametrize("planted", ["old-tmp-layout", "other-owner", "symlinked-base", "group-writable",
                                      "writable-parent"])
-def test_another_users_tree_is_never_run(runtime, tmp_path, tmpdir_env, shared_tmp, planted):
+def test_another_users_tree_is_never_run(runtime, tmp_path, tmpdir_env, world_readable_dir, planted):
     """The issue's finding 1, with a real second uid: the victim (nobody) runs extract-and-run
     while what sits where its cache would be fails exactly one of the checks."""
-    appimage = Path(shutil.copy2(image_with_model(runtime, tmp_path, "A", b"model A\n"), shared_tmp / "A.AppImage"))
+    appimage = Path(shutil.copy2(image_with_model(runtime, tmp_path, "A", b"model A\n"), world_readable_dir / "A.AppImage"))
     key = squashfs_sha256(appimage)
-    home, marker = shared_tmp / "home", shared_tmp / "PWNED"
+    home, marker = world_readable_dir / "home", world_readable_dir / "PWNED"
     home.mkdir()
     os.chown(home, VICTIM, VICTIM)
     cache_home = home / ".cache"
-    env = {**tmpdir_env, "HOME": str(home), "XDG_CACHE_HOME": str(cache_home), "TMPDIR": str(shared_tmp),
+    env = {**tmpdir_env, "HOME": str(home), "XDG_CACHE_HOME": str(cache_home), "TMPDIR": str(world_readable_dir),
            "APPIMAGE_EXTRACT_AND_RUN": "1", "NO_CLEANUP": "1"}
     if planted == "old-tmp-layout":  # where the old runtime looked (any key): in the shared TMPDIR
-        plant(shared_tmp / f"appimage_extracted_{key}", marker, shared_tmp)
-        plant(shared_tmp / f"appimage_extracted_{key[:16]}", marker, shared_tmp)
+        plant(world_readable_dir / f"appimage_extracted_{key}", marker, world_readable_dir)
+        plant(world_readable_dir / f"appimage_extracted_{key[:16]}", marker, world_readable_dir)
     elif planted == "other-owner":  # a cache home shared with another user, who made appimage/ (0755)
-        env["XDG_CACHE_HOME"] = str(shared_tmp / "cache")
-        plant(shared_tmp / "cache" / "appimage" / f"extracted_{key}", marker, shared_tmp / "cache", mode=0o755)
+        env["XDG_CACHE_HOME"] = str(world_readable_dir / "cache")
+        plant(world_readable_dir / "cache" / "appimage" / f"extracted_{key}", marker, world_readable_dir / "cache", mode=0o755)
     elif planted == "symlinked-base":  # the victim's own private-looking directory, behind a symlink
-        plant(shared_tmp / "elsewhere" / f"extracted_{key}", marker, shared_tmp, VICTIM, 0o700)
-        plant(cache_home / "placeholder", marker, shared_tmp, VICTIM, 0o700)
-        (cache_home / "appimage").symlink_to(shared_tmp / "elsewhere")
+        plant(world_readable_dir / "elsewhere" / f"extracted_{key}", marker, world_readable_dir, VICTIM, 0o700)
+        plant(cache_home / "placeholder", marker, world_readable_dir, VICTIM, 0o700)
+        (cache_home / "appimage").symlink_to(world_readable_dir / "elsewhere")
     elif planted == "writable-parent":  # the victim's own directory, in one anybody can swap it out of
-        env["XDG_CACHE_HOME"] = str(shared_tmp / "open")
-        plant(shared_tmp / "open" / "appimage" / f"extracted_{key}", marker, shared_tmp, VICTIM, 0o700)
-        os.chown(shared_tmp / "open", ATTACKER, ATTACKER)
-        (shared_tmp / "open").chmod(0o777)
+        env["XDG_CACHE_HOME"] = str(world_readable_dir / "open")
+        plant(world_readable_dir / "open" / "appimage" / f"extracted_{key}", marker, world_readable_dir, VICTIM, 0o700)
+        os.chown(world_readable_dir / "open", ATTACKER, ATTACKER)
+        (world_readable_dir / "open").chmod(0o777)
     else:  # the victim's own tree from an earlier run, since made writable by its group
-        assert as_user(VICTIM, [str(appimage)], env, shared_tmp).returncode == 0
+        assert as_user(VICTIM, [str(appimage)], env, world_readable_dir).returncode == 0
         tree = cache_home / "appimage" / f"extracted_{key}"
         tree.chmod(0o775)
         (tree / "AppRun").write_text(f"#!/bin/sh\ntouch {marker}\n")
-    result = as_user(VICTIM, [str(appimage)], env, shared_tmp)
+    result = as_user(VICTIM, [str(appimage)], env, world_readable_dir)
     assert result.returncode == 0, result.stderr
     assert "model A" in result.stdout and "planted" not in result.stdout
     assert not marker.exists()
