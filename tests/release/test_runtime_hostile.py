@@ -21,7 +21,7 @@ import pytest
 
 from release.appimage import assemble_appimage
 from release.runtime_build import build_runtime
-from squashfs_craft import (entry_inode_offset, field, mksquashfs, point_entry, rename_entry, root_entries,
+from squashfs_craft import (entry_inode_offset, entry_name_at, field, mksquashfs, point_entry, rename_entry, root_entries,
                             root_inode_position, set_fields)
 from test_appimage_format import runtime  # noqa: F401
 from test_runtime import (TIMEOUT, extraction_cache, mounts_under, squashfs_sha256, tmpdir_env,  # noqa: F401
@@ -97,6 +97,18 @@ def test_unsafe_entry_names_stop_the_extraction(sanitized_runtime, tmp_path, tmp
     chain = [os.listdir(directory) for directory in (tmp_path / "a", tmp_path / "a/b", tmp_path / "a/b/c")]
     assert chain == [["b"], ["c"], ["work"]] and os.listdir(work) == ["squashfs-root"]
     assert sorted(os.listdir(work / "squashfs-root")) == ["AppRun", "usr"]
+
+
+def test_a_name_longer_than_squashfs_allows_is_refused(sanitized_runtime, tmp_path, tmpdir_env):
+    """The size field allows 64 KiB names; squashfuse reads them whole (a 257-byte buffer overflows)."""
+    tree = tiny_tree(tmp_path / "tree")
+    (tree / "usr/longname").mkdir()
+    image = crafted(tree, tmp_path)
+    at = entry_name_at(image, b"longname") - 2  # the entry's name size field (size - 1)
+    image[at:at + 2] = (4000).to_bytes(2, "little")
+    appimage = appimage_of(sanitized_runtime, image, tmp_path / "T.AppImage")
+    result = extract(appimage, tmp_path / "work", tmpdir_env)
+    assert "Sanitizer" not in result.stderr and result.returncode == 1, result.stderr[-3000:]
 
 
 def test_symlink_and_directory_of_one_name_cannot_redirect_writes(sanitized_runtime, tmp_path, tmpdir_env):
