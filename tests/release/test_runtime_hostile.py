@@ -132,6 +132,15 @@ def test_symlink_and_directory_of_one_name_cannot_redirect_writes(sanitized_runt
     assert stat.S_IMODE(work.stat().st_mode) == 0o755
 
 
+def test_a_planted_squashfs_root_symlink_is_not_followed(runtime, tmp_path, tmpdir_env):
+    image = appimage_of(runtime, mksquashfs(tiny_tree(tmp_path / "tree"), tmp_path / "t.sqfs"), tmp_path / "T.AppImage")
+    (tmp_path / "elsewhere").mkdir()
+    (tmp_path / "work").mkdir()
+    (tmp_path / "work/squashfs-root").symlink_to(tmp_path / "elsewhere")
+    one_line(extract(image, tmp_path / "work", tmpdir_env), "cannot open squashfs-root")
+    assert os.listdir(tmp_path / "elsewhere") == []
+
+
 def test_setuid_and_setgid_bits_are_dropped(runtime, tmp_path, tmpdir_env):
     tree = tiny_tree(tmp_path / "tree")
     (tree / "usr/bin/suid").write_text("#!/bin/sh\n")
