@@ -73,6 +73,10 @@ class BlobHandler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     blob: BlobServer
 
+    def handle(self) -> None:
+        with contextlib.suppress(ConnectionError):  # clients hang up on hostile answers, as they should
+            super().handle()
+
     def do_HEAD(self) -> None:
         self.route(body=False)
 
