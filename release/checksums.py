@@ -20,6 +20,7 @@ from .errors import ChecksumError
 SUMS_NAME = "SHA256SUMS"
 MANIFEST_NAME = "manifest.json"
 _LINE = re.compile(r"^([0-9a-fA-F]{64}) [ *](.+)$")
+PLAIN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]*")  # a file name that cannot leave its directory
 
 
 def write_text_atomic(path: Path, text: str, mode: int = 0o644) -> Path:

@@ -119,12 +119,12 @@ class DirTarget:
 class GitHubTarget:
     """A GitHub release, created for the tag if missing; assets compared through their labels."""
 
-    def __init__(self, client: GitHub, tag: str, *, draft: bool, dry_run: bool) -> None:
+    def __init__(self, client: GitHub, tag: str, *, draft: bool, dry_run: bool, commit: str) -> None:
         self.client = client
         self.description = f"GitHub {client.repo} release {tag}"
         self.release = client.find_release(tag) if client.authenticated else None
         if self.release is None and not dry_run:
-            self.release = client.create_release(tag, draft=draft)
+            self.release = client.create_release(tag, draft=draft, commit=commit)
         self.assets: dict[str, Asset] = {a.name: a for a in client.assets(self.release)} if self.release else {}
 
     def action(self, item: Item) -> str:
@@ -149,7 +149,7 @@ def repo_from_git(cwd: Path | None = None) -> str:
 
 
 def open_target(target: str, *, tag: str, repo: str | None, draft: bool, dry_run: bool,
-                api_url: str | None, retries: int, retry_delay: float) -> Target:
+                api_url: str | None, retries: int, retry_delay: float, commit: str = "") -> Target:
     if target.startswith("dir:") and target[4:]:
         return DirTarget(Path(target[4:]).absolute(), dry_run)
     if target != "github":
@@ -158,7 +158,7 @@ def open_target(target: str, *, tag: str, repo: str | None, draft: bool, dry_run
                     retries=retries, retry_delay=retry_delay)
     if not client.authenticated:
         log.warn("no GITHUB_TOKEN/GH_TOKEN: the dry run cannot see which assets already exist")
-    return GitHubTarget(client, tag, draft=draft, dry_run=dry_run)
+    return GitHubTarget(client, tag, draft=draft, dry_run=dry_run, commit=commit)
 
 
 def publish(dist_dir: Path, target: str, *, tag: str, repo: str | None = None, draft: bool = False,
@@ -168,7 +168,7 @@ def publish(dist_dir: Path, target: str, *, tag: str, repo: str | None = None, d
     manifest = read_manifest(dist_dir / MANIFEST_NAME)
     items = verified_items(dist_dir, manifest)
     destination = open_target(target, tag=tag, repo=repo, draft=draft, dry_run=dry_run, api_url=api_url,
-                              retries=retries, retry_delay=retry_delay)
+                              retries=retries, retry_delay=retry_delay, commit=str(manifest.get("commit") or ""))
     split = {a["name"]: [p["name"] for p in a["parts"]] for a in manifest["artifacts"] if a.get("parts")}
     report = Report(destination.description, dry_run, split)
     for item in items:

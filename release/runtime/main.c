@@ -16,7 +16,7 @@ static const char usage[] =
 	"                                pattern) to ./squashfs-root\n"
 	"  --appimage-extract-and-run    run without FUSE, from an extracted copy\n"
 	"                                (same as APPIMAGE_EXTRACT_AND_RUN=1; NO_CLEANUP=1 keeps the\n"
-	"                                copy in $TMPDIR for later runs)\n"
+	"                                copy in ~/.cache/appimage for later runs)\n"
 	"  --appimage-mount              mount, print the mount point, unmount on Ctrl-C\n"
 	"  --appimage-offset             print the offset of the embedded squashfs\n"
 	"  --appimage-version            print the runtime version\n"
@@ -37,6 +37,18 @@ const char *temp_dir(void)
 {
 	const char *dir = getenv("TMPDIR");
 	return dir && *dir ? dir : "/tmp";
+}
+
+int path_printf(char *out, size_t cap, const char *fmt, ...)
+{
+	va_list args;
+	va_start(args, fmt);
+	int n = vsnprintf(out, cap, fmt, args);
+	va_end(args);
+	if (n >= 0 && (size_t)n < cap)
+		return 0;
+	report("path too long: %.80s...", out);
+	return -1;
 }
 
 static int run_mounted(const struct image *img, char *argv0, int argc, char **argv)

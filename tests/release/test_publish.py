@@ -181,6 +181,39 @@ def test_token_never_appears_in_output_or_errors(dist, github, capfd):
     assert TOKEN not in out + err + str(error.value)
 
 
+def test_token_never_appears_in_4xx_refusals(tmp_path, github, monkeypatch, capfd):
+    big = tmp_path / "big"
+    make_dist(big, cap=64 * MiB)  # unsplit: the fake refuses the upload with a 422
+    with pytest.raises(PublishError) as refused:
+        to_github(big)
+    monkeypatch.setenv("GITHUB_TOKEN", "ghp_wrongTokenAlsoSecret5678")
+    with pytest.raises(PublishError) as unauthorized:  # 401 Bad credentials
+        to_github(big)
+    out, err = capfd.readouterr()
+    assert "HTTP 422" in str(refused.value) and "HTTP 401" in str(unauthorized.value)
+    for secret in (TOKEN, "ghp_wrongTokenAlsoSecret5678", "Bearer"):
+        assert secret not in out + err + str(refused.value) + str(unauthorized.value)
+
+
+def test_a_new_release_is_tagged_at_the_manifests_commit(tmp_path, github):
+    """The issue's finding 14: without target_commitish GitHub tags the default branch's HEAD."""
+    dist = tmp_path / "dist"
+    manifest = make_dist(dist, CAP)
+    commit = "1234abcd" * 5
+    (dist / "manifest.json").write_text(json.dumps({**manifest, "commit": commit}))
+    to_github(dist)
+    assert github.release(TAG).target_commitish == commit
+
+
+def test_a_manifest_without_a_commit_creates_no_release(tmp_path, github):
+    dist = tmp_path / "dist"
+    manifest = make_dist(dist, CAP)
+    (dist / "manifest.json").write_text(json.dumps({**manifest, "commit": "unknown"}))
+    with pytest.raises(PublishError, match="records no git commit"):
+        to_github(dist)
+    assert github.releases == {} and github.uploads == []
+
+
 def test_missing_token_is_one_clear_error(dist, github, monkeypatch):
     monkeypatch.delenv("GITHUB_TOKEN")
     monkeypatch.delenv("GH_TOKEN", raising=False)
