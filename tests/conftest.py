@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -69,3 +71,34 @@ def gguf_model(tmp_path_factory) -> Path:
     )
     assert _sha256(target) == GEMMA_270M_SHA256
     return target
+
+
+@pytest.fixture(scope="session")
+def throwaway_key(tmp_path_factory) -> tuple[str, Path]:
+    """A fresh ed25519 signing key made by this test session: (armored secret key, public key file)."""
+    home = Path(tempfile.mkdtemp(prefix="tea-testkey-"))  # short: gpg-agent's socket lives in it
+    gpg = ["gpg", "--homedir", str(home), "--batch", "--pinentry-mode", "loopback", "--passphrase", ""]
+    try:
+        subprocess.run([*gpg, "--quick-gen-key", "tea-release test <test@example.invalid>", "ed25519", "sign",
+                        "never"], check=True, capture_output=True)
+        secret = subprocess.run([*gpg, "--armor", "--export-secret-keys"], check=True, capture_output=True,
+                                text=True).stdout
+        public = tmp_path_factory.mktemp("keyring") / "publisher.asc"
+        public.write_text(subprocess.run([*gpg, "--armor", "--export"], check=True, capture_output=True,
+                                         text=True).stdout)
+    finally:
+        subprocess.run(["gpgconf", "--homedir", str(home), "--kill", "all"], capture_output=True)
+        shutil.rmtree(home, ignore_errors=True)
+    return secret, public
+
+
+@pytest.fixture(scope="session")
+def signing_key(throwaway_key):
+    from release.signing import SigningKey
+
+    return SigningKey(throwaway_key[0])
+
+
+@pytest.fixture(scope="session")
+def public_keyring(throwaway_key) -> Path:
+    return throwaway_key[1]

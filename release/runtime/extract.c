@@ -6,7 +6,6 @@
  */
 #include <errno.h>
 #include <fcntl.h>
-#include <fnmatch.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -131,7 +130,7 @@ static int extract_all(sqfs *fs, const char *dest, const char *pattern, char *bu
 	sqfs_err err = sqfs_traverse_open(&trv, fs, sqfs_inode_root(fs));
 	char out[PATH_MAX];
 	while (err == SQFS_OK && sqfs_traverse_next(&trv, &err)) {
-		if (trv.dir_end || (pattern && fnmatch(pattern, trv.path, 0) != 0))
+		if (trv.dir_end || !extract_pattern_matches(pattern, trv.path))
 			continue;
 		snprintf(out, sizeof out, "%s/%s", dest, trv.path);
 		if (pattern)
