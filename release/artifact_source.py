@@ -19,7 +19,7 @@ from . import log
 from .checksums import (MANIFEST_NAME, SUMS_NAME, expected_sha256, missing_line, read_manifest, read_sums,
                         verify_file)
 from .download import RemoteFile, download, fetch, sha256_file
-from .errors import ChecksumError, ConfigError, DownloadError
+from .errors import ChecksumError, ConfigError, DownloadError, VerifyError
 
 APPIMAGE_SUFFIX = ".AppImage"
 
@@ -150,17 +150,20 @@ def reassemble(source: ReleaseSource, sums: dict[str, str], artifact: dict, orig
 
 
 def resolve_artifact(spec: str, *, sums: str | None, cache_dir: Path, workdir: Path,
-                     name: str | None = None) -> Path:
-    """The local, verified AppImage that spec (path, URL, release dir or base URL) stands for."""
+                     name: str | None = None, keyring: Path | None = None) -> Path:
+    """The local, verified AppImage that spec (path, URL, release dir or base URL) stands for;
+    with a keyring, SHA256SUMS must carry a good signature by one of its keys first."""
     base, name = split_spec(str(spec), name)
     source = ReleaseSource(base, Path(cache_dir), Path(workdir))
     source.workdir.mkdir(parents=True, exist_ok=True)
     sums_path = fetch_metadata(sums, source.workdir) if sums else source_sums(source, name)
-    if sums_path is None:
+    if sums_path is None and keyring is None:
         log.warn(f"no {SUMS_NAME} next to {name} and no --sums given: it is NOT verified")
         return Path(source.locate(name))
-    checksums = read_sums(sums_path)
     origin = sums or source.locate(SUMS_NAME)
+    if keyring is not None:
+        authenticate_sums(sums_path, origin, source.workdir, keyring)
+    checksums = read_sums(sums_path)
     manifest = load_manifest(source) if name not in checksums else None
     name = name or pick_appimage([a["name"] for a in manifest["artifacts"]] if manifest else list(checksums), base)
     if name in checksums:
@@ -170,6 +173,20 @@ def resolve_artifact(spec: str, *, sums: str | None, cache_dir: Path, workdir: P
     if artifact is None:
         raise missing_line(origin, name)
     return reassemble(source, checksums, artifact, origin)
+
+
+def authenticate_sums(sums_path: Path | None, origin: str, workdir: Path, keyring: Path) -> None:
+    """SHA256SUMS.asc (beside the sums, local or remote) must be a good signature by the keyring."""
+    from .signing import SUMS_SIGNATURE_SUFFIX, verify_sums
+
+    if sums_path is None or not sums_path.is_file():
+        raise VerifyError(f"no {SUMS_NAME} at {origin}: with --keyring the release must come with signed "
+                          f"checksums (pass --sums)")
+    try:
+        signature = fetch_metadata(origin + SUMS_SIGNATURE_SUFFIX, workdir)
+    except DownloadError:
+        signature = workdir / "missing.asc"
+    log.info(f"{SUMS_NAME}: signed by {verify_sums(sums_path, signature, keyring)}")
 
 
 def source_sums(source: ReleaseSource, name: str | None) -> Path | None:

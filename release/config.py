@@ -1,7 +1,7 @@
 """Options for one run, resolved once into frozen dataclasses.
 
 Cascade: `release/release.toml` (every pin and every default) → task flags → environment
-(`TEA_RELEASE_CACHE`, `TEA_RELEASE_OFFLINE`). The pins file is parsed and validated here, once, into
+(`TEA_RELEASE_CACHE`, `TEA_RELEASE_OFFLINE`, the signing key in `TEA_RELEASE_SIGNING_KEY`). The pins file is parsed and validated here, once, into
 typed `Pins`; a bad entry is one line naming its key. Nothing downstream reads flags, files or the
 environment for configuration again.
 """
@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from . import arch as arches
+from . import gpg
 from .download import RemoteFile
 from .errors import ConfigError
 
@@ -138,6 +139,7 @@ class Settings:
     require_pins: bool
     asset_size_cap: int
     pins: Pins
+    signing_key: gpg.SigningKey | None = None  # None: the release is not signed
 
     @property
     def arch_dir(self) -> Path:
@@ -320,4 +322,5 @@ def resolve(*, arch: str | None = None, flavor: str | None = None, model: str | 
         offline=offline_mode(offline),
         require_pins=require_pins,
         asset_size_cap=asset_size_cap or pins.asset_size_cap,
-        pins=pins)
+        pins=pins,
+        signing_key=gpg.key_from_environment())

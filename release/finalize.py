@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from . import checksums, proc, reassemble, split
+from . import checksums, proc, reassemble, signing, split
 from .artifacts import Artifact, Kind
 from .config import REPO, Flavor, Settings
 from .pipeline import BaseStep, Context
@@ -28,6 +28,7 @@ def artifact_record(ctx: Context, appimage: Artifact) -> dict:
     flavor = appimage.flavor
     record = {"name": appimage.path.name, "kind": "appimage", "arch": ctx.settings.arch, "flavor": flavor,
               "size": appimage.extra["size"], "sha256": appimage.digest, "packager": appimage.extra["packager"],
+              "unsigned_sha256": appimage.extra["unsigned_sha256"], "signed_by": appimage.extra["signed_by"],
               "min_glibc": ctx.artifacts.get(Kind.APPDIR, flavor).extra["min_glibc"], "model": None}
     if any(f.name == flavor and f.llm for f in ctx.settings.flavors):
         model = ctx.settings.model
@@ -73,7 +74,9 @@ class FinalizeStep(BaseStep):
                            for kind in ("appimage", "smoke", "functional", "systems"))
 
     def inputs(self, ctx: Context) -> dict:
-        return {"cap": ctx.settings.asset_size_cap, "tools": tool_versions(ctx.settings)}
+        key = ctx.settings.signing_key
+        return {"cap": ctx.settings.asset_size_cap, "tools": tool_versions(ctx.settings),
+                "signing_key": key.fingerprint if key else None}
 
     def run(self, ctx: Context) -> dict:
         settings, dist = ctx.settings, ctx.settings.dist_dir
@@ -85,8 +88,11 @@ class FinalizeStep(BaseStep):
         manifest = {"schema": 1, "version": settings.version, "commit": git_commit(), "artifacts": artifacts,
                     "tools": tool_versions(settings), "build_seconds": round(sum(ctx.timings.values()), 1),
                     "step_seconds": ctx.timings}
-        ctx.register(Kind.CHECKSUMS, checksums.write_sums(dist, checksums.published_names(manifest),
-                                                          known=known_hashes(artifacts)))
+        sums = ctx.register(Kind.CHECKSUMS, checksums.write_sums(dist, checksums.published_names(manifest),
+                                                                 known=known_hashes(artifacts))).path
+        signature = signing.sign_sums(sums, settings.signing_key)
+        if signature is not None:
+            ctx.register(Kind.SIGNATURE, signature)
         script = reassemble.write_reassemble_script(dist, manifest)
         if script is not None:
             ctx.register(Kind.SCRIPT, script)

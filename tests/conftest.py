@@ -9,10 +9,8 @@ from __future__ import annotations
 
 import hashlib
 import os
-import shutil
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 import pytest
@@ -75,28 +73,20 @@ def gguf_model(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def throwaway_key(tmp_path_factory) -> tuple[str, Path]:
-    """A fresh ed25519 signing key made by this test session: (armored secret key, public key file)."""
-    home = Path(tempfile.mkdtemp(prefix="tea-testkey-"))  # short: gpg-agent's socket lives in it
-    gpg = ["gpg", "--homedir", str(home), "--batch", "--pinentry-mode", "loopback", "--passphrase", ""]
-    try:
-        subprocess.run([*gpg, "--quick-gen-key", "tea-release test <test@example.invalid>", "ed25519", "sign",
-                        "never"], check=True, capture_output=True)
-        secret = subprocess.run([*gpg, "--armor", "--export-secret-keys"], check=True, capture_output=True,
-                                text=True).stdout
-        public = tmp_path_factory.mktemp("keyring") / "publisher.asc"
-        public.write_text(subprocess.run([*gpg, "--armor", "--export"], check=True, capture_output=True,
-                                         text=True).stdout)
-    finally:
-        subprocess.run(["gpgconf", "--homedir", str(home), "--kill", "all"], capture_output=True)
-        shutil.rmtree(home, ignore_errors=True)
-    return secret, public
+    """A fresh signing key made by this test session: (armored secret key, public key file)."""
+    from tests.keys import generate_key
+
+    secret, public = generate_key("tea-release test <test@example.invalid>")
+    keyring = tmp_path_factory.mktemp("keyring") / "publisher.asc"
+    keyring.write_bytes(public)
+    return secret, keyring
 
 
 @pytest.fixture(scope="session")
 def signing_key(throwaway_key):
-    from release.signing import SigningKey
+    from release.gpg import SigningKey, checked
 
-    return SigningKey(throwaway_key[0])
+    return checked(SigningKey(throwaway_key[0]))
 
 
 @pytest.fixture(scope="session")

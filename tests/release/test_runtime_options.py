@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from release import signing
+from release import gpg, signing
 from test_appimage_format import appdir, appimage, build_appimage, make_appdir, runtime  # noqa: F401
 from test_runtime import reported, run, tmpdir_env, tree  # noqa: F401
 
@@ -108,7 +108,7 @@ def test_section_option_on_a_runtime_without_the_section_fails_with_one_line(app
 
 
 def test_signature_option_prints_a_real_embedded_signature(appimage, tmpdir_env, signing_key):
-    with signing.signer(signing_key) as signer:
+    with gpg.signer(signing_key) as signer:
         signing.sign_appimage(appimage, signer)
     printed = run(appimage, "--appimage-signature", env=tmpdir_env).stdout
     assert printed.startswith("-----BEGIN PGP SIGNATURE-----") and printed.endswith("-----END PGP SIGNATURE-----\n\n")
