@@ -10,13 +10,15 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import tomllib
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 from . import arch as arches
-from . import gpg
+from . import gpg, proc
 from .download import RemoteFile
 from .errors import ConfigError
 
@@ -140,10 +142,16 @@ class Settings:
     asset_size_cap: int
     pins: Pins
     signing_key: gpg.SigningKey | None = None  # None: the release is not signed
+    version_date: int = 0  # when the version was set (provenance.version_epoch): the AppStream release date
 
     @property
     def arch_dir(self) -> Path:
         return self.build_dir / self.arch
+
+    @property
+    def release_date(self) -> str:
+        """The AppStream release date: the day the version was set (UTC)."""
+        return datetime.fromtimestamp(self.version_date, tz=timezone.utc).strftime("%Y-%m-%d")
 
     def flavor_dir(self, flavor: Flavor) -> Path:
         return self.arch_dir / flavor.name
@@ -290,6 +298,20 @@ def project_version(pyproject: Path = PYPROJECT) -> str:
         raise ConfigError(f"cannot read [project].version from {pyproject}: {exc}") from None
 
 
+def version_epoch(pyproject: Path = PYPROJECT) -> int:
+    """When the version was set: the commit time of the last change to pyproject.toml. The same on
+    every rebuild of a commit (unlike the build time); outside git, SOURCE_DATE_EPOCH or the file's
+    modification time, both stable for one source tree."""
+    if shutil.which("git"):
+        done = proc.run(["git", "log", "-1", "--format=%ct", "--", pyproject.name], cwd=pyproject.parent,
+                        check=False)
+        if done.returncode == 0 and done.stdout.strip().isdigit():
+            return int(done.stdout.strip())
+    if os.environ.get("SOURCE_DATE_EPOCH", "").isdigit():
+        return int(os.environ["SOURCE_DATE_EPOCH"])
+    return int(pyproject.stat().st_mtime)
+
+
 def default_cache_dir() -> Path:
     if os.environ.get("TEA_RELEASE_CACHE"):
         return Path(os.environ["TEA_RELEASE_CACHE"])
@@ -323,4 +345,5 @@ def resolve(*, arch: str | None = None, flavor: str | None = None, model: str | 
         require_pins=require_pins,
         asset_size_cap=asset_size_cap or pins.asset_size_cap,
         pins=pins,
-        signing_key=gpg.key_from_environment())
+        signing_key=gpg.key_from_environment(),
+        version_date=version_epoch())

@@ -10,17 +10,12 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from . import checksums, proc, reassemble, signing, split
+from . import checksums, provenance, reassemble, signing, split
 from .artifacts import Artifact, Kind
-from .config import REPO, Flavor, Settings
+from .config import PINS_FILE, REPO, Flavor, Settings
 from .pipeline import BaseStep, Context
 
 MANIFEST = checksums.MANIFEST_NAME
-
-
-def git_commit() -> str:
-    done = proc.run(["git", "rev-parse", "HEAD"], cwd=REPO, check=False)
-    return done.stdout.strip() if done.returncode == 0 else "unknown"
 
 
 def artifact_record(ctx: Context, appimage: Artifact) -> dict:
@@ -85,9 +80,10 @@ class FinalizeStep(BaseStep):
         kept = [a for a in read_dist_manifest(dist)["artifacts"]
                 if a["name"] not in names and (dist / a["name"]).exists()]
         artifacts = sorted(kept + ours, key=lambda a: a["name"])
-        manifest = {"schema": 1, "version": settings.version, "commit": git_commit(), "artifacts": artifacts,
-                    "tools": tool_versions(settings), "build_seconds": round(sum(ctx.timings.values()), 1),
-                    "step_seconds": ctx.timings}
+        manifest = {"schema": 1, "version": settings.version, "commit": provenance.git_commit(REPO),
+                    "artifacts": artifacts, "tools": tool_versions(settings),
+                    "provenance": provenance.record(PINS_FILE, settings.release_date),
+                    "build_seconds": round(sum(ctx.timings.values()), 1), "step_seconds": ctx.timings}
         sums = ctx.register(Kind.CHECKSUMS, checksums.write_sums(dist, checksums.published_names(manifest),
                                                                  known=known_hashes(artifacts))).path
         signature = signing.sign_sums(sums, settings.signing_key)
