@@ -22,6 +22,7 @@ from .download import RemoteFile, download, fetch, sha256_file
 from .errors import ChecksumError, ConfigError, DownloadError, VerifyError
 
 APPIMAGE_SUFFIX = ".AppImage"
+SBOM_SUFFIX = ".cdx.json"  # release/sbom.py
 
 
 def is_url(spec: str) -> bool:
@@ -166,6 +167,7 @@ def resolve_artifact(spec: str, *, sums: str | None, cache_dir: Path, workdir: P
     checksums = read_sums(sums_path)
     manifest = load_manifest(source) if name not in checksums else None
     name = name or pick_appimage([a["name"] for a in manifest["artifacts"]] if manifest else list(checksums), base)
+    verified_sbom(source, checksums, name)
     if name in checksums:
         found = source.verified(name, checksums[name])
         return install(found, source.workdir / name) if source.remote else found
@@ -173,6 +175,16 @@ def resolve_artifact(spec: str, *, sums: str | None, cache_dir: Path, workdir: P
     if artifact is None:
         raise missing_line(origin, name)
     return reassemble(source, checksums, artifact, origin)
+
+
+def verified_sbom(source: ReleaseSource, sums: dict[str, str], name: str) -> Path | None:
+    """The artifact's SBOM (`<name>.cdx.json`) beside it, when SHA256SUMS lists one: checked like
+    the artifact itself, so a tampered SBOM is refused too."""
+    sbom = name + SBOM_SUFFIX
+    if sbom not in sums:
+        return None
+    found = source.verified(sbom, sums[sbom])
+    return install(found, source.workdir / sbom) if source.remote else found
 
 
 def authenticate_sums(sums_path: Path | None, origin: str, workdir: Path, keyring: Path) -> None:

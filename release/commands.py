@@ -142,8 +142,21 @@ def test_downloaded(source: str, *, sums: str | None, systems: bool, keyring: Pa
                                                 keyring=keyring)
         if keyring is not None:
             log.info(f"{path.name}: embedded signature by {signing.verify_appimage(path, keyring)}")
+        check_sbom_beside(path)
         check_appimage(path, systems=systems, cache_dir=cache_dir)
     log.info(f"test-appimage: {path.name} passed")
+
+
+def check_sbom_beside(appimage: Path) -> None:
+    """The SBOM the release lists for this AppImage (already checked against SHA256SUMS) must
+    describe exactly these bytes."""
+    from . import sbom
+    from .download import sha256_file
+
+    path = sbom.sbom_path(appimage)
+    if path.is_file():
+        sbom.check_sbom(path, appimage, sha256_file(appimage))
+        log.info(f"{path.name}: a valid CycloneDX SBOM of {appimage.name}")
 
 
 def checksums(dist: Path, merge: list[Path], out: Path | None) -> None:

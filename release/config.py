@@ -52,6 +52,8 @@ class Model:
     token_env: str | None = None
     python_package: str | None = None
     python_module: str | None = None
+    license: str = ""      # the model's licence (for the SBOM)
+    license_url: str = ""
 
     @property
     def source(self) -> str:
@@ -234,7 +236,8 @@ class _Table:
 
 
 def _model(name: str, table: _Table) -> Model:
-    table.allow("filename", "revision", "urls", "sha256", "size", "token_env", "python_package", "python_module")
+    table.allow("filename", "revision", "urls", "sha256", "size", "token_env", "python_package", "python_module",
+                "license", "license_url")
     revision = table.text("revision", "")
     urls = tuple(url.format(revision=revision) for url in table.strings("urls", ()))
     package = table.data.get("python_package")
@@ -243,7 +246,8 @@ def _model(name: str, table: _Table) -> Model:
     return Model(name=name, filename=table.text("filename"), sha256=table.sha256("sha256"),
                  size=table.integer("size", 0), urls=urls, token_env=table.data.get("token_env"),
                  python_package=table.text("python_package") if package else None,
-                 python_module=table.text("python_module") if package else None)
+                 python_module=table.text("python_module") if package else None,
+                 license=table.text("license", ""), license_url=table.text("license_url", ""))
 
 
 def _tool(name: str, table: _Table) -> Tool:

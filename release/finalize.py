@@ -25,6 +25,8 @@ def artifact_record(ctx: Context, appimage: Artifact) -> dict:
               "size": appimage.extra["size"], "sha256": appimage.digest, "packager": appimage.extra["packager"],
               "unsigned_sha256": appimage.extra["unsigned_sha256"], "signed_by": appimage.extra["signed_by"],
               "min_glibc": ctx.artifacts.get(Kind.APPDIR, flavor).extra["min_glibc"], "model": None}
+    sbom = ctx.artifacts.get(Kind.SBOM, flavor)
+    record["sbom"] = {"name": sbom.path.name, "sha256": sbom.digest, "format": "CycloneDX 1.6 JSON"}
     if any(f.name == flavor and f.llm for f in ctx.settings.flavors):
         model = ctx.settings.model
         record["model"] = {"name": model.name, "filename": model.filename,
@@ -56,7 +58,8 @@ def write_manifest(dist: Path, manifest: dict) -> Path:
 
 def known_hashes(artifacts: list[dict]) -> dict[str, str]:
     """Hashes the manifest already holds, so SHA256SUMS does not re-read gigabytes."""
-    return {entry["name"]: entry["sha256"] for a in artifacts for entry in (a, *a.get("parts", []))}
+    return {entry["name"]: entry["sha256"] for a in artifacts
+            for entry in (a, *a.get("parts", []), *([a["sbom"]] if a.get("sbom") else []))}
 
 
 class FinalizeStep(BaseStep):
@@ -66,7 +69,7 @@ class FinalizeStep(BaseStep):
 
     def __init__(self, flavors: tuple[Flavor, ...]) -> None:
         self.after = tuple(f"{kind}-{flavor.name}" for flavor in flavors
-                           for kind in ("appimage", "smoke", "functional", "systems"))
+                           for kind in ("appimage", "sbom", "smoke", "functional", "systems"))
 
     def inputs(self, ctx: Context) -> dict:
         key = ctx.settings.signing_key
