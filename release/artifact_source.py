@@ -167,24 +167,33 @@ def resolve_artifact(spec: str, *, sums: str | None, cache_dir: Path, workdir: P
     checksums = read_sums(sums_path)
     manifest = load_manifest(source) if name not in checksums else None
     name = name or pick_appimage([a["name"] for a in manifest["artifacts"]] if manifest else list(checksums), base)
-    verified_sbom(source, checksums, name)
     if name in checksums:
         found = source.verified(name, checksums[name])
-        return install(found, source.workdir / name) if source.remote else found
-    artifact = split_artifact(manifest, name)
-    if artifact is None:
-        raise missing_line(origin, name)
-    return reassemble(source, checksums, artifact, origin)
+        appimage = install(found, source.workdir / name) if source.remote else found
+    else:
+        artifact = split_artifact(manifest, name)
+        if artifact is None:
+            raise missing_line(origin, name)
+        appimage = reassemble(source, checksums, artifact, origin)
+    verified_sbom(source, checksums, appimage)
+    return appimage
 
 
-def verified_sbom(source: ReleaseSource, sums: dict[str, str], name: str) -> Path | None:
-    """The artifact's SBOM (`<name>.cdx.json`) beside it, when SHA256SUMS lists one: checked like
-    the artifact itself, so a tampered SBOM is refused too."""
-    sbom = name + SBOM_SUFFIX
+def verified_sbom(source: ReleaseSource, sums: dict[str, str], appimage: Path) -> Path | None:
+    """The AppImage's SBOM (`<name>.cdx.json`), put beside it, when SHA256SUMS lists one and the
+    release has it: checked like the AppImage itself, so a tampered SBOM is refused. One that was
+    not downloaded is only noted: the AppImage's own checks do not need it."""
+    sbom = appimage.name + SBOM_SUFFIX
     if sbom not in sums:
         return None
-    found = source.verified(sbom, sums[sbom])
-    return install(found, source.workdir / sbom) if source.remote else found
+    try:
+        found = source.verified(sbom, sums[sbom])
+    except (ConfigError, DownloadError):
+        log.info(f"{sbom}: listed in {SUMS_NAME} but not at {source.base}; not checked")
+        return None
+    if found.parent != appimage.parent:
+        shutil.copyfile(found, appimage.parent / sbom)
+    return appimage.parent / sbom
 
 
 def authenticate_sums(sums_path: Path | None, origin: str, workdir: Path, keyring: Path) -> None:
