@@ -63,3 +63,15 @@ def test_a_warning_stops_the_build_too(metadata):
     path.rename(path.with_name("other-name.appdata.xml"))  # metainfo-filename-cid-mismatch
     with pytest.raises(BuildError, match="metainfo-filename-cid-mismatch"):
         appdir.validate_appstream(metadata)
+
+
+def test_the_appdir_step_refuses_invalid_metadata_and_keeps_no_appdir(tmp_path):
+    onedir = tmp_path / "onedir"
+    onedir.mkdir()
+    (onedir / "tea").write_text("#!/bin/sh\n")
+    target = tmp_path / "AppDir"
+    with pytest.raises(BuildError, match="AppStream"):
+        appdir.build_appdir(target, onedir, "1.2.3", None, "not-a-date")
+    assert not target.exists()
+    appdir.build_appdir(target, onedir, "1.2.3", None, "2026-05-04")
+    assert metainfo(target).is_file()

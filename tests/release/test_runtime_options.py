@@ -5,7 +5,9 @@ section printers, APPIMAGE_EXTRACT_AND_RUN and extract patterns (AppImage/type2-
 from __future__ import annotations
 
 import os
+import shutil
 import stat
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -69,6 +71,27 @@ def test_portable_option_on_an_existing_directory_fails_with_one_line(appimage, 
         len(result.stderr.splitlines()) == 1
 
 
+needs_root = pytest.mark.skipif(os.geteuid() != 0 or shutil.which("setpriv") is None,
+                                reason="needs root and setpriv to run as another user")
+
+
+@needs_root
+def test_a_portable_home_the_user_cannot_write_is_ignored(runtime, tmp_path):
+    """As type2-runtime: only a writable <file>.home becomes $HOME (here: root's, run as nobody)."""
+    shared = Path(tempfile.mkdtemp(prefix="appimage-user-"))
+    try:
+        shared.chmod(0o1777)
+        image = build_appimage(runtime, make_appdir(tmp_path / "AppDir", b"m"), shared / "T.AppImage")
+        Path(f"{image}.home").mkdir(mode=0o755)
+        env = {"PATH": os.environ["PATH"], "HOME": "/nonexistent", "TMPDIR": str(shared),
+               "APPIMAGE_EXTRACT_AND_RUN": "1"}
+        result = run(image, env=env, prefix=("setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"))
+        assert result.returncode == 0, result.stderr
+        assert reported(result.stdout)["HOME"] == ["/nonexistent"] and result.stderr == ""
+    finally:
+        shutil.rmtree(shared)
+
+
 def test_a_file_named_like_the_portable_home_is_ignored(appimage, tmpdir_env, tmp_path):
     Path(f"{appimage}.home").write_text("not a directory")
     result = run(appimage, env=tmpdir_env, cwd=tmp_path)
@@ -96,12 +119,24 @@ def test_section_options_print_the_text_up_to_the_first_nul(appimage, tmpdir_env
     assert result.returncode == 0 and result.stdout == "gh-releases-zsync|o|r|latest|x.zsync\n"
 
 
-def test_section_option_on_a_runtime_without_the_section_fails_with_one_line(appimage, tmpdir_env):
+def rename_section(appimage: Path, old: bytes, new: bytes) -> None:
+    """Rename a section in place, in the section name table (same length)."""
     names = signing.sections(appimage)[".shstrtab"]
     data = bytearray(appimage.read_bytes())
-    at = data.index(b".sha256_sig\0", names.offset)  # rename it in the section name table
-    data[at:at + 11] = b".xxxxxx_xxx"
+    at = data.index(old + b"\0", names.offset)
+    data[at:at + len(old)] = new
     appimage.write_bytes(bytes(data))
+
+
+def test_section_option_finds_the_section_by_its_exact_name(appimage, tmpdir_env):
+    write(appimage, ".sig_key", b"decoy")
+    write(appimage, ".sha256_sig", b"the signature")
+    rename_section(appimage, b".sig_key", b".sha256s")  # a prefix of the real name, earlier in the table
+    assert run(appimage, "--appimage-signature", env=tmpdir_env).stdout == "the signature\n"
+
+
+def test_section_option_on_a_runtime_without_the_section_fails_with_one_line(appimage, tmpdir_env):
+    rename_section(appimage, b".sha256_sig", b".xxxxxx_xxx")
     result = run(appimage, "--appimage-signature", env=tmpdir_env)
     assert result.returncode == 1 and result.stdout == ""
     assert result.stderr.strip() == f"appimage: {appimage} has no .sha256_sig section"

@@ -99,6 +99,11 @@ def test_check_accepts_only_an_sbom_of_these_bytes(settings, python_bom, tmp_pat
     sbom.check_sbom(path, tmp_path / "x.AppImage", APPIMAGE_SHA)
     with pytest.raises(VerifyError, match="describes another file"):
         sbom.check_sbom(path, tmp_path / "x.AppImage", "00" * 32)
+    broken = json.loads(path.read_text())
+    broken["components"][0]["scope"] = "sometimes"
+    path.write_text(json.dumps(broken))
+    with pytest.raises(VerifyError, match="not a valid CycloneDX"):
+        sbom.check_sbom(path, tmp_path / "x.AppImage", APPIMAGE_SHA)
     path.write_text("{not json")
     with pytest.raises(VerifyError, match="not readable JSON"):
         sbom.check_sbom(path, tmp_path / "x.AppImage", APPIMAGE_SHA)

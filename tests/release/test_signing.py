@@ -274,3 +274,17 @@ def test_no_gnupg_home_is_left_behind(appimage, signing_key):
     before = {p.name for p in Path(tempfile.gettempdir()).glob("tea-gpg-*")}
     signing.finish_appimage(appimage, signing_key)
     assert {p.name for p in Path(tempfile.gettempdir()).glob("tea-gpg-*")} <= before
+
+
+def test_one_good_signature_does_not_excuse_a_bad_one_beside_it(sums, signing_key, public_keyring, tmp_path):
+    """gpg prints VALIDSIG for the good one and still fails: its exit code must count too."""
+    good = signing.sign_sums(sums, signing_key)
+    other = tmp_path / "other"
+    other.write_text("other data\n")
+    bad = signing.sign_sums(other, signing_key)
+    binary = [subprocess.run(["gpg", "--dearmor"], input=p.read_bytes(), capture_output=True, check=True).stdout
+              for p in (good, bad)]
+    both = tmp_path / "both.sig"
+    both.write_bytes(binary[0] + binary[1])
+    with pytest.raises(VerifyError, match="BAD signature"):
+        signing.verify_sums(sums, both, public_keyring)
