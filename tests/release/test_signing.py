@@ -288,3 +288,22 @@ def test_one_good_signature_does_not_excuse_a_bad_one_beside_it(sums, signing_ke
     both.write_bytes(binary[0] + binary[1])
     with pytest.raises(VerifyError, match="BAD signature"):
         signing.verify_sums(sums, both, public_keyring)
+
+
+def test_checksums_merge_signs_the_merged_sums_when_the_key_is_set(tmp_path, throwaway_key, public_keyring,
+                                                                  monkeypatch):
+    """What the CI release job runs: `invoke checksums --merge A --merge B --out dist/SHA256SUMS`."""
+    from release import commands
+
+    inputs = []
+    for arch in ("x86_64", "aarch64"):
+        (tmp_path / arch).mkdir()
+        (tmp_path / arch / "SHA256SUMS").write_text(f"{'1' * 64}  tea-{arch}.AppImage\n")
+        inputs.append(tmp_path / arch / "SHA256SUMS")
+    out = tmp_path / "dist" / "SHA256SUMS"
+    monkeypatch.setenv(gpg.KEY_ENV, throwaway_key[0])
+    commands.checksums(tmp_path / "dist", inputs, out)
+    assert signing.verify_sums(out, out.with_name("SHA256SUMS.asc"), public_keyring)
+    monkeypatch.delenv(gpg.KEY_ENV)
+    commands.checksums(tmp_path / "dist", inputs, out)
+    assert not out.with_name("SHA256SUMS.asc").exists()  # unsigned now: no stale signature left
