@@ -22,10 +22,11 @@ from urllib.parse import urlsplit
 from . import log
 from .checksums import MANIFEST_NAME, PLAIN_NAME, SUMS_NAME, missing_line, read_manifest, read_sums, verify_file
 from .download import RemoteFile, download, fetch, sha256_file
-from .errors import ChecksumError, ConfigError, DownloadError
+from .errors import ChecksumError, ConfigError, DownloadError, VerifyError
 from .split import part_names
 
 APPIMAGE_SUFFIX = ".AppImage"
+SBOM_SUFFIX = ".cdx.json"  # release/sbom.py
 METADATA_LIMIT = 1 << 20  # SHA256SUMS and manifest.json are a few KiB; a server may not send more
 
 
@@ -178,17 +179,20 @@ def reassemble(source: ReleaseSource, sums: dict[str, str], name: str, parts: li
 
 
 def resolve_artifact(spec: str, *, sums: str | None, cache_dir: Path, workdir: Path,
-                     name: str | None = None) -> Path:
-    """The local, verified AppImage that spec (path, URL, release dir or base URL) stands for."""
+                     name: str | None = None, keyring: Path | None = None) -> Path:
+    """The local, verified AppImage that spec (path, URL, release dir or base URL) stands for;
+    with a keyring, SHA256SUMS must carry a good signature by one of its keys first."""
     base, name = split_spec(str(spec), name)
     source = ReleaseSource(base, Path(cache_dir), Path(workdir))
     source.workdir.mkdir(parents=True, exist_ok=True)
     sums_path = fetch_metadata(sums, source.workdir / SUMS_NAME) if sums else source_sums(source, name)
-    if sums_path is None:
+    if sums_path is None and keyring is None:
         log.warn(f"no {SUMS_NAME} next to {name} and no --sums given: it is NOT verified")
         return Path(source.locate(name))
-    checksums = read_sums(sums_path)
     origin = sums or source.locate(SUMS_NAME)
+    if keyring is not None:
+        authenticate_sums(sums_path, origin, source.workdir, keyring)
+    checksums = read_sums(sums_path)
     name = plain_name(name, spec) if name else pick_appimage(checksums, origin)
     parts = listed_parts(checksums, name, origin)
     if not parts and name not in checksums:
@@ -200,8 +204,42 @@ def resolve_artifact(spec: str, *, sums: str | None, cache_dir: Path, workdir: P
         if described and described != checksums[name]:
             raise ChecksumError(f"{origin} and {MANIFEST_NAME} disagree about {name}: republish the release")
         found = source.verified(name, checksums[name])
-        return install(found, source.workdir / name) if source.remote else found
-    return reassemble(source, checksums, name, parts, expected)
+        appimage = install(found, source.workdir / name) if source.remote else found
+    else:
+        appimage = reassemble(source, checksums, name, parts, expected)
+    verified_sbom(source, checksums, appimage)
+    return appimage
+
+
+def verified_sbom(source: ReleaseSource, sums: dict[str, str], appimage: Path) -> Path | None:
+    """The AppImage's SBOM (`<name>.cdx.json`), put beside it, when SHA256SUMS lists one and the
+    release has it: checked like the AppImage itself, so a tampered SBOM is refused. One that was
+    not downloaded is only noted: the AppImage's own checks do not need it."""
+    sbom = appimage.name + SBOM_SUFFIX
+    if sbom not in sums:
+        return None
+    try:
+        found = source.verified(sbom, sums[sbom])
+    except (ConfigError, DownloadError):
+        log.info(f"{sbom}: listed in {SUMS_NAME} but not at {source.base}; not checked")
+        return None
+    if found.parent != appimage.parent:
+        shutil.copyfile(found, appimage.parent / sbom)
+    return appimage.parent / sbom
+
+
+def authenticate_sums(sums_path: Path | None, origin: str, workdir: Path, keyring: Path) -> None:
+    """SHA256SUMS.asc (beside the sums, local or remote) must be a good signature by the keyring."""
+    from .signing import SUMS_SIGNATURE_SUFFIX, verify_sums
+
+    if sums_path is None or not sums_path.is_file():
+        raise VerifyError(f"no {SUMS_NAME} at {origin}: with --keyring the release must come with signed "
+                          f"checksums (pass --sums)")
+    try:
+        signature = fetch_metadata(origin + SUMS_SIGNATURE_SUFFIX, workdir / (SUMS_NAME + SUMS_SIGNATURE_SUFFIX))
+    except DownloadError:
+        signature = workdir / "missing.asc"
+    log.info(f"{SUMS_NAME}: signed by {verify_sums(sums_path, signature, keyring)}")
 
 
 def source_sums(source: ReleaseSource, name: str | None) -> Path | None:

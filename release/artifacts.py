@@ -26,7 +26,9 @@ class Kind(str, Enum):
     APPIMAGE = "appimage"    # dist/<name>.AppImage
     PART = "part"            # a published slice of an AppImage over the asset size cap
     SCRIPT = "script"        # dist/reassemble.sh
+    SBOM = "sbom"            # dist/<name>.AppImage.cdx.json, the CycloneDX SBOM of one AppImage
     CHECKSUMS = "checksums"  # dist/SHA256SUMS
+    SIGNATURE = "signature"  # dist/SHA256SUMS.asc, when the run has a signing key
     MANIFEST = "manifest"    # dist/manifest.json
 
 

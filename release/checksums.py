@@ -37,10 +37,12 @@ def format_sums(sums: dict[str, str]) -> str:
 
 
 def published_names(manifest: dict) -> list[str]:
-    """The binary files a release publishes: each artifact, or its parts when it was split."""
+    """The files a release publishes and SHA256SUMS lists: each artifact (or its parts when it was
+    split) and its SBOM."""
     names: list[str] = []
     for artifact in manifest.get("artifacts", []):
         names += [part["name"] for part in artifact.get("parts") or []] or [artifact["name"]]
+        names += [artifact["sbom"]["name"]] if artifact.get("sbom") else []
     return names
 
 

@@ -128,21 +128,42 @@ def remove_outputs(build_dir: Path, dist_dir: Path, cache_dir: Path | None) -> N
             log.info(f"removed {target}")
 
 
-def test_downloaded(source: str, *, sums: str | None, systems: bool) -> None:
-    """Fetch (if a URL), verify against SHA256SUMS/manifest (refuse on any mismatch), then check it."""
-    from . import artifact_source
+def test_downloaded(source: str, *, sums: str | None, systems: bool, keyring: Path | None = None) -> None:
+    """Fetch (if a URL), verify against SHA256SUMS/manifest (refuse on any mismatch) — and with a
+    keyring the signatures of SHA256SUMS and of the AppImage — then check it."""
+    from . import artifact_source, signing
 
     if not artifact_source.is_url(source) and not Path(source).exists():
         raise ConfigError(f"no such file or directory: {source}")
     cache_dir = config.default_cache_dir()
     with tempfile.TemporaryDirectory(prefix="tea-test-appimage-") as workdir, \
             proc.logging_to(cache_dir / "logs" / "test-appimage.log"):
-        path = artifact_source.resolve_artifact(source, sums=sums, cache_dir=cache_dir, workdir=Path(workdir))
+        path = artifact_source.resolve_artifact(source, sums=sums, cache_dir=cache_dir, workdir=Path(workdir),
+                                                keyring=keyring)
+        if keyring is not None:
+            log.info(f"{path.name}: embedded signature by {signing.verify_appimage(path, keyring)}")
+        check_sbom_beside(path)
         check_appimage(path, systems=systems, cache_dir=cache_dir)
     log.info(f"test-appimage: {path.name} passed")
 
 
+def check_sbom_beside(appimage: Path) -> None:
+    """The SBOM the release lists for this AppImage (already checked against SHA256SUMS) must
+    describe exactly these bytes."""
+    from . import sbom
+    from .download import sha256_file
+
+    path = sbom.sbom_path(appimage)
+    if path.is_file():
+        sbom.check_sbom(path, appimage, sha256_file(appimage))
+        log.info(f"{path.name}: a valid CycloneDX SBOM of {appimage.name}")
+
+
 def checksums(dist: Path, merge: list[Path], out: Path | None) -> None:
+    """Write or merge SHA256SUMS, then sign it when TEA_RELEASE_SIGNING_KEY is set."""
+    from . import gpg, signing
+
+    key = gpg.key_from_environment()
     if merge:
         target = out or dist / "SHA256SUMS"
         checksums_module.merge_sums(merge, target)
@@ -151,7 +172,8 @@ def checksums(dist: Path, merge: list[Path], out: Path | None) -> None:
         if not names:
             raise ConfigError(f"{dist}: no manifest.json with artifacts; run `invoke release` first")
         target = checksums_module.write_sums(dist, names)
-    log.info(f"wrote {target}")
+    signature = signing.sign_sums(target, key)
+    log.info(f"wrote {target}" + (f" and {signature.name} (key {key.fingerprint})" if signature else ""))
 
 
 def merge_manifests(inputs: list[Path], out: Path) -> None:

@@ -1,7 +1,7 @@
 """Options for one run, resolved once into frozen dataclasses.
 
 Cascade: `release/release.toml` (every pin and every default) → task flags → environment
-(`TEA_RELEASE_CACHE`, `TEA_RELEASE_OFFLINE`). The pins file is parsed and validated here, once, into
+(`TEA_RELEASE_CACHE`, `TEA_RELEASE_OFFLINE`, the signing key in `TEA_RELEASE_SIGNING_KEY`). The pins file is parsed and validated here, once, into
 typed `Pins`; a bad entry is one line naming its key. Nothing downstream reads flags, files or the
 environment for configuration again.
 """
@@ -10,12 +10,15 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import tomllib
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 from . import arch as arches
+from . import gpg, proc
 from .download import RemoteFile
 from .errors import ConfigError
 
@@ -49,6 +52,8 @@ class Model:
     token_env: str | None = None
     python_package: str | None = None
     python_module: str | None = None
+    license: str = ""      # the model's licence (for the SBOM)
+    license_url: str = ""
 
     @property
     def source(self) -> str:
@@ -138,10 +143,17 @@ class Settings:
     require_pins: bool
     asset_size_cap: int
     pins: Pins
+    signing_key: gpg.SigningKey | None = None  # None: the release is not signed
+    version_date: int = 0  # when the version was set (provenance.version_epoch): the AppStream release date
 
     @property
     def arch_dir(self) -> Path:
         return self.build_dir / self.arch
+
+    @property
+    def release_date(self) -> str:
+        """The AppStream release date: the day the version was set (UTC)."""
+        return datetime.fromtimestamp(self.version_date, tz=timezone.utc).strftime("%Y-%m-%d")
 
     def flavor_dir(self, flavor: Flavor) -> Path:
         return self.arch_dir / flavor.name
@@ -224,7 +236,8 @@ class _Table:
 
 
 def _model(name: str, table: _Table) -> Model:
-    table.allow("filename", "revision", "urls", "sha256", "size", "token_env", "python_package", "python_module")
+    table.allow("filename", "revision", "urls", "sha256", "size", "token_env", "python_package", "python_module",
+                "license", "license_url")
     revision = table.text("revision", "")
     urls = tuple(url.format(revision=revision) for url in table.strings("urls", ()))
     package = table.data.get("python_package")
@@ -233,7 +246,8 @@ def _model(name: str, table: _Table) -> Model:
     return Model(name=name, filename=table.text("filename"), sha256=table.sha256("sha256"),
                  size=table.integer("size", 0), urls=urls, token_env=table.data.get("token_env"),
                  python_package=table.text("python_package") if package else None,
-                 python_module=table.text("python_module") if package else None)
+                 python_module=table.text("python_module") if package else None,
+                 license=table.text("license", ""), license_url=table.text("license_url", ""))
 
 
 def _tool(name: str, table: _Table) -> Tool:
@@ -288,6 +302,20 @@ def project_version(pyproject: Path = PYPROJECT) -> str:
         raise ConfigError(f"cannot read [project].version from {pyproject}: {exc}") from None
 
 
+def version_epoch(pyproject: Path = PYPROJECT) -> int:
+    """When the version was set: the commit time of the last change to pyproject.toml. The same on
+    every rebuild of a commit (unlike the build time); outside git, SOURCE_DATE_EPOCH or the file's
+    modification time, both stable for one source tree."""
+    if shutil.which("git"):
+        done = proc.run(["git", "log", "-1", "--format=%ct", "--", pyproject.name], cwd=pyproject.parent,
+                        check=False)
+        if done.returncode == 0 and done.stdout.strip().isdigit():
+            return int(done.stdout.strip())
+    if os.environ.get("SOURCE_DATE_EPOCH", "").isdigit():
+        return int(os.environ["SOURCE_DATE_EPOCH"])
+    return int(pyproject.stat().st_mtime)
+
+
 def default_cache_dir() -> Path:
     if os.environ.get("TEA_RELEASE_CACHE"):
         return Path(os.environ["TEA_RELEASE_CACHE"])
@@ -320,4 +348,6 @@ def resolve(*, arch: str | None = None, flavor: str | None = None, model: str | 
         offline=offline_mode(offline),
         require_pins=require_pins,
         asset_size_cap=asset_size_cap or pins.asset_size_cap,
-        pins=pins)
+        pins=pins,
+        signing_key=gpg.key_from_environment(),
+        version_date=version_epoch())

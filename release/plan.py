@@ -6,7 +6,7 @@ on; the runner skips whatever is already up to date, so running a later stage is
 
 from __future__ import annotations
 
-from . import appdir, deps, finalize, freeze, model, package, packagers, verify_steps
+from . import appdir, deps, finalize, freeze, model, package, packagers, sbom, verify_steps
 from .config import Settings
 from .errors import ConfigError
 from .pipeline import Step
@@ -25,7 +25,8 @@ def release_plan(settings: Settings, *, skip: frozenset[str] = frozenset()) -> l
             ("deps", deps.VenvStep(flavor)),             # build venv (portable llama-cpp-python wheel)
             ("freeze", freeze.FreezeStep(flavor)),       # PyInstaller onedir that answers --version
             ("appdir", appdir.AppDirStep(flavor)),       # AppRun, desktop, icons, app, model; ELF audit
-            ("appimage", package.AppImageStep(flavor)),  # dist/<name>.AppImage, validated
+            ("appimage", package.AppImageStep(flavor)),  # dist/<name>.AppImage, signed when keyed, validated
+            ("appimage", sbom.SbomStep(flavor)),         # dist/<name>.AppImage.cdx.json (CycloneDX)
             ("smoke", verify_steps.CheckStep("smoke", flavor, verify_steps.smoke, agents=False)),
             ("functional", verify_steps.CheckStep("functional", flavor, verify_steps.functional)),
             ("systems", verify_steps.CheckStep("systems", flavor, verify_steps.on_systems)),  # minimal Debian, no Python

@@ -21,6 +21,7 @@ from .download import sha256_file
 from .errors import ChecksumError, ConfigError, PublishError
 from .github import Asset, GitHub, github_token
 from .reassemble import SCRIPT_NAME
+from .signing import sums_signature_path
 
 
 @dataclass(frozen=True)
@@ -62,11 +63,15 @@ class Report:
 
 
 def published_files(dist_dir: Path, manifest: dict) -> list[Path]:
-    """Binaries first (parts instead of a split whole), then reassemble.sh, manifest, SHA256SUMS."""
+    """Binaries first (parts instead of a split whole), then reassemble.sh, manifest, SHA256SUMS
+    and its signature, when the release was signed."""
     names = published_names(manifest)
     if any(artifact.get("parts") for artifact in manifest["artifacts"]):
         names.append(SCRIPT_NAME)
-    paths = [Path(dist_dir) / name for name in [*names, MANIFEST_NAME, SUMS_NAME]]
+    names += [MANIFEST_NAME, SUMS_NAME]
+    if sums_signature_path(Path(dist_dir) / SUMS_NAME).is_file():
+        names.append(sums_signature_path(Path(dist_dir) / SUMS_NAME).name)
+    paths = [Path(dist_dir) / name for name in names]
     missing = [path.name for path in paths if not path.is_file()]
     if missing:
         raise PublishError(f"{dist_dir} lacks {', '.join(missing)}: run the release (and checksums) first")

@@ -69,3 +69,26 @@ def gguf_model(tmp_path_factory) -> Path:
     )
     assert _sha256(target) == GEMMA_270M_SHA256
     return target
+
+
+@pytest.fixture(scope="session")
+def throwaway_key(tmp_path_factory) -> tuple[str, Path]:
+    """A fresh signing key made by this test session: (armored secret key, public key file)."""
+    from tests.keys import generate_key
+
+    secret, public = generate_key("tea-release test <test@example.invalid>")
+    keyring = tmp_path_factory.mktemp("keyring") / "publisher.asc"
+    keyring.write_bytes(public)
+    return secret, keyring
+
+
+@pytest.fixture(scope="session")
+def signing_key(throwaway_key):
+    from release.gpg import SigningKey, checked
+
+    return checked(SigningKey(throwaway_key[0]))
+
+
+@pytest.fixture(scope="session")
+def public_keyring(throwaway_key) -> Path:
+    return throwaway_key[1]

@@ -15,7 +15,6 @@
  */
 #include <errno.h>
 #include <fcntl.h>
-#include <fnmatch.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -241,7 +240,7 @@ static int extract_entry(struct walk *w, sqfs_dir_entry *entry, struct level *he
 		return corrupt(w, "an unsafe entry name (empty, \".\", \"..\", too long or with a '/')");
 	if (path_printf(w->path + length, sizeof w->path - length, "%s%s", length ? "/" : "", name))
 		return -1;
-	int matched = !w->pattern || fnmatch(w->pattern, w->path, 0) == 0, status = 0;
+	int matched = extract_pattern_matches(w->pattern, w->path), status = 0;
 	if (!guard_inode_ref(w->fs, sqfs_dentry_inode(entry)) ||
 	    sqfs_inode_get(w->fs, &inode, sqfs_dentry_inode(entry)) != SQFS_OK)
 		status = corrupt(w, "its inode cannot be read");

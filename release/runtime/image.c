@@ -26,12 +26,12 @@ static void safe_name(const char *path, char *out, size_t cap)
 	out[n] = '\0';
 }
 
-/* Fills img from /proc/self/exe; prints the reason and returns -1 on failure. */
-int image_open(struct image *img)
+/* Fills img from source (/proc/self/exe, or TARGET_APPIMAGE); prints the reason and returns -1 on failure. */
+int image_open(struct image *img, const char *source)
 {
 	struct stat st;
-	if (!realpath("/proc/self/exe", img->path)) {
-		report("cannot resolve /proc/self/exe: %s", strerror(errno));
+	if (!realpath(source, img->path)) {
+		report("cannot resolve %s: %s", source, strerror(errno));
 		return -1;
 	}
 	int fd = open(img->path, O_RDONLY | O_CLOEXEC);

@@ -62,6 +62,7 @@ static void set_environment(const struct image *img, const char *appdir, const c
 	setenv("ARGV0", argv0, 1);
 	if (getcwd(cwd, sizeof cwd))
 		setenv("OWD", cwd, 1);
+	portable_dirs_apply(img);
 }
 
 static void exec_apprun(const char *appdir, int argc, char **argv)

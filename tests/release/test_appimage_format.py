@@ -28,6 +28,8 @@ echo "APPDIR=$APPDIR"
 echo "APPIMAGE=$APPIMAGE"
 echo "ARGV0=$ARGV0"
 echo "OWD=$OWD"
+echo "HOME=$HOME"
+echo "XDG_CONFIG_HOME=$XDG_CONFIG_HOME"
 echo "ZERO=$0"
 echo "PID=$$"
 for arg in "$@"; do echo "ARG=$arg"; done
@@ -96,6 +98,7 @@ def test_runtime_has_magic_and_reserved_sections(runtime):
     assert runtime.read_bytes()[8:11] == MAGIC
     with runtime.open("rb") as handle:
         sizes = {s.name: s["sh_size"] for s in ELFFile(handle).iter_sections()}
+    assert sizes[".digest_md5"] == 16  # appimagetool refuses a runtime without it
     assert sizes[".upd_info"] == 1024
     assert sizes[".sha256_sig"] == 1024
     assert sizes[".sig_key"] == 8192

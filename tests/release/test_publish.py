@@ -16,6 +16,7 @@ from release.checksums import published_names, write_sums
 from release.errors import ChecksumError, ConfigError, PublishError
 from release.publish import publish, published_files
 from release.reassemble import write_reassemble_script
+from release.signing import sign_sums, verify_sums
 from release.split import split_if_needed
 
 MiB = 1 << 20
@@ -249,3 +250,20 @@ def test_part_corrupted_on_the_server_is_caught_before_reassembly(dist, github, 
         resolve_artifact(f"{github.url}/download/{TAG}/", sums=None, cache_dir=tmp_path / "cache",
                          workdir=workdir, name=LLM)
     assert not (workdir / LLM).exists()
+
+
+def test_a_signed_release_publishes_its_sboms_and_the_sums_signature_last(dist, tmp_path, signing_key, public_keyring):
+    manifest = json.loads((dist / "manifest.json").read_text())
+    sbom = dist / f"{PLAIN}.cdx.json"
+    sbom.write_text('{"bomFormat": "CycloneDX"}\n')
+    manifest["artifacts"][1]["sbom"] = {"name": sbom.name, "sha256": sha256(sbom.read_bytes())}
+    (dist / "manifest.json").write_text(json.dumps(manifest))
+    sign_sums(write_sums(dist, published_names(manifest)), signing_key)
+    names = [p.name for p in published_files(dist, manifest)]
+    assert names == [*PARTS, PLAIN, sbom.name, "reassemble.sh", "manifest.json", "SHA256SUMS", "SHA256SUMS.asc"]
+    publish(dist, f"dir:{tmp_path / 'mirror'}", tag=TAG)
+    mirror = tmp_path / "mirror"
+    assert verify_sums(mirror / "SHA256SUMS", mirror / "SHA256SUMS.asc", public_keyring)
+    sbom.write_text("{}\n")  # changed after SHA256SUMS was written: refused like a binary
+    with pytest.raises(ChecksumError, match="changed since SHA256SUMS"):
+        publish(dist, f"dir:{tmp_path / 'again'}", tag=TAG)
