@@ -166,6 +166,12 @@ def zero_embedded_signature(appimage: Path, publisher_key: str) -> None:
     sums = appimage.with_name("SHA256SUMS")
     lines = [line for line in sums.read_text().splitlines() if not line.endswith(f"  {appimage.name}")]
     sums.write_text("\n".join(sorted([*lines, f"{sha256(appimage)}  {appimage.name}"])) + "\n")
+    manifest_path = appimage.with_name("manifest.json")  # consistent with the sums, as a publisher's would be
+    manifest = json.loads(manifest_path.read_text())
+    for record in manifest["artifacts"]:
+        if record["name"] == appimage.name:
+            record["sha256"] = sha256(appimage)
+    manifest_path.write_text(json.dumps(manifest))
     resign_sums(appimage.parent, publisher_key)
 
 
