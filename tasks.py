@@ -70,11 +70,13 @@ functional = check_task("functional", "Run the example agents through the AppIma
 
 @task(help={"source": "AppImage path or URL, or a release directory / base URL",
             "sums": "SHA256SUMS path or URL the artifact must match",
-            "clean": "also run it in a minimal Debian rootfs without Python (default: on)"})
+            "clean": "also run it in a minimal Debian rootfs without Python (default: on)",
+            "cpus": "emulated CPUs, oldest first, e.g. Westmere,SandyBridge,Haswell (aarch64: cortex-a53,max):"
+                    " each llama.cpp CPU variant must answer like the host on the oldest that runs it"})
 @cli.one_line_errors
-def test_appimage(c, source, sums=None, clean=True):
+def test_appimage(c, source, sums=None, clean=True, cpus=None):
     """Is this downloaded AppImage good? Verify its checksum, then smoke, functional, clean system."""
-    cli.test_downloaded(source, sums=sums, clean=clean)
+    cli.test_downloaded(source, sums=sums, clean=clean, cpus=cpus)
 
 
 @task(help={"merge": "SHA256SUMS files to combine (repeatable)", "out": "where to write the result",

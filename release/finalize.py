@@ -35,6 +35,7 @@ def artifact_record(ctx: Context, flavor_name: str) -> dict:
         model = settings.model
         record["model"] = {"name": model.name, "filename": model.filename,
                            "sha256": ctx.results["model"]["sha256"], "source": model.source}
+        record["cpu_variants"] = ctx.results.get(f"variant-proof-{flavor_name}")  # proven natively/emulated/not
     parts = split.split_if_needed(path, settings.asset_size_cap)
     if parts:
         record["parts"] = [{"name": p.name, "size": p.size, "sha256": p.sha256} for p in parts]
@@ -72,7 +73,8 @@ class FinalizeStep(BaseStep):
 
     def inputs(self, ctx: Context) -> dict:
         built = {name: result.get("sha256") for name, result in ctx.results.items() if name.startswith("appimage-")}
-        return {"built": built, "cap": ctx.settings.asset_size_cap}
+        proofs = {name: result for name, result in ctx.results.items() if name.startswith("variant-proof-")}
+        return {"built": built, "cap": ctx.settings.asset_size_cap, "proofs": proofs}
 
     def outputs(self, ctx: Context) -> list[Path]:
         return [ctx.settings.dist_dir / "SHA256SUMS", ctx.settings.dist_dir / MANIFEST]

@@ -6,7 +6,7 @@ on; the runner skips whatever is already up to date, so running a later stage is
 
 from __future__ import annotations
 
-from . import appdir, checks, deps, finalize, freeze, model, package
+from . import appdir, checks, deps, finalize, freeze, model, package, variant_proof
 from .config import Settings
 from .errors import ConfigError
 from .pipeline import Step
@@ -28,6 +28,7 @@ def release_plan(settings: Settings, *, skip: frozenset[str] = frozenset()) -> l
             ("appimage", package.AppImageStep(flavor)),  # dist/<name>.AppImage, validated
             ("smoke", checks.CheckStep("smoke", flavor, checks.smoke)),
             ("functional", checks.CheckStep("functional", flavor, checks.functional)),
+            *([("functional", variant_proof.VariantProofStep(flavor))] if flavor.llm else []),  # each CPU variant
             ("clean-system", checks.CheckStep("clean-system", flavor, checks.clean)),
         ]
     plan.append(("checksums", finalize.FinalizeStep()))  # split oversize, SHA256SUMS, manifest.json
