@@ -71,8 +71,8 @@ functional = check_task("functional", "Run the example agents through the AppIma
 @task(help={"source": "AppImage path or URL, or a release directory / base URL",
             "sums": "SHA256SUMS path or URL the artifact must match",
             "clean": "also run it in a minimal Debian rootfs without Python (default: on)",
-            "cpus": "emulated CPUs, oldest first, e.g. Westmere,SandyBridge,Haswell (aarch64: cortex-a53,max):"
-                    " each llama.cpp CPU variant must answer like the host on the oldest that runs it"})
+            "cpus": "emulated CPUs, e.g. Westmere,SandyBridge,Haswell (aarch64: cortex-a53,max): on each, the"
+                    " llama.cpp CPU variant picked there must run and answer like on this host"})
 @cli.one_line_errors
 def test_appimage(c, source, sums=None, clean=True, cpus=None):
     """Is this downloaded AppImage good? Verify its checksum, then smoke, functional, clean system."""

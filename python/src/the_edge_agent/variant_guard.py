@@ -25,6 +25,7 @@ import subprocess
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from .cli import CPU_VARIANT_PROBE
 from .errors import LlmError, TeaError
@@ -34,10 +35,12 @@ from .models import tea_cache_dir
 FORCE_ENV = "TEA_GGML_CPU_VARIANT"
 CHECK_TIMEOUT = 600.0
 RECORD_DIR = "cpu-variant"
-# Enough tokens for ggml's batched matrix kernels (AMX tiles take 16-32 rows), then single-token decoding.
+# A batch long enough for ggml's batched matrix kernels (AMX tiles take 16-32 rows), then a few
+# single-token steps (the decoding kernels): a crash check and a numeric fingerprint, both cheap.
 PROBE_PROMPT = ("Check: the quick brown fox jumps over the lazy dog while five boxing wizards jump quickly; "
                 "a wizard's job is to vex chumps quickly in fog. Repeat the first three words, then count to five.")
-PROBE_TOKENS = 2
+PROBE_DECODE_STEPS = 8
+PROBE_CONTEXT = 128
 _CPUINFO_IDENTITY = ("vendor_id", "cpu family", "model", "model name", "stepping", "microcode", "flags",
                      "CPU implementer", "CPU architecture", "CPU variant", "CPU part", "CPU revision", "Features")
 _registered: list[Selection] = []
@@ -237,18 +240,37 @@ def select_cpu_backend(llama_package: Path, model: Path, threads: int) -> Select
 
 
 def probe(args: list[str]) -> int:
-    """The child side of `check_in_child`: load the model with the forced variant, evaluate a few tokens."""
-    from .actions.generation import GenerationOptions
-    from .actions.llm_local import LlmLocalBackend
-    from .agent import LlmSettings
+    """The child side of `check_in_child` (and the release's numeric check): load the model with the
+    forced variant, evaluate PROBE_PROMPT — all but its last PROBE_DECODE_STEPS tokens as one batch (the
+    batched matrix kernels), then those token by token (the decoding kernels) — and print, as JSON, the
+    log-probability the model gives each of them. Variants agree on these up to rounding; a broken
+    kernel does not."""
+    from .actions.llm_local import import_llama
 
     model, threads = Path(args[0]), int(args[1])
-    backend = LlmLocalBackend(model, LlmSettings(n_ctx=256, n_threads=threads))
     try:
-        backend.complete([{"role": "user", "content": PROBE_PROMPT}],
-                         GenerationOptions(temperature=0.0, max_tokens=PROBE_TOKENS, seed=0))
-    except TeaError:
+        llama_cpp = import_llama()
+        select_cpu_backend(Path(llama_cpp.__file__).parent, model, threads)
+        llama = llama_cpp.Llama(model_path=str(model), n_ctx=PROBE_CONTEXT, n_threads=threads, verbose=False)
+    except (TeaError, ValueError):
         return 1
+    try:
+        tokens = llama.tokenize(PROBE_PROMPT.encode())
+        llama.eval(tokens[:-PROBE_DECODE_STEPS])
+        logprobs = []
+        for token in tokens[-PROBE_DECODE_STEPS:]:
+            logprobs.append(last_logprob(llama_cpp, llama, token))
+            llama.eval([token])
     finally:
-        backend.close()
+        llama.close()
+    print(json.dumps({"logprobs": logprobs}))
     return 0
+
+
+def last_logprob(llama_cpp: Any, llama: Any, token: int) -> float:
+    """log softmax(logits of the last evaluated position)[token]."""
+    numpy = sys.modules["numpy"]  # llama_cpp's; an import statement would make PyInstaller bundle numpy everywhere
+    logits = numpy.ctypeslib.as_array(llama_cpp.llama_get_logits(llama.ctx), shape=(llama.n_vocab(),))
+    logits = logits.astype(numpy.float64)
+    peak = logits.max()
+    return round(float(logits[token] - peak - numpy.log(numpy.exp(logits - peak).sum())), 4)
