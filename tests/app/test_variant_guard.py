@@ -169,3 +169,14 @@ def test_cpuinfo_identity_reads_the_first_processor(tmp_path):
     arm = tmp_path / "arm"
     arm.write_text("processor\t: 0\nFeatures\t: fp asimd asimddp\nCPU part\t: 0xd0c\n\n")
     assert cpuinfo_identity(arm) == {"Features": "fp asimd asimddp", "CPU part": "0xd0c"}
+
+
+@needs_llama
+def test_a_broken_model_is_not_blamed_on_the_cpu_variant(tmp_path, isolated_home):
+    """The check's child fails without a signal: inconclusive, so the real load reports the real problem."""
+    broken = tmp_path / "broken.gguf"
+    broken.write_bytes(b"GGUF" + b"\0" * 4096)
+    result = ask(broken, real_variants())
+    assert result.returncode == 1 and len(result.stderr.splitlines()) == 1, result.stderr
+    assert "llama.cpp cannot load this model" in result.stderr and "crashed" not in result.stderr
+    assert records(isolated_home) == []

@@ -57,6 +57,21 @@ def test_emulation_reaches_the_inner_tea(tmp_path):
     assert runnable_by_score(list(scores), scores) == ["sse42", "x64"]
 
 
+class LeakyTea(variant_proof.FrozenTea):
+    """A frozen tea whose bootloader restart escapes qemu (as it does without the restart environment)."""
+
+    def restarted_bootloader_env(self) -> dict[str, str]:
+        return {}
+
+
+@pytest.mark.slow
+def test_an_emulation_that_did_not_take_effect_fails_the_proof(tmp_path):
+    tea = variant_proof.frozen_tea(built_appdir(), tmp_path)
+    leaky = LeakyTea(tea.executable, tea.model, tea.env)
+    with pytest.raises(VerifyError, match="qemu -cpu Westmere did not take effect"):
+        variant_proof.prove(leaky, ["zen4"], arch="x86_64", cpus=["Westmere"], reference="")
+
+
 @pytest.mark.slow
 def test_the_variant_picked_on_an_emulated_cpu_computes_as_natively(tmp_path):
     tea = variant_proof.frozen_tea(built_appdir(), tmp_path)
