@@ -1,11 +1,11 @@
 """Never SIGILL: check the CPU backend variant before a user's run depends on it.
 
 ggml picks the variant with the highest `ggml_backend_score()`, which reads CPUID only: a variant can
-score highest and still die on an instruction the CPU, OS or hypervisor does not really provide
-(the Sapphire Rapids variant dies with SIGILL in its AMX kernels, see release.toml). So on the first
-LLM use on a machine, tea loads the actual model with the chosen variant in a child process and
-evaluates a few tokens (mmap keeps that cheap); if the child dies of a signal, the next variant in
-ggml's order is checked, and a one-line notice says which one is used instead.
+score highest and still die on its first use (llama-cpp-python 0.3.36's Sapphire Rapids variant,
+built by GCC 12, dies with SIGILL in its AMX kernels: GCC drops the stores of its tile
+configuration). So on the first LLM use on a machine, tea loads the actual model with the chosen
+variant in a child process and evaluates a few tokens (`probe`; mmap keeps that cheap); if the child
+dies of a signal, the next variant in ggml's order is checked, and one line says which one is used.
 
 The verdict is remembered in `${XDG_CACHE_HOME:-~/.cache}/tea/cpu-variant/<key>.json`, the key being
 the CPU (/proc/cpuinfo identity and flags, kernel release, the variants' scores, which also differ
@@ -29,7 +29,8 @@ from typing import Any
 
 from .cli import CPU_VARIANT_PROBE
 from .errors import LlmError, TeaError
-from .ggml_backends import Variant, find_variant_dir, loaded_libggml, register_variant, scan_variants
+from .ggml_backends import (ENV_OVERRIDE, Variant, find_variant_dir, loaded_libggml, register_variant,
+                            scan_variants)
 from .models import tea_cache_dir
 
 FORCE_ENV = "TEA_GGML_CPU_VARIANT"
@@ -135,7 +136,7 @@ def _no_core_dump() -> None:
 
 def check_in_child(variant: Variant, model: Path, threads: int) -> Verdict:
     command, extra_env = child_command(model, threads)
-    env = {**os.environ, **extra_env, FORCE_ENV: variant.name, "TEA_GGML_BACKEND_DIR": str(variant.path.parent)}
+    env = {**os.environ, **extra_env, FORCE_ENV: variant.name, ENV_OVERRIDE: str(variant.path.parent)}
     try:
         done = subprocess.run(command, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                               stderr=subprocess.DEVNULL, timeout=CHECK_TIMEOUT, preexec_fn=_no_core_dump)
