@@ -97,6 +97,14 @@ class CrossPins:
 
 
 @dataclass(frozen=True)
+class VariantProofPins:
+    """[variant_proof]: emulated CPU models per arch, and the small model emulated runs use."""
+
+    cpus: dict[str, tuple[str, ...]]
+    emulated_model: str | None
+
+
+@dataclass(frozen=True)
 class Pins:
     """Everything release.toml says, validated."""
 
@@ -109,6 +117,7 @@ class Pins:
     apt_packages: tuple[str, ...]
     tools: dict[str, Tool]
     cross: dict[str, CrossPins]
+    variant_proof: VariantProofPins
 
     def flavor_selection(self, requested: str) -> tuple[Flavor, ...]:
         names = list(self.flavors) if requested == "all" else [requested]
@@ -282,10 +291,18 @@ def parse_pins(data: dict) -> Pins:
         tools=parse_tools(data.get("tools", {})),
         cross={arch: CrossPins(t.strings("toolchain"), t.strings("build_root_packages"),
                                t.strings("drop_cpu_variants", ()))
-               for arch, t in top.subtables("cross").items()})
+               for arch, t in top.subtables("cross").items()},
+        variant_proof=_variant_proof(_Table(data.get("variant_proof", {}), "variant_proof")))
     pins.model(pins.default_model)
     pins.flavor_selection(pins.default_flavor)
+    if pins.variant_proof.emulated_model:
+        pins.model(pins.variant_proof.emulated_model)
     return pins
+
+
+def _variant_proof(table: _Table) -> VariantProofPins:
+    cpus = {arch: table.strings(arch) for arch, value in table.data.items() if arch != "emulated_model"}
+    return VariantProofPins(cpus, table.text("emulated_model", "") or None)
 
 
 def load_pins(path: Path = PINS_FILE) -> Pins:

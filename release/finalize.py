@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from . import checksums, provenance, reassemble, signing, split
+from . import checksums, provenance, reassemble, signing, split, verify_steps
 from .artifacts import Artifact, Kind
 from .config import PINS_FILE, REPO, Flavor, Settings
 from .pipeline import BaseStep, Context
@@ -31,6 +31,7 @@ def artifact_record(ctx: Context, appimage: Artifact) -> dict:
         model = ctx.settings.model
         record["model"] = {"name": model.name, "filename": model.filename,
                            "sha256": ctx.artifacts.get(Kind.MODEL).digest, "source": model.source}
+        record["cpu_variants"] = verify_steps.read_report(ctx, "variant-proof", flavor)  # proven where, or not
     parts = split.split_if_needed(appimage.path, ctx.settings.asset_size_cap)
     for part in parts:
         ctx.register(Kind.PART, appimage.path.with_name(part.name), flavor=flavor, digest=part.sha256)
@@ -69,7 +70,7 @@ class FinalizeStep(BaseStep):
 
     def __init__(self, flavors: tuple[Flavor, ...]) -> None:
         self.after = tuple(f"{kind}-{flavor.name}" for flavor in flavors
-                           for kind in ("appimage", "sbom", "smoke", "functional", "systems"))
+                           for kind in ("appimage", "sbom", "smoke", "functional", "variant-proof", "systems"))
 
     def inputs(self, ctx: Context) -> dict:
         key = ctx.settings.signing_key

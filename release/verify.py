@@ -104,13 +104,18 @@ def smoke(appimage: Path, version: str) -> dict[str, float]:
 
 def run_agent(command: list[str], agent: Path, inputs: dict, *, env: dict[str, str] | None = None) -> dict:
     done = run_tea(command, ["run", str(agent), "--input", json.dumps(inputs), "--quiet"], env=env)
-    output = expect(done, f"{' '.join(command)} run {agent.name}")
+    return final_state(done, f"{' '.join(command)} run {agent.name}")
+
+
+def final_state(done: subprocess.CompletedProcess, what: str) -> dict:
+    """The JSON object a successful `tea run` prints; VerifyError naming `what` otherwise."""
+    output = expect(done, what)
     try:
         state = json.loads(output)
     except ValueError:
-        raise VerifyError(f"run {agent.name} printed no JSON final state: {output[:200]!r}") from None
+        raise VerifyError(f"{what} printed no JSON final state: {output[:200]!r}") from None
     if not isinstance(state, dict):
-        raise VerifyError(f"run {agent.name}: final state is not a JSON object: {output[:200]!r}")
+        raise VerifyError(f"{what}: final state is not a JSON object: {output[:200]!r}")
     return state
 
 

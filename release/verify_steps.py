@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Callable
 
@@ -35,9 +36,24 @@ def on_systems(ctx: Context, flavor: Flavor, appimage: Path) -> dict:
                                                model_filename=model_filename(ctx, flavor))}
 
 
+def write_report(ctx: Context, check: str, flavor: Flavor, result: dict) -> dict:
+    """Keep what a check found as an artifact: later steps and the manifest read it from there."""
+    path = ctx.settings.flavor_dir(flavor) / "reports" / f"{check}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(result, indent=1, sort_keys=True) + "\n")
+    ctx.register(Kind.REPORT, path, flavor=flavor.name, check=check)
+    return result
+
+
+def read_report(ctx: Context, check: str, flavor: str) -> dict | None:
+    """The report of `check` for `flavor` in this run, None when that check did not run."""
+    found = ctx.artifacts.all(Kind.REPORT, flavor, check=check)
+    return json.loads(found[0].path.read_text()) if found else None
+
+
 class CheckStep(BaseStep):
     def __init__(self, kind: str, flavor: Flavor, check: Check, *, agents: bool = True) -> None:
-        self.flavor, self.check, self.agents = flavor, check, agents
+        self.kind, self.flavor, self.check, self.agents = kind, flavor, check, agents
         self.name = f"{kind}-{flavor.name}"
         self.after = (f"appimage-{flavor.name}",) + (("model",) if flavor.llm else ())
 
@@ -46,4 +62,5 @@ class CheckStep(BaseStep):
         return {"examples": verify.EXAMPLES} if self.agents else {}
 
     def run(self, ctx: Context) -> dict:
-        return self.check(ctx, self.flavor, ctx.artifacts.get(Kind.APPIMAGE, self.flavor.name).path)
+        result = self.check(ctx, self.flavor, ctx.artifacts.get(Kind.APPIMAGE, self.flavor.name).path)
+        return write_report(ctx, self.kind, self.flavor, result)

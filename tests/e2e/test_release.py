@@ -239,3 +239,23 @@ def test_split_release_round_trips_through_publish_and_test_appimage(invoke, tmp
     done = invoke("test-appimage", str(published), "--no-systems")
     assert done.returncode == 0, done.stderr
     assert f"test-appimage: {appimage.name} passed" in done.stderr
+
+
+def test_manifest_records_where_each_cpu_variant_was_proven(dist, llm_appimage, plain_appimage):
+    records = {a["name"]: a for a in json.loads((dist / "manifest.json").read_text())["artifacts"]}
+    proof = records[llm_appimage.name]["cpu_variants"]
+    shipped = set(proof["shipped"])
+    assert {"x64", "sse42", "sandybridge", "haswell"} <= shipped
+    assert shipped == set(proof["native"]) | set(proof["emulated"]) | set(proof["unproven"])
+    picked = {name: run["cpu"] for name, run in proof["emulated"].items()}
+    assert picked == {"x64": "qemu64", "sse42": "Westmere", "sandybridge": "SandyBridge", "haswell": "Haswell"}
+    assert all(run["probe"] == "identical to native" for run in proof["emulated"].values())
+    assert set(proof["answers"]) == set(proof["native"])
+    assert "cpu_variants" not in records[plain_appimage.name]
+
+
+def test_test_appimage_runs_the_llm_appimage_on_emulated_cpus(invoke, llm_appimage, dist):
+    done = invoke("test-appimage", str(llm_appimage), "--sums", str(dist / "SHA256SUMS"), "--no-clean",
+                  "--cpus", "Westmere")
+    assert done.returncode == 0, done.stderr
+    assert "emulated: sse42 on Westmere" in done.stderr and "passed" in done.stderr
