@@ -47,6 +47,9 @@ def import_janus() -> ModuleType:
     home = bundled_home()
     if home is not None:
         os.environ["SWI_HOME_DIR"] = str(home)
+    chosen = os.environ.get("SWI_HOME_DIR")
+    if chosen and not (Path(chosen) / "boot.prc").is_file():  # SWI-Prolog would abort the whole process
+        raise PrologError(f"SWI_HOME_DIR={chosen} is not a SWI-Prolog home (it has no boot.prc)")
     try:
         import janus_swi
     except ImportError as error:
