@@ -15,6 +15,8 @@ REPO = Path(__file__).resolve().parents[2]
 EXAMPLES = REPO / "examples"
 TEA = Path(sys.executable).parent / "tea"
 INSTALL_HINT = "llama-cpp-python not installed. Install with: pip install the_edge_agent[llm-local]"
+PROLOG_INSTALL_HINT = ("Prolog support is not installed (janus-swi and SWI-Prolog 9.1 or newer). "
+                       "Install with: pip install the_edge_agent[prolog]")
 
 needs_llama = pytest.mark.skipif(
     importlib.util.find_spec("llama_cpp") is None,
