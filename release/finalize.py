@@ -28,7 +28,8 @@ def artifact_record(ctx: Context, appimage: Artifact) -> dict:
     flavor = appimage.flavor
     record = {"name": appimage.path.name, "kind": "appimage", "arch": ctx.settings.arch, "flavor": flavor,
               "size": appimage.extra["size"], "sha256": appimage.digest, "packager": appimage.extra["packager"],
-              "min_glibc": ctx.artifacts.get(Kind.APPDIR, flavor).extra["min_glibc"], "model": None}
+              "min_glibc": ctx.artifacts.get(Kind.APPDIR, flavor).extra["min_glibc"], "model": None,
+              "swi_prolog": ctx.artifacts.get(Kind.ONEDIR, flavor).extra.get("swi_prolog")}
     if any(f.name == flavor and f.llm for f in ctx.settings.flavors):
         model = ctx.settings.model
         record["model"] = {"name": model.name, "filename": model.filename,
