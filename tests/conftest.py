@@ -69,13 +69,3 @@ def gguf_model(tmp_path_factory) -> Path:
     )
     assert _sha256(target) == GEMMA_270M_SHA256
     return target
-
-
-@pytest.fixture
-def write_agent(tmp_path):
-    """Write an agent YAML text into tmp_path and return its path."""
-    def write(text: str, name: str = "agent.yaml") -> Path:
-        path = tmp_path / name
-        path.write_text(text)
-        return path
-    return write

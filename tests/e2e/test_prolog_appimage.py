@@ -18,6 +18,14 @@ def appimage(request):
     return request.getfixturevalue(request.param)
 
 
+@pytest.fixture
+def write_agent(tmp_path):
+    def write(text: str, name: str = "agent.yaml"):
+        (tmp_path / name).write_text(text)
+        return tmp_path / name
+    return write
+
+
 @pytest.mark.parametrize("case", suite.CASES, ids=[case.id for case in suite.CASES])
 def test_documented_feature_through_the_appimage(case, appimage):
     suite.run_case(case, tea=appimage)
