@@ -110,9 +110,15 @@ def smoke(appimage: Path, version: str) -> dict[str, float]:
     return seconds
 
 
-def run_agent(command: list[str], agent: Path, inputs: dict, *, env: dict[str, str] | None = None) -> dict:
+def run_agent(command: list[str], agent: Path, inputs: dict, *, env: dict[str, str] | None = None,
+              silent: bool = False) -> dict:
+    """The final state; with `silent`, a run that writes anything to stderr (it has --quiet) fails."""
     done = run_tea(command, ["run", str(agent), "--input", json.dumps(inputs), "--quiet"], env=env)
-    return parse_state(expect(done, f"{' '.join(command)} run {agent.name}"), agent.name)
+    state = parse_state(expect(done, f"{' '.join(command)} run {agent.name}"), agent.name)
+    if silent and done.stderr.strip():
+        raise VerifyError(f"{' '.join(command)} run {agent.name} --quiet wrote to stderr: "
+                          f"{done.stderr.strip().splitlines()[0][:200]!r}")
+    return state
 
 
 def parse_state(output: str, agent_name: str) -> dict:
@@ -153,7 +159,7 @@ def check_plain_examples(command: list[str], where: str, *, prolog: bool) -> lis
     returns the names checked."""
     examples = PLAIN_EXAMPLES + (PROLOG_EXAMPLES if prolog else ())
     for example in examples:
-        check_state(run_agent(command, example.path, example.inputs), example, where)
+        check_state(run_agent(command, example.path, example.inputs, silent=True), example, where)
     return [example.path.name for example in examples]
 
 
