@@ -65,10 +65,10 @@ node_value(Key, Value) :-
     node_state(State),
     get_dict(Key, State, Value).
 
+%   A key returned twice keeps its last value (tea builds a dict of the pairs, in order).
 record(Key, Value) :-
     must_be(atomic, Key),
     atom_string(Name, Key),
-    retractall(returned(Name, _)),
     assertz(returned(Name, Value)).
 
 load_code(Module, Code) :-
@@ -143,20 +143,15 @@ run_once(Module, Goal, Line, What) :-
         throw(tea_failure(failed, Line, Text))
     ).
 
-%   A fact: a compound whose predicate is not callable yet, or one the code itself defined.
+%   A fact: a compound whose predicate is not callable yet, or one the code itself defined (its
+%   clauses are dynamic). Control constructs, built-ins, library predicates (loaded or autoloadable)
+%   and state/2, return/2 are visible and static: a clause of theirs is a query.
 is_fact(Module, Clause) :-
     compound(Clause),
-    \+ control(Clause),
     (   \+ predicate_property(Module:Clause, visible)
     ->  true
     ;   predicate_property(Module:Clause, dynamic)
     ).
-
-control((_, _)).
-control((_ ; _)).
-control((_ -> _)).
-control((_ *-> _)).
-control(\+ _).
 
 %   The first line of Prolog's own message (later lines are context: stack sizes, frames).
 message_text(Error, Text) :-
@@ -175,13 +170,12 @@ message_to_codes(Error, Codes) :-
 message_to_codes(Error, Codes) :-
     format(codes(Codes), "~q", [Error]).
 
-%   Values from tea's state (as janus gives them: @none, @true, @false, strings): text becomes
-%   atoms and None becomes null, as in upstream tea.
+%   Values from tea's state, as upstream tea gives them to Prolog: janus already makes text atoms;
+%   None (@none) becomes null, and the booleans (@true, @false) the atoms true and false.
 to_prolog(Value, Value) :- var(Value), !.
 to_prolog(@(none), null) :- !.
 to_prolog(@(true), true) :- !.
 to_prolog(@(false), false) :- !.
-to_prolog(Value, Atom) :- string(Value), !, atom_string(Atom, Value).
 to_prolog(Value, List) :- is_list(Value), !, maplist(to_prolog, Value, List).
 to_prolog(Value, Dict) :- is_dict(Value), !, map_dict(to_prolog, Value, Dict).
 to_prolog(Value, Value).

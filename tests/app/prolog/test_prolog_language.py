@@ -55,27 +55,16 @@ def failure(write_agent, code: str, settings: str = "", env: dict | None = None)
 
 
 @needs_prolog
-def test_syntax_error_names_the_agent_line(write_agent):
-    agent, line = failure(write_agent, "state(input, X,\nX = test.")
-    assert line == f"{agent}:3: node 'node': Prolog syntax error at line 7: Operator expected"
-
-
-@needs_prolog
-def test_failed_query_names_its_line(write_agent):
-    agent, line = failure(write_agent, "ok(1).\n\nX = 1,\nX > 2,\nreturn(a, X).")
-    assert line == f"{agent}:3: node 'node': Prolog query failed at line 8"
-
-
-@needs_prolog
-def test_failed_directive_names_its_line(write_agent):
-    agent, line = failure(write_agent, ":- fail.")
-    assert line == f"{agent}:3: node 'node': Prolog directive failed at line 6"
-
-
-@needs_prolog
-def test_prolog_error_names_its_line(write_agent):
-    agent, line = failure(write_agent, "% a comment\nY is foo + 1.")
-    assert line == f"{agent}:3: node 'node': Prolog error at line 7: is/2: Arithmetic: `foo/0' is not a function"
+@pytest.mark.parametrize("code, message", [
+    ("state(input, X,\nX = test.", "Prolog syntax error at line 7: Operator expected"),
+    ("ok(1).\n\nX = 1,\nX > 2,\nreturn(a, X).", "Prolog query failed at line 8"),
+    (":- fail.", "Prolog directive failed at line 6"),
+    ("% a comment\nY is foo + 1.", "Prolog error at line 7: is/2: Arithmetic: `foo/0' is not a function"),
+    ("return(f(x), 1).", "Prolog error at line 6: Type error: `atomic' expected, found `f(x)' (a compound)"),
+], ids=["syntax error", "failed query", "failed directive", "prolog error", "return key not a name"])
+def test_a_failing_node_is_one_line_naming_the_agent_line(write_agent, code, message):
+    agent, line = failure(write_agent, code)
+    assert line == f"{agent}:3: node 'node': {message}"
 
 
 @needs_prolog
