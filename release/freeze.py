@@ -24,7 +24,7 @@ from elftools.elf.elffile import ELFFile
 from . import cross, deps, proc, swipl
 from .config import REPO, Flavor, Settings
 from .errors import VerifyError
-from .artifacts import Kind
+from .artifacts import Artifact, Kind
 from .pipeline import BaseStep, Context
 
 APP_SOURCE = REPO / "python"
@@ -47,7 +47,8 @@ def source_tea(settings: Settings, flavor: Flavor) -> tuple[list[str], dict[str,
     if cross.is_cross(settings):
         return cross.source_tea(settings, flavor)
     command = [str(deps.venv_bin(settings, flavor, "python")), "-c", ENTRY_SCRIPT]
-    return command, {"PYTHONPATH": str(app_dir(settings, flavor))}
+    prolog = swipl.environment(swipl.prefix_dir(settings)) if swipl.bundled(settings, flavor) else {}
+    return command, {"PYTHONPATH": str(app_dir(settings, flavor)), **prolog}
 
 
 def site_packages(venv: Path) -> Path:
@@ -107,10 +108,16 @@ def dedupe_shared_libs(root: Path) -> int:
 
 
 def strip_own_libraries(root: Path, strip: str = "strip") -> int:
-    """Strip the llama.cpp libraries we compiled. Not PyInstaller's --strip: it also strips the
-    patchelf-edited libraries vendored by manylinux wheels (numpy's OpenBLAS), which corrupts them
-    ("ELF load command address/offset not page-aligned")."""
-    libraries = [p for p in (root / "_internal" / "llama_cpp" / "lib").glob("*.so*") if not p.is_symlink()]
+    """Strip the llama.cpp libraries and the janus-swi extension we compiled, and drop the extension's
+    RUNPATH (a directory of the build machine: the bundle's libswipl is found like every bundled
+    library). Not PyInstaller's --strip: it also strips the patchelf-edited libraries vendored by
+    manylinux wheels (numpy's OpenBLAS), which corrupts them ("ELF load command address/offset not
+    page-aligned")."""
+    internal = root / "_internal"
+    janus = sorted((internal / "janus_swi").glob("_swipl*.so"))
+    libraries = [p for p in (internal / "llama_cpp" / "lib").glob("*.so*") if not p.is_symlink()] + janus
+    if janus:
+        proc.run(["patchelf", "--remove-rpath", *janus], what="patchelf --remove-rpath")
     if libraries:
         proc.run([strip, "--strip-unneeded", *libraries], what="strip")
     return len(libraries)
@@ -139,13 +146,13 @@ class FreezeStep(BaseStep):
         settings, flavor = ctx.settings, self.flavor
         prolog = ctx.artifacts.get(Kind.SWIPL) if swipl.bundled(settings, flavor) else None
         result = (cross.freeze_in_build_root(settings, flavor) if cross.is_cross(settings)
-                  else self.freeze_here(settings, flavor, prolog.path if prolog else None))
+                  else self.freeze_here(settings, flavor, prolog))
         ctx.register(Kind.SOURCE_APP, app_dir(settings, flavor), flavor=flavor.name)
         ctx.register(Kind.ONEDIR, onedir(settings, flavor), flavor=flavor.name,
                      swi_prolog=dict(prolog.extra) if prolog else None)
         return result
 
-    def freeze_here(self, settings: Settings, flavor: Flavor, swipl_prefix: Path | None) -> dict:
+    def freeze_here(self, settings: Settings, flavor: Flavor, prolog: Artifact | None) -> dict:
         venv, pip = deps.venv_dir(settings, flavor), deps.venv_bin(settings, flavor, "pip")
         work = onedir(settings, flavor).parent.parent
         for stale in (work, app_dir(settings, flavor)):
@@ -155,10 +162,14 @@ class FreezeStep(BaseStep):
         install = [pip, "install", "-q", "--no-deps", "--no-build-isolation", "--no-compile",
                    "--target", app_dir(settings, flavor)]
         proc.run([*install, APP_SOURCE], what="installing the_edge_agent for the build")
-        if swipl_prefix is not None:
-            swipl.install_janus(swipl_prefix, install)
+        if prolog is not None:
+            python = proc.run([deps.venv_bin(settings, flavor, "python"), "-c", "import sys; print(sys.version)"],
+                              what="the build venv's Python").stdout.strip()
+            proc.run([*install, swipl.ensure_janus_wheel(settings, prolog.path, prolog.extra["tarball"], pip, python)],
+                     what="installing janus-swi for the build")
         entry = work / "tea_entry.py"
         entry.write_text(ENTRY_SCRIPT)
+        swipl_prefix = prolog.path if prolog else None
         proc.run([deps.venv_bin(settings, flavor, "pyinstaller"), *pyinstaller_args(flavor, work, venv, swipl_prefix),
                   entry],
                  what="PyInstaller", stream=True,

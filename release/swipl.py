@@ -29,7 +29,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Mapping, Sequence
 
-from . import audit, cross, log, proc
+from . import cross, log, proc
 from .artifacts import Kind
 from .config import Flavor, Settings, SwiplPins
 from .errors import BuildError, ConfigError
@@ -220,7 +220,8 @@ def build(settings: Settings, builder: ThisMachine, debian_version: str, tarball
     (prefix / MARKER).write_text(json.dumps(asdict(SwiplBuild(
         swipl_version(version), debian_version, pins.suite, settings.arch))))
     pack(prefix, tarball)
-    shutil.rmtree(work / "build", ignore_errors=True)
+    for done in ("build", "install"):  # nothing may come to rely on the staging prefix's path
+        shutil.rmtree(work / done, ignore_errors=True)
 
 
 def swipl_version(banner: str) -> str:
@@ -232,9 +233,10 @@ def swipl_version(banner: str) -> str:
 
 
 def make_relocatable(prefix: Path) -> None:
-    """Absolute RUNPATHs into the prefix become $ORIGIN-relative ones (the prefix moves: cache, AppImage)."""
-    for path in sorted(prefix.rglob("*")):
-        if path.is_symlink() or not audit.is_elf(path):
+    """Absolute RUNPATHs into the prefix become $ORIGIN-relative ones (the prefix moves: cache, AppImage).
+    SWI-Prolog's ELF files are its programs and its libraries (libswipl, foreign modules)."""
+    for path in sorted([*prefix.glob("lib/swipl/bin/*/*"), *prefix.glob("lib/swipl/lib/*/*")]):
+        if path.is_symlink() or not path.is_file():
             continue
         runpath = proc.run(["patchelf", "--print-rpath", path], what="patchelf --print-rpath").stdout.strip()
         entries = [entry for entry in runpath.split(":") if entry]
@@ -279,18 +281,53 @@ def read_build(prefix: Path) -> SwiplBuild:
 
 # --- what the freeze needs of a prefix ------------------------------------------------------------
 
+def prefix_dir(settings: Settings) -> Path:
+    """Where SwiplStep unpacks SWI-Prolog for this build."""
+    return settings.arch_dir / "swipl"
+
+
 def home(prefix: Path) -> Path:
     """SWI-Prolog's home in the prefix (boot.prc, library/, lib/<arch>-linux/)."""
     return prefix / "lib" / "swipl"
 
 
+def environment(prefix: Path) -> dict[str, str]:
+    """What a Python using janus-swi needs to find this prefix's libswipl and home (the relocated
+    build's compiled-in home does not exist)."""
+    return {"LD_LIBRARY_PATH": str(next(home(prefix).glob("lib/*-linux"))), "SWI_HOME_DIR": str(home(prefix))}
+
+
 def runtime_data(prefix: Path, bundled_as: str) -> list[tuple[Path, str]]:
     """(source, destination) pairs of the home the frozen app needs: the boot file, the Prolog
-    library and the foreign modules. libswipl itself is bundled as janus' dependency."""
+    library, the foreign modules and the licence (BSD-2: it travels with the binaries). libswipl
+    itself is bundled as janus' dependency."""
     root = home(prefix)
     foreign = [path for path in sorted(root.glob("lib/*/*.so")) if not path.name.startswith("libswipl")]
-    pairs = [(root / "boot.prc", bundled_as), (root / "library", f"{bundled_as}/library")]
+    pairs = [(root / "boot.prc", bundled_as), (root / "LICENSE", bundled_as), (root / "library", f"{bundled_as}/library")]
     return pairs + [(path, f"{bundled_as}/{path.parent.relative_to(root).as_posix()}") for path in foreign]
+
+
+def janus_wheel_dir(settings: Settings, tarball: str, python: str) -> Path:
+    """The cached janus-swi wheel for one SWI-Prolog build and one Python (`python`: its version)."""
+    key = hashlib.sha256(json.dumps([tarball, python]).encode()).hexdigest()[:16]
+    return settings.cache_dir / "swipl" / f"janus-swi-{key}"
+
+
+def ensure_janus_wheel(settings: Settings, prefix: Path, tarball: str, pip: Path, python: str) -> Path:
+    """janus-swi compiled against this SWI-Prolog by `pip`'s Python, once: every build reuses the same
+    bytes (a compile embeds its paths), so a flavor built alone is the same file."""
+    wheel_dir = janus_wheel_dir(settings, tarball, python)
+    existing = sorted(wheel_dir.glob("janus_swi-*.whl"))
+    if existing:
+        return existing[0]
+    wheel_dir.parent.mkdir(parents=True, exist_ok=True)
+    building = Path(tempfile.mkdtemp(dir=wheel_dir.parent, prefix=".building-"))
+    try:
+        install_janus(prefix, [pip, "wheel", "-q", "--no-deps", "--no-build-isolation", "-w", building])
+        os.replace(building, wheel_dir)
+    finally:
+        shutil.rmtree(building, ignore_errors=True)
+    return ensure_janus_wheel(settings, prefix, tarball, pip, python)
 
 
 def install_janus(prefix: Path, pip_install: Sequence[str | os.PathLike]) -> None:
@@ -324,7 +361,8 @@ class SwiplStep(BaseStep):
         return None
 
     def run(self, ctx: Context) -> dict:
-        built = unpack(ensure_tarball(ctx.settings, ThisMachine()), ctx.settings.arch_dir / "swipl")
-        ctx.register(Kind.SWIPL, ctx.settings.arch_dir / "swipl", version=built.version,
-                     debian_version=built.debian_version, suite=built.suite)
+        tarball = ensure_tarball(ctx.settings, ThisMachine())
+        built = unpack(tarball, prefix_dir(ctx.settings))
+        ctx.register(Kind.SWIPL, prefix_dir(ctx.settings), version=built.version,
+                     debian_version=built.debian_version, suite=built.suite, tarball=tarball.name)
         return asdict(built)

@@ -35,7 +35,7 @@ def install_app_for_tests(settings: config.Settings, prolog: Path) -> dict[str, 
         wheelhouse = settings.build_dir / "test-wheelhouse"
         proc.run([*pip, "wheel", "-q", "-w", wheelhouse, REPO / "python"], what="building the test wheelhouse")
     # The relocated build's compiled-in home does not exist: say where it is, as its users would.
-    return {"TEA_TEST_WHEELHOUSE": str(wheelhouse), "SWI_HOME_DIR": str(swipl.home(prolog))}
+    return {"TEA_TEST_WHEELHOUSE": str(wheelhouse), "SWI_HOME_DIR": swipl.environment(prolog)["SWI_HOME_DIR"]}
 
 
 def run_test_suite(*, fast: bool, pytest_args: str) -> int:

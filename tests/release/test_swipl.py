@@ -152,15 +152,15 @@ def test_the_prefix_keeps_working_where_it_is_moved(tmp_path):
     assert subprocess.run([moved / "lib/swipl/bin/x86_64-linux/prog"]).returncode == 0
 
 
-def test_the_bundle_gets_the_home_but_not_a_second_libswipl(tmp_path):
+def test_the_bundle_gets_the_home_and_licence_but_not_a_second_libswipl(tmp_path):
     home = tmp_path / "lib" / "swipl"
-    for name in ("boot.prc", "library/lists.pl", "library/clp/clpfd.pl", "lib/x86_64-linux/libswipl.so.9",
+    for name in ("boot.prc", "LICENSE", "library/lists.pl", "library/clp/clpfd.pl", "lib/x86_64-linux/libswipl.so.9",
                  "lib/x86_64-linux/libswipl.so", "lib/x86_64-linux/time.so", "lib/x86_64-linux/sgml2pl.so",
                  "include/SWI-Prolog.h", "bin/x86_64-linux/swipl"):
         (home / name).parent.mkdir(parents=True, exist_ok=True)
         (home / name).write_text("")
     assert swipl.runtime_data(tmp_path, "swipl") == [
-        (home / "boot.prc", "swipl"), (home / "library", "swipl/library"),
+        (home / "boot.prc", "swipl"), (home / "LICENSE", "swipl"), (home / "library", "swipl/library"),
         (home / "lib/x86_64-linux/sgml2pl.so", "swipl/lib/x86_64-linux"),
         (home / "lib/x86_64-linux/time.so", "swipl/lib/x86_64-linux")]
 
@@ -178,3 +178,16 @@ def test_the_step_is_skipped_when_no_flavor_bundles_prolog(settings):
     plain = dataclasses.replace(settings, flavors=(config.Flavor("b", "b", False, False),))
     assert swipl.SwiplStep().skip_reason(Context(plain)) == "no flavor bundles Prolog"
     assert swipl.SwiplStep().skip_reason(Context(settings)) is None
+
+
+def test_janus_is_built_once_per_swi_prolog_build_and_python(settings):
+    one = swipl.janus_wheel_dir(settings, "swi-prolog-9.2.9+dfsg-1-x86_64-abc.tar.zst", "3.11.7 (main)")
+    assert one == swipl.janus_wheel_dir(settings, "swi-prolog-9.2.9+dfsg-1-x86_64-abc.tar.zst", "3.11.7 (main)")
+    assert one != swipl.janus_wheel_dir(settings, "swi-prolog-9.2.9+dfsg-1-x86_64-abd.tar.zst", "3.11.7 (main)")
+    assert one != swipl.janus_wheel_dir(settings, "swi-prolog-9.2.9+dfsg-1-x86_64-abc.tar.zst", "3.12.1 (main)")
+
+
+def test_a_python_finds_the_prefix_through_its_environment(tmp_path):
+    (tmp_path / "lib/swipl/lib/x86_64-linux").mkdir(parents=True)
+    assert swipl.environment(tmp_path) == {"LD_LIBRARY_PATH": str(tmp_path / "lib/swipl/lib/x86_64-linux"),
+                                           "SWI_HOME_DIR": str(tmp_path / "lib/swipl")}
