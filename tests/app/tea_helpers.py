@@ -7,7 +7,9 @@ import json
 import os
 import subprocess
 import sys
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, ClassVar
 
 import pytest
 
@@ -45,3 +47,23 @@ def assert_one_line_error(result: subprocess.CompletedProcess[str], *fragments: 
     for fragment in fragments:
         assert fragment in lines[0]
     return lines[0]
+
+
+@dataclass(frozen=True)
+class AgentCase:
+    """One agent of a suite, its input and the part of the final state it promises; a suite's
+    subclass says where its agents are (AGENTS)."""
+
+    AGENTS: ClassVar[Path]
+    id: str
+    agent: str
+    inputs: dict[str, Any]
+    expected: dict[str, Any]
+    absent: tuple[str, ...] = ()
+    args: tuple[str, ...] = field(default=())
+    #: load warnings the agent is expected to have (ignored edges, an action this tea lacks)
+    warnings: int = 0
+
+    @property
+    def path(self) -> Path:
+        return self.AGENTS / self.agent

@@ -19,6 +19,7 @@ swi-prolog | 9.10.1-1 | http://mirror.test/debian trixie/main Sources
 swi-prolog | 9.2.9+dfsg-1 | http://mirror.test/debian trixie-updates/main Sources
 swi-prolog | 9.0.4+dfsg-2 | http://mirror.test/debian trixie/main Sources
 swi-prolog-nox | 9.3.0-1 | http://mirror.test/debian trixie/main amd64 Packages
+swi-prolog | 9.3.0-1 | http://mirror.test/debian trixie/main amd64 Packages
 other | 10.0.0-1 | http://mirror.test/debian trixie/main Sources
 """
 

@@ -4,23 +4,15 @@ the part of the final state the guide promises. The source `tea` runs every case
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+
+from tea_helpers import AgentCase
 
 AGENTS = Path(__file__).resolve().parent / "agents"
 
 
-@dataclass(frozen=True)
-class Case:
-    id: str
-    agent: str
-    inputs: dict[str, Any]
-    expected: dict[str, Any]
-
-    @property
-    def path(self) -> Path:
-        return AGENTS / self.agent
+class Case(AgentCase):
+    AGENTS = AGENTS
 
 
 CASES = [
