@@ -14,6 +14,7 @@ def load(path: Path):
     """Import `path` under a unique name, with its own directory and tests/app importable meanwhile."""
     spec = importlib.util.spec_from_file_location(f"{path.parent.name}_{path.stem}", path)
     module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up while the class is made
     sys.path[:0] = [str(path.parent), str(APP_TESTS)]
     try:
         spec.loader.exec_module(module)
