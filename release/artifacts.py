@@ -20,6 +20,7 @@ class Kind(str, Enum):
     MODEL = "model"          # the verified GGUF in the download cache
     PACKAGER = "packager"    # the builtin packager's static runtime, or the external tool (extra: name)
     VENV = "venv"            # a build virtualenv (one per flavor)
+    SWIPL = "swipl"          # SWI-Prolog's prefix in the build dir (extra: version, debian_version, suite)
     SOURCE_APP = "source-app"  # the_edge_agent installed for one build: the unfrozen reference
     ONEDIR = "onedir"        # PyInstaller's frozen tea
     APPDIR = "appdir"        # the tree that becomes the AppImage's filesystem

@@ -101,6 +101,11 @@ def is_llm_appimage(path: Path, entry: dict) -> bool:
     return entry.get("flavor", "python-llm" if "-llm-" in path.name else "python") == "python-llm"
 
 
+def has_prolog(entry: dict) -> bool:
+    """Whether the AppImage bundles SWI-Prolog: its manifest says; without a record, every flavor does."""
+    return entry.get("swi_prolog", "unknown") is not None
+
+
 def check_appimage(path: Path, *, smoke: bool = True, functional: bool = True, systems: bool = False,
                    cache_dir: Path | None = None, cpus: list[str] | None = None) -> None:
     from . import rootfs
@@ -115,13 +120,16 @@ def check_appimage(path: Path, *, smoke: bool = True, functional: bool = True, s
     if smoke:
         log.info(f"smoke {path.name}: {verify.smoke(path, version)}")
     if functional:
-        result = verify.functional_llm(path, model_filename) if llm else verify.functional_plain(path)
+        prolog = has_prolog(entry)
+        result = (verify.functional_llm(path, model_filename, prolog=prolog) if llm
+                  else verify.functional_plain(path, prolog=prolog))
         log.info(f"functional {path.name}: {result}")
         if cpus:
             emulated_cpus(path, cpus, result["answer"])
     if systems:
         tarball = rootfs.ensure_rootfs(cache_dir or config.default_cache_dir(), arch=audit.elf_machine(path))
-        checked = minimal_systems.check_in_rootfs(tarball, path, version, model_filename=model_filename)
+        checked = minimal_systems.check_in_rootfs(tarball, path, version, model_filename=model_filename,
+                                                  prolog=has_prolog(entry))
         log.info(f"minimal systems {path.name}: {', '.join(checked)}")
 
 

@@ -37,6 +37,7 @@ class Flavor:
     name: str
     appimage_template: str
     llm: bool
+    prolog: bool = False  # SWI-Prolog and janus-swi bundled
 
     def appimage_name(self, version: str, arch: str) -> str:
         return self.appimage_template.format(version=version, arch=arch)
@@ -70,6 +71,16 @@ class PythonPins:
     requirements: tuple[str, ...]
     llama_cpp_python: str
     llama_cmake_args: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class SwiplPins:
+    """SWI-Prolog for `language: prolog` nodes: which Debian source package, and how it is built."""
+
+    source: str
+    suite: str
+    minimum: str
+    cmake_args: tuple[str, ...]
 
 
 @dataclass(frozen=True)
@@ -114,6 +125,7 @@ class Pins:
     flavors: dict[str, Flavor]
     models: dict[str, Model]
     python: PythonPins
+    swipl: SwiplPins
     apt_packages: tuple[str, ...]
     tools: dict[str, Tool]
     cross: dict[str, CrossPins]
@@ -244,6 +256,11 @@ class _Table:
         return value
 
 
+def _flavor(name: str, table: _Table) -> Flavor:
+    table.allow("appimage", "llm", "prolog")
+    return Flavor(name, table.text("appimage"), table.flag("llm"), table.flag("prolog"))
+
+
 def _model(name: str, table: _Table) -> Model:
     table.allow("filename", "revision", "urls", "sha256", "size", "token_env", "python_package", "python_module",
                 "license", "license_url")
@@ -280,13 +297,15 @@ def parse_pins(data: dict) -> Pins:
     """release.toml as typed pins; ConfigError naming the key for anything malformed."""
     top = _Table(data, "")
     release, python, apt = top.table("release"), top.table("python"), top.table("apt")
-    flavors = {name: Flavor(name, t.text("appimage"), t.flag("llm")) for name, t in top.subtables("flavors").items()}
+    flavors = {name: _flavor(name, t) for name, t in top.subtables("flavors").items()}
+    swipl = top.table("swipl").allow("source", "suite", "minimum", "cmake_args")
     models = {name: _model(name, t) for name, t in top.subtables("models").items()}
     pins = Pins(
         default_model=release.text("default_model"), default_flavor=release.text("default_flavor"),
         asset_size_cap=release.integer("asset_size_cap"), flavors=flavors, models=models,
         python=PythonPins(python.strings("requirements"), python.text("llama_cpp_python"),
                           python.strings("llama_cmake_args")),
+        swipl=SwiplPins(swipl.text("source"), swipl.text("suite"), swipl.text("minimum"), swipl.strings("cmake_args")),
         apt_packages=apt.strings("packages"),
         tools=parse_tools(data.get("tools", {})),
         cross={arch: CrossPins(t.strings("toolchain"), t.strings("build_root_packages"),

@@ -24,7 +24,8 @@ def artifact_record(ctx: Context, appimage: Artifact) -> dict:
     record = {"name": appimage.path.name, "kind": "appimage", "arch": ctx.settings.arch, "flavor": flavor,
               "size": appimage.extra["size"], "sha256": appimage.digest, "packager": appimage.extra["packager"],
               "unsigned_sha256": appimage.extra["unsigned_sha256"], "signed_by": appimage.extra["signed_by"],
-              "min_glibc": ctx.artifacts.get(Kind.APPDIR, flavor).extra["min_glibc"], "model": None}
+              "min_glibc": ctx.artifacts.get(Kind.APPDIR, flavor).extra["min_glibc"], "model": None,
+              "swi_prolog": ctx.artifacts.get(Kind.ONEDIR, flavor).extra.get("swi_prolog")}
     sbom = ctx.artifacts.get(Kind.SBOM, flavor)
     record["sbom"] = {"name": sbom.path.name, "sha256": sbom.digest, "format": "CycloneDX 1.6 JSON"}
     if any(f.name == flavor and f.llm for f in ctx.settings.flavors):

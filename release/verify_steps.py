@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 from typing import Callable
 
-from . import freeze, rootfs, systems, verify
+from . import freeze, rootfs, swipl, systems, verify
 from .artifacts import Kind
 from .config import Flavor
 from .pipeline import BaseStep, Context
@@ -23,17 +23,19 @@ def smoke(ctx: Context, flavor: Flavor, appimage: Path) -> dict:
 
 
 def functional(ctx: Context, flavor: Flavor, appimage: Path) -> dict:
+    prolog = swipl.bundled(ctx.settings, flavor)
     if not flavor.llm:
-        return verify.functional_plain(appimage)
+        return verify.functional_plain(appimage, prolog=prolog)
     command, env = freeze.source_tea(ctx.settings, flavor)
     model = ctx.artifacts.get(Kind.MODEL).path
-    return verify.functional_llm(appimage, model.name, command, {**env, "TEA_MODEL_PATH": str(model)})
+    return verify.functional_llm(appimage, model.name, command, {**env, "TEA_MODEL_PATH": str(model)}, prolog=prolog)
 
 
 def on_systems(ctx: Context, flavor: Flavor, appimage: Path) -> dict:
     tarball = rootfs.ensure_rootfs(ctx.settings.cache_dir, arch=ctx.settings.arch)
     return {"checked": systems.check_in_rootfs(tarball, appimage, ctx.settings.version,
-                                               model_filename=model_filename(ctx, flavor))}
+                                               model_filename=model_filename(ctx, flavor),
+                                               prolog=swipl.bundled(ctx.settings, flavor))}
 
 
 def write_report(ctx: Context, check: str, flavor: Flavor, result: dict) -> dict:

@@ -47,6 +47,17 @@ def test_dist_holds_both_flavors_checksums_and_manifest(dist, llm_appimage, plai
     assert plain["model"] is None and plain["flavor"] == "python"
     assert re.fullmatch(r"2\.\d+", llm["min_glibc"]) and llm["packager"] == "builtin"
     assert re.fullmatch(r"[0-9a-f]{40}", manifest["commit"]) and manifest["build_seconds"] > 0
+    for record in (llm, plain):
+        assert record["swi_prolog"]["version"] == "9.2.9" and record["swi_prolog"]["suite"] == "trixie"
+
+
+def test_both_appimages_carry_swi_prolog_and_janus(llm_appimage, plain_appimage):
+    for appimage in (llm_appimage, plain_appimage):
+        listing = squashfs_listing(appimage)
+        for bundled in ("usr/bin/_internal/swipl/boot.prc", "usr/bin/_internal/swipl/library/clp/clpfd.pl",
+                        "usr/bin/_internal/swipl/lib/x86_64-linux/time.so", "usr/bin/_internal/libswipl.so.9"):
+            assert bundled in listing, (appimage.name, bundled)
+        assert any(line.startswith("usr/bin/_internal/janus_swi/_swipl") for line in listing)
 
 
 def test_llm_appimage_answers_from_its_bundled_model(llm_appimage):

@@ -270,10 +270,12 @@ def test_the_secret_never_reaches_the_log(appimage, throwaway_key, tmp_path):
     assert not any(line in logged for line in secret.splitlines()[2:-2] if len(line) > 20)
 
 
-def test_no_gnupg_home_is_left_behind(appimage, signing_key):
-    before = {p.name for p in Path(tempfile.gettempdir()).glob("tea-gpg-*")}
+def test_no_gnupg_home_is_left_behind(appimage, signing_key, tmp_path, monkeypatch):
+    private = tmp_path / "tmp"  # not the shared temp dir: a parallel test may hold a home there right now
+    private.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(private))
     signing.finish_appimage(appimage, signing_key)
-    assert {p.name for p in Path(tempfile.gettempdir()).glob("tea-gpg-*")} <= before
+    assert list(private.iterdir()) == []
 
 
 def test_one_good_signature_does_not_excuse_a_bad_one_beside_it(sums, signing_key, public_keyring, tmp_path):

@@ -40,3 +40,11 @@ class LlamaNotInstalled(LlmError):
     """Printed verbatim (AC-13): packaging tests compare this exact line."""
 
     locatable = False
+
+
+class PrologError(TeaError):
+    """A Prolog node failed: a syntax error, a failed query, a Prolog error or its time limit."""
+
+
+class PrologNotInstalled(PrologError):
+    """No janus-swi (SWI-Prolog's Python binding) in this installation: the message is the install hint."""
