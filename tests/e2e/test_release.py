@@ -266,7 +266,7 @@ def test_manifest_records_where_each_cpu_variant_was_proven(dist, llm_appimage, 
 
 
 def test_test_appimage_runs_the_llm_appimage_on_emulated_cpus(invoke, llm_appimage, dist):
-    done = invoke("test-appimage", str(llm_appimage), "--sums", str(dist / "SHA256SUMS"), "--no-clean",
+    done = invoke("test-appimage", str(llm_appimage), "--sums", str(dist / "SHA256SUMS"), "--no-systems",
                   "--cpus", "Westmere")
     assert done.returncode == 0, done.stderr
     assert "emulated: sse42 on Westmere" in done.stderr and "passed" in done.stderr
