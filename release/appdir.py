@@ -1,7 +1,9 @@
 """The appdir step: the AppDir tree that becomes the AppImage's filesystem.
 
 Layout: AppRun, the desktop entry and icon at the root (the AppImage convention), the onedir app
-in usr/bin, desktop metadata under usr/share, and the model at usr/share/models/<filename>.
+in usr/bin, desktop metadata under usr/share, the model at usr/share/models/<filename>, and
+`.tea/glibc-floor` ("<name> <min glibc>"), which the AppImage runtime checks before starting
+AppRun (release/runtime/floor.c): below it, one line instead of a loader error.
 Large files are hard-linked from the freeze output and the model cache instead of copied
 (4.5 GB of model), falling back to a reflink/copy across filesystems.
 """
@@ -15,6 +17,7 @@ from pathlib import Path
 from . import audit, log, proc
 from .artifacts import Kind
 from .config import Flavor, Settings
+from .floor import FLOOR_FILE, Floor
 from .errors import BuildError
 from .pipeline import BaseStep, Context
 
@@ -75,8 +78,8 @@ def validate_desktop_file(path: Path) -> None:
         raise BuildError(f"{path.name} is not a valid desktop entry: {(done.stdout + done.stderr).strip()}")
 
 
-def build_appdir(target: Path, onedir: Path, version: str, model: Path | None) -> None:
-    """Assemble next to `target`, then swap it in: never a half-built AppDir at the final path."""
+def build_appdir(target: Path, onedir: Path, version: str, model: Path | None) -> Path:
+    """Assemble next to `target` (returned: the caller audits it, then `finish`es it)."""
     staging = target.with_name(target.name + ".partial")
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
@@ -85,15 +88,27 @@ def build_appdir(target: Path, onedir: Path, version: str, model: Path | None) -
     if model is not None:
         link_or_copy(model, staging / "usr/share/models" / model.name)
     validate_desktop_file(staging / f"{APP_ID}.desktop")
+    return staging
+
+
+def finish(staging: Path, target: Path) -> None:
+    """Swap the audited tree in: never a half-built or unaudited AppDir at the final path."""
     shutil.rmtree(target, ignore_errors=True)
     os.replace(staging, target)
+
+
+def write_floor(root: Path, name: str, min_glibc: str) -> None:
+    """What the runtime compares with the system's glibc (nothing to compare without a version)."""
+    if min_glibc:
+        (root / FLOOR_FILE).parent.mkdir(parents=True, exist_ok=True)
+        (root / FLOOR_FILE).write_text(f"{name} {min_glibc}\n")
 
 
 class AppDirStep(BaseStep):
     def __init__(self, flavor: Flavor) -> None:
         self.flavor = flavor
         self.name = f"appdir-{flavor.name}"
-        self.after = (f"freeze-{flavor.name}", "model") if flavor.llm else (f"freeze-{flavor.name}",)
+        self.after = ("build-root", f"freeze-{flavor.name}") + (("model",) if flavor.llm else ())
 
     def inputs(self, ctx: Context) -> dict:
         return {"assets": ASSETS, "version": ctx.settings.version}
@@ -101,9 +116,16 @@ class AppDirStep(BaseStep):
     def run(self, ctx: Context) -> dict:
         settings = ctx.settings
         model = ctx.artifacts.get(Kind.MODEL).path if self.flavor.llm else None
+        host = ctx.artifacts.get(Kind.BUILD_HOST).extra
+        floor = Floor(**host["floor"])
         target = appdir_path(settings, self.flavor)
-        build_appdir(target, ctx.artifacts.get(Kind.ONEDIR, self.flavor.name).path, settings.version, model)
-        report = audit.audit_appdir(target, arch=settings.arch)
-        log.info(f"{self.name}: {report.elf_count} ELF files resolve; minimum glibc {report.min_glibc}")
-        ctx.register(Kind.APPDIR, target, flavor=self.flavor.name, min_glibc=report.min_glibc)
-        return {"elf_files": report.elf_count, "min_glibc": report.min_glibc}
+        staging = build_appdir(target, ctx.artifacts.get(Kind.ONEDIR, self.flavor.name).path, settings.version, model)
+        report = audit.audit_appdir(staging, arch=settings.arch, floor=floor)
+        write_floor(staging, self.flavor.product, report.min_glibc)
+        finish(staging, target)
+        log.info(f"{self.name}: {report.elf_count} ELF files resolve; they need glibc {report.min_glibc} and "
+                 f"GLIBCXX {report.min_glibcxx or '-'} at most (the {host['base']} base has {floor.glibc} "
+                 f"and {floor.glibcxx or '-'})")
+        ctx.register(Kind.APPDIR, target, flavor=self.flavor.name, min_glibc=report.min_glibc,
+                     min_glibcxx=report.min_glibcxx)
+        return {"elf_files": report.elf_count, "min_glibc": report.min_glibc, "min_glibcxx": report.min_glibcxx}

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from . import proc
 from .errors import VerifyError
+from .floor import FLOOR_FILE
 
 MAGIC_OFFSET = 8
 MAGIC = b"AI\x02"
@@ -133,3 +134,12 @@ def _check_squashfuse_mount(path: Path, offset: int) -> None:
                 raise VerifyError(f"{path}: AppRun is missing or not executable when mounted")
         finally:
             _run_tool(["fusermount3", "-u", mountpoint], f"unmounting {mountpoint}")
+
+
+
+def glibc_floor(path: Path) -> tuple[str, str]:
+    """(name, minimum glibc) an AppImage records, read with unsquashfs; ("", "") when it has none."""
+    done = proc.run(["unsquashfs", "-o", str(elf_end_offset(path)), "-cat", str(path), FLOOR_FILE],
+                    what="unsquashfs -cat", check=False, error=VerifyError)
+    fields = done.stdout.split() if done.returncode == 0 else []
+    return (fields[0], fields[1]) if len(fields) == 2 else ("", "")

@@ -26,13 +26,17 @@ def git_commit() -> str:
 def artifact_record(ctx: Context, appimage: Artifact) -> dict:
     """The manifest entry of one AppImage (and its parts, written here when it is over the cap)."""
     flavor = appimage.flavor
+    appdir, host = ctx.artifacts.get(Kind.APPDIR, flavor).extra, ctx.artifacts.get(Kind.BUILD_HOST).extra
     record = {"name": appimage.path.name, "kind": "appimage", "arch": ctx.settings.arch, "flavor": flavor,
               "size": appimage.extra["size"], "sha256": appimage.digest, "packager": appimage.extra["packager"],
-              "min_glibc": ctx.artifacts.get(Kind.APPDIR, flavor).extra["min_glibc"], "model": None}
+              "min_glibc": appdir["min_glibc"], "min_glibcxx": appdir["min_glibcxx"],
+              "base": host["base"], "distribution": host["distribution"], "build_host": host["kind"],
+              "python": host["python"], "model": None}
     if any(f.name == flavor and f.llm for f in ctx.settings.flavors):
         model = ctx.settings.model
         record["model"] = {"name": model.name, "filename": model.filename,
                            "sha256": ctx.artifacts.get(Kind.MODEL).digest, "source": model.source}
+        record["cpu_variants"] = ctx.artifacts.get(Kind.WHEEL).extra["cpu_variants"]
     parts = split.split_if_needed(appimage.path, ctx.settings.asset_size_cap)
     for part in parts:
         ctx.register(Kind.PART, appimage.path.with_name(part.name), flavor=flavor, digest=part.sha256)
@@ -69,8 +73,9 @@ class FinalizeStep(BaseStep):
     name = "checksums"
 
     def __init__(self, flavors: tuple[Flavor, ...]) -> None:
-        self.after = tuple(f"{kind}-{flavor.name}" for flavor in flavors
-                           for kind in ("appimage", "smoke", "functional", "systems"))
+        wheel = ("llama-wheel",) if any(flavor.llm for flavor in flavors) else ()
+        self.after = ("build-root", *wheel) + tuple(f"{kind}-{flavor.name}" for flavor in flavors
+                                                    for kind in ("appimage", "smoke", "functional", "systems"))
 
     def inputs(self, ctx: Context) -> dict:
         return {"cap": ctx.settings.asset_size_cap, "tools": tool_versions(ctx.settings)}

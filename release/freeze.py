@@ -13,11 +13,12 @@ import os
 import shutil
 from collections import defaultdict
 from pathlib import Path
+from typing import Callable
 
 from elftools.elf.dynamic import DynamicSection
 from elftools.elf.elffile import ELFFile
 
-from . import cross, deps, proc
+from . import proc
 from .config import REPO, Flavor, Settings
 from .errors import VerifyError
 from .artifacts import Kind
@@ -37,19 +38,19 @@ def app_dir(settings: Settings, flavor: Flavor) -> Path:
     return settings.flavor_dir(flavor) / "app"
 
 
-def source_tea(settings: Settings, flavor: Flavor) -> tuple[list[str], dict[str, str]]:
+def source_tea(ctx: Context, flavor: Flavor) -> tuple[list[str], dict[str, str]]:
     """Command and environment of the unfrozen tea of this build: the reference the AppImage must match."""
-    if cross.is_cross(settings):
-        return cross.source_tea(settings, flavor)
-    command = [str(deps.venv_bin(settings, flavor, "python")), "-c", ENTRY_SCRIPT]
-    return command, {"PYTHONPATH": str(app_dir(settings, flavor))}
+    venv = ctx.artifacts.get(Kind.VENV, flavor.name).path.parent
+    command = ctx.host.command([ctx.host.inside(venv / "bin" / "python"), "-c", ENTRY_SCRIPT])
+    return command, {"PYTHONPATH": str(app_dir(ctx.settings, flavor))}
 
 
 def site_packages(venv: Path) -> Path:
     return next((venv / "lib").glob("python3*/site-packages"))
 
 
-def pyinstaller_args(flavor: Flavor, work: Path, venv: Path) -> list[str]:
+def pyinstaller_args(flavor: Flavor, work: Path, venv: Path, inside: Callable[[Path], str] = str) -> list[str]:
+    """PyInstaller's options; `inside` names a venv path as the build host sees it."""
     args = ["--noconfirm", "--clean", "--onedir", "--name", "tea",
             "--distpath", str(work / "dist"), "--workpath", str(work / "work"), "--specpath", str(work),
             "--collect-all", "the_edge_agent", "--copy-metadata", "the_edge_agent",
@@ -57,7 +58,7 @@ def pyinstaller_args(flavor: Flavor, work: Path, venv: Path) -> list[str]:
     if flavor.llm:
         args += ["--collect-all", "llama_cpp"]
         variants = sorted((site_packages(venv) / "bin").glob(VARIANT_GLOB))
-        args += [arg for lib in variants for arg in ("--add-binary", f"{lib}:llama_cpp/lib")]
+        args += [arg for lib in variants for arg in ("--add-binary", f"{inside(lib)}:llama_cpp/lib")]
     else:
         args += ["--exclude-module", "llama_cpp"]
     return args
@@ -126,28 +127,30 @@ class FreezeStep(BaseStep):
 
     def run(self, ctx: Context) -> dict:
         settings, flavor = ctx.settings, self.flavor
-        result = (cross.freeze_in_build_root(settings, flavor) if cross.is_cross(settings)
-                  else self.freeze_here(settings, flavor))
+        result = freeze(ctx, flavor)
         ctx.register(Kind.SOURCE_APP, app_dir(settings, flavor), flavor=flavor.name)
         ctx.register(Kind.ONEDIR, onedir(settings, flavor), flavor=flavor.name)
         return result
 
-    def freeze_here(self, settings: Settings, flavor: Flavor) -> dict:
-        venv, pip = deps.venv_dir(settings, flavor), deps.venv_bin(settings, flavor, "pip")
-        work = onedir(settings, flavor).parent.parent
-        for stale in (work, app_dir(settings, flavor)):
-            shutil.rmtree(stale, ignore_errors=True)
-        work.mkdir(parents=True)
-        # No build isolation: the venv's own setuptools builds it, so this works offline too.
-        proc.run([pip, "install", "-q", "--no-deps", "--no-build-isolation", "--no-compile",
-                  "--target", app_dir(settings, flavor), APP_SOURCE],
-                 what="installing the_edge_agent for the build")
-        entry = work / "tea_entry.py"
-        entry.write_text(ENTRY_SCRIPT)
-        proc.run([deps.venv_bin(settings, flavor, "pyinstaller"), *pyinstaller_args(flavor, work, venv), entry],
-                 what="PyInstaller", stream=True,
-                 env={"PYTHONHASHSEED": "0", "SOURCE_DATE_EPOCH": "0", **source_tea(settings, flavor)[1]})
-        deduped = dedupe_shared_libs(onedir(settings, flavor))
-        strip_own_libraries(onedir(settings, flavor))
-        check_frozen(onedir(settings, flavor) / "tea", settings.version)
-        return {"onedir": str(onedir(settings, flavor)), "deduplicated_libs": deduped}
+
+def freeze(ctx: Context, flavor: Flavor) -> dict:
+    """Install the app for this build, run PyInstaller on the build host, check what it made."""
+    settings, host = ctx.settings, ctx.host
+    venv = ctx.artifacts.get(Kind.VENV, flavor.name).path.parent
+    work, app = onedir(settings, flavor).parent.parent, app_dir(settings, flavor)
+    for stale in (work, app):
+        shutil.rmtree(stale, ignore_errors=True)
+    work.mkdir(parents=True)
+    # No build isolation: the venv's own setuptools builds it, so this works offline too.
+    host.run([host.inside(venv / "bin" / "pip"), "install", "-q", "--no-deps", "--no-build-isolation",
+              "--no-compile", "--target", str(app), str(APP_SOURCE)],
+             what="installing the_edge_agent for the build")
+    entry = work / "tea_entry.py"
+    entry.write_text(ENTRY_SCRIPT)
+    host.run([host.inside(venv / "bin" / "pyinstaller"), *pyinstaller_args(flavor, work, venv, host.inside),
+              str(entry)], what=f"PyInstaller ({host.kind})",
+             env={"PYTHONHASHSEED": "0", "SOURCE_DATE_EPOCH": "0", "PYTHONPATH": str(app)})
+    deduped = dedupe_shared_libs(onedir(settings, flavor))
+    strip_own_libraries(onedir(settings, flavor), strip=host.strip)
+    check_frozen(onedir(settings, flavor) / "tea", settings.version)
+    return {"onedir": str(onedir(settings, flavor)), "deduplicated_libs": deduped, "built_in": host.kind}

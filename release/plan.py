@@ -6,7 +6,7 @@ on; the runner skips whatever is already up to date, so running a later stage is
 
 from __future__ import annotations
 
-from . import appdir, deps, finalize, freeze, model, package, packagers, verify_steps
+from . import appdir, deps, finalize, freeze, llama, model, package, packagers, verify_steps
 from .config import Settings
 from .errors import ConfigError
 from .pipeline import Step
@@ -17,18 +17,21 @@ STAGES = ("deps", "model", "freeze", "appdir", "appimage", "smoke", "functional"
 def release_plan(settings: Settings, *, skip: frozenset[str] = frozenset()) -> list[tuple[str, Step]]:
     plan: list[tuple[str, Step]] = [
         ("deps", deps.SystemPackagesStep()),             # apt packages (or the command to run)
+        ("deps", deps.BuildHostStep()),                  # the pinned Debian build root with its CPython
         ("deps", packagers.PackagerStep()),              # pick packager; compile the builtin runtime
         ("model", model.ModelStep()),                    # verified GGUF in the download cache
     ]
+    if any(flavor.llm for flavor in settings.flavors):
+        plan.append(("deps", llama.WheelStep()))         # portable llama-cpp-python, built in the root
     for flavor in settings.flavors:
         plan += [
-            ("deps", deps.VenvStep(flavor)),             # build venv (portable llama-cpp-python wheel)
+            ("deps", deps.VenvStep(flavor)),             # build venv (with the wheel for LLM flavors)
             ("freeze", freeze.FreezeStep(flavor)),       # PyInstaller onedir that answers --version
             ("appdir", appdir.AppDirStep(flavor)),       # AppRun, desktop, icons, app, model; ELF audit
             ("appimage", package.AppImageStep(flavor)),  # dist/<name>.AppImage, validated
             ("smoke", verify_steps.CheckStep("smoke", flavor, verify_steps.smoke)),
             ("functional", verify_steps.CheckStep("functional", flavor, verify_steps.functional)),
-            ("systems", verify_steps.CheckStep("systems", flavor, verify_steps.on_systems)),  # minimal Debian, no Python
+            ("systems", verify_steps.CheckStep("systems", flavor, verify_steps.on_systems)),  # Debian 11-13, no Python
         ]
     plan.append(("checksums", finalize.FinalizeStep(settings.flavors)))  # split oversize, SHA256SUMS, manifest
     return [(stage, step) for stage, step in plan if stage not in skip]

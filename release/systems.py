@@ -1,40 +1,66 @@
-"""The systems check: the AppImage runs in a minimal Debian with no Python at all.
+"""The systems check: the AppImage on real, minimal Debian systems with no Python at all.
 
-With /dev/fuse the runtime mounts its image; without it, it must fall back to extracting
-(and say so in one line). Both are checked, so "works on my machine" never ships.
+Each suite of the check (bullseye, bookworm, trixie: Debian 11-13) is a debootstrap minbase
+rootfs; the AppImage runs there with /dev/fuse (the runtime mounts its image) and without it (it
+must fall back to extracting, and say so in one line). Where the system's glibc is at least the
+AppImage's floor, smoke and the functional check run in both modes, and every LLM answer must be
+the same; on an older system it must refuse with its one-line message, and nothing else.
 """
 
 from __future__ import annotations
 
-import json
+import subprocess
 import tempfile
 from pathlib import Path
 
 from . import rootfs, verify
-from .errors import VerifyError
+from .floor import newer, system_floor
 
 INSIDE = "/opt/tea.AppImage"
-AGENT_INSIDE = "/opt/local-chat.yaml"
+LOCAL_CHAT = "/opt/local-chat.yaml"
+HELLO = "/opt/hello.yaml"
+FILES = {INSIDE: None, LOCAL_CHAT: verify.LOCAL_CHAT, HELLO: verify.PLAIN_EXAMPLE}
 
 
-def check_in_rootfs(tarball: Path, appimage: Path, version: str, *, model_filename: str | None) -> list[str]:
-    """--version with and without FUSE; for the LLM flavor also a real local-chat run. Returns what ran."""
-    files = {INSIDE: appimage, AGENT_INSIDE: verify.LOCAL_CHAT}
-    checked = []
+def check_on_systems(cache_dir: Path, arch: str, suites: tuple[str, ...], appimage: Path, version: str, *,
+                     product: str, min_glibc: str, model_filename: str | None, llm: bool) -> dict[str, list[str]]:
+    """Every suite, in order; returns what ran on each. Rootfs tarballs are cached once each."""
+    answers: dict[str, str] = {}
+    checked = {}
+    for suite in suites:
+        tarball = rootfs.ensure_rootfs(cache_dir, arch=arch, suite=suite)
+        checked[suite] = check_in_rootfs(tarball, arch, appimage, version, product=product, min_glibc=min_glibc,
+                                         model_filename=model_filename, llm=llm, answers=answers)
+    if answers:
+        verify.same_answers(answers, f"{appimage.name} on {', '.join(suites)}")
+    return checked
+
+
+def check_in_rootfs(tarball: Path, arch: str, appimage: Path, version: str, *, product: str, min_glibc: str,
+                    model_filename: str | None, llm: bool, answers: dict[str, str] | None = None) -> list[str]:
+    """One system, with and without FUSE. Returns what ran; LLM answers go into `answers`."""
+    files = {inside: host or appimage for inside, host in FILES.items()}
+    checked: list[str] = []
     with tempfile.TemporaryDirectory(prefix="tea-rootfs-") as work:
-
-        def run_inside(args: list[str], *, fuse: bool) -> str:
-            done = rootfs.run_in_rootfs(tarball, Path(work), [INSIDE, *args], files=files, fuse=fuse)
-            mode = "FUSE" if fuse else "no FUSE"
-            checked.append(f"{args[0]} ({mode})")
-            return verify.expect(done, f"minimal system ({mode}): {appimage.name} {args[0]}")
-
+        root = rootfs.unpack_rootfs(tarball, Path(work) / "root")
+        glibc = system_floor(root, arch).glibc
         for fuse in (True, False):
-            output = run_inside(["--version"], fuse=fuse)
-            if output != f"tea {version}":
-                raise VerifyError(f"minimal system: {appimage.name} --version printed {output!r}")
-        if model_filename:
-            state = json.loads(run_inside(["run", AGENT_INSIDE, "--quiet", "--input", json.dumps(verify.QUESTION)],
-                                          fuse=True))
-            verify.check_llm_state(state, model_filename, f"minimal system: {appimage.name}")
+            mode = "FUSE" if fuse else "no FUSE"
+            where = f"{tarball.name.split('-')[0]} (glibc {glibc}, {mode}): {appimage.name}"
+
+            def run(args: list[str], fuse: bool = fuse) -> subprocess.CompletedProcess:
+                return rootfs.run_in_rootfs(tarball, Path(work), [INSIDE, *args], files=files, fuse=fuse)
+
+            if newer(min_glibc, glibc):
+                verify.refused_with(run, where, f"{product} needs glibc >= {min_glibc}; this system has {glibc}")
+                checked.append(f"refused ({mode})")
+                continue
+            verify.smoke_with(run, where, version)
+            if llm:
+                answer = verify.llm_answer(run, where, model_filename, LOCAL_CHAT)
+                if answers is not None:
+                    answers[where] = answer
+            else:
+                verify.plain_with(run, where, HELLO, LOCAL_CHAT)
+            checked.append(f"smoke+functional ({mode})")
     return checked

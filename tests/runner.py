@@ -12,7 +12,7 @@ import os
 import subprocess
 import sys
 
-from release import config, deps, log, plan, proc
+from release import config, hosts, llama, log, plan, proc
 from release.artifacts import Kind
 from release.commands import run_pipeline
 from release.config import REPO
@@ -23,8 +23,7 @@ TEST_MODEL = "gemma-3-270m"
 def install_app_for_tests(settings: config.Settings) -> dict[str, str]:
     """Install the app (editable, with the portable llama wheel) here, and build the offline
     wheelhouse from which tests make a second environment without llama-cpp-python."""
-    llm_flavor = next(f for f in settings.flavors if f.llm)
-    wheel = deps.ensure_llama_wheel(settings, deps.venv_bin(settings, llm_flavor, "pip"))
+    wheel, _variants = llama.ensure_wheel(settings, hosts.select(settings))
     pip = [sys.executable, "-m", "pip"]
     with proc.logging_to(settings.arch_dir / "logs" / "test-setup.log"):
         proc.run([*pip, "install", "-q", wheel, "-e", f"{REPO / 'python'}[dev]",

@@ -69,6 +69,9 @@ void exit_like(int status) __attribute__((noreturn));
 /* cache.c */
 int extract_and_run(const struct image *img, char *argv0, int argc, char **argv);
 
+/* floor.c: 1 (after one line on stderr) when this system's glibc is older than the image needs */
+int floor_check(const struct image *img, int argc, char **argv);
+
 /* main.c: print "appimage: <message>" on stderr as one line; $TMPDIR or /tmp. */
 void report(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 const char *temp_dir(void);

@@ -97,6 +97,8 @@ int main(int argc, char **argv)
 	const char *extract_and_run_env = getenv("APPIMAGE_EXTRACT_AND_RUN");
 	if (image_open(&img) != 0)
 		return 1;
+	if (floor_check(&img, argc, argv) != 0)
+		return 1;
 	if (argc > 1 && strncmp(argv[1], "--appimage-", 11) == 0)
 		return appimage_option(&img, argc, argv);
 	if (image_check(&img) != 0)
