@@ -55,11 +55,16 @@ class PythonBuild:
 
 
 def ensure(host: BuildRoot) -> PythonBuild:
-    """The CPython installed in the root; unpacked from the cache or built first when missing."""
+    """The newest CPython there is, installed in the root: the one already there when it is still
+    the newest one that can be downloaded (or when offline), else unpacked from the cache or built."""
     pins = host.settings.pins.build.python
     marker = host.root / pins.prefix.lstrip("/") / MARKER
-    if not marker.is_file():
-        install(host, cached_or_built(host, pins))
+    installed = PythonBuild(**json.loads(marker.read_text())) if marker.is_file() else None
+    if installed and host.settings.offline:
+        return installed
+    wanted = newest_cached(host, pins) if host.settings.offline else cached_or_built(host, pins, installed)
+    if wanted is not None:
+        install(host, wanted)
     return PythonBuild(**json.loads(marker.read_text()))
 
 
@@ -79,17 +84,18 @@ def tarball_affixes(host: BuildRoot, pins: CPythonPins) -> tuple[str, str]:
     return f"{pins.source}-", f"-{host.settings.base}-{host.settings.arch}-{recipe_key(host, pins)}.tar.zst"
 
 
-def cached_or_built(host: BuildRoot, pins: CPythonPins) -> Path:
-    if host.settings.offline:
-        return newest_cached(host, pins)
+def cached_or_built(host: BuildRoot, pins: CPythonPins, installed: PythonBuild | None) -> Path | None:
+    """The tarball of the newest version that can be had (None: it is the installed one)."""
     versions = available_versions(host, pins)
     for version in versions:
+        if version != versions[0]:
+            log.warn(f"{pins.source} {versions[0]} is listed but cannot be downloaded; using {version}")
         tarball = tarball_path(host, pins, version)
+        if installed and installed.debian_version == version:
+            return None
         if tarball.is_file():
             return tarball
         if download_source(host, pins, version):
-            if version != versions[0]:
-                log.warn(f"{pins.source} {versions[0]} is listed but cannot be downloaded; building {version}")
             return build(host, pins, version, tarball)
     raise BuildError(f"no version of {pins.source} ({', '.join(versions) or 'none listed'}) could be downloaded "
                      f"from the {pins.suite} deb-src sources; log: {proc.current_log()}")

@@ -18,7 +18,7 @@ from typing import Callable
 from elftools.elf.dynamic import DynamicSection
 from elftools.elf.elffile import ELFFile
 
-from . import proc
+from . import hosts, proc
 from .config import REPO, Flavor, Settings
 from .errors import VerifyError
 from .artifacts import Kind
@@ -40,8 +40,8 @@ def app_dir(settings: Settings, flavor: Flavor) -> Path:
 
 def source_tea(ctx: Context, flavor: Flavor) -> tuple[list[str], dict[str, str]]:
     """Command and environment of the unfrozen tea of this build: the reference the AppImage must match."""
-    venv = ctx.artifacts.get(Kind.VENV, flavor.name).path.parent
-    command = ctx.host.command([ctx.host.inside(venv / "bin" / "python"), "-c", ENTRY_SCRIPT])
+    venv, host = ctx.artifacts.get(Kind.VENV, flavor.name).path.parent, ctx.host
+    command = host.command([host.inside(venv / "bin" / "python"), "-c", ENTRY_SCRIPT])
     return command, {"PYTHONPATH": str(app_dir(ctx.settings, flavor))}
 
 
@@ -135,7 +135,8 @@ class FreezeStep(BaseStep):
 
 def freeze(ctx: Context, flavor: Flavor) -> dict:
     """Install the app for this build, run PyInstaller on the build host, check what it made."""
-    settings, host = ctx.settings, ctx.host
+    host: hosts.BuildHost = ctx.host
+    settings = ctx.settings
     venv = ctx.artifacts.get(Kind.VENV, flavor.name).path.parent
     work, app = onedir(settings, flavor).parent.parent, app_dir(settings, flavor)
     for stale in (work, app):

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from . import log, proc
+from . import hosts, log, proc
 from .artifacts import Kind
 from .config import CpuVariantPins, Settings
 from .errors import BuildError, ConfigError
@@ -105,7 +105,7 @@ def drop_cpu_variants(cmake_lists: Path, names: list[str]) -> None:
     cmake_lists.write_text("".join(kept))
 
 
-def wheel_dir(settings: Settings, host) -> Path:
+def wheel_dir(settings: Settings, host: hosts.BuildHost) -> Path:
     """Where the wheel for these pins and this build host lives in the cache."""
     pins, variants = settings.pins.python, settings.pins.build.variants_for(settings.arch)
     material = [pins.llama_cpp_python, pins.llama_cmake_args, settings.arch, host.identity(),
@@ -114,7 +114,7 @@ def wheel_dir(settings: Settings, host) -> Path:
     return settings.cache_dir / "wheels" / f"llama-cpp-python-{pins.llama_cpp_python}-{key}"
 
 
-def ensure_wheel(settings: Settings, host) -> tuple[Path, dict]:
+def ensure_wheel(settings: Settings, host: hosts.BuildHost) -> tuple[Path, dict]:
     """The cached wheel and its variants report; compiled (~15 min on 2 cores) only when missing."""
     target = wheel_dir(settings, host)
     wheels = sorted(target.glob("llama_cpp_python-*.whl"))
@@ -129,7 +129,7 @@ def ensure_wheel(settings: Settings, host) -> tuple[Path, dict]:
     return ensure_wheel(settings, host)
 
 
-def build(settings: Settings, host, work: Path) -> None:
+def build(settings: Settings, host: hosts.BuildHost, work: Path) -> None:
     version = settings.pins.python.llama_cpp_python
     log.info(f"compiling llama-cpp-python {version} for {settings.arch} in the {host.kind} (portable CPU build, "
              f"~15 min on 2 cores, once); log: {proc.current_log()}")

@@ -14,7 +14,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import log, proc, runtime_build
+from . import hosts, log, proc, runtime_build
 from .artifacts import Kind
 from .config import Settings, Tool
 from .download import RetryPolicy, fetch
@@ -120,11 +120,12 @@ class PackagerStep(BaseStep):
 
     def run(self, ctx: Context) -> dict:
         settings = ctx.settings
+        host: hosts.BuildHost = ctx.host  # its cc builds the runtime (an emulated root's: a cross gcc)
         toolbox = Toolbox.of(settings)
         chosen = resolve_packager(settings.packager, arch=settings.arch, toolbox=toolbox)
         if chosen == "builtin":
             out_dir = settings.arch_dir / "runtime"
-            program = runtime_build.build_runtime(out_dir, arch=settings.arch, cc=ctx.host.runtime_compiler(out_dir))
+            program = runtime_build.build_runtime(out_dir, arch=settings.arch, cc=host.runtime_compiler(out_dir))
         else:
             program = toolbox.fetch(chosen, settings.arch)
         ctx.register(Kind.PACKAGER, program, name=chosen)

@@ -6,7 +6,7 @@ on; the runner skips whatever is already up to date, so running a later stage is
 
 from __future__ import annotations
 
-from . import appdir, deps, finalize, freeze, llama, model, package, packagers, verify_steps
+from . import appdir, deps, finalize, freeze, llama, model, package, packagers, venv, verify_steps
 from .config import Settings
 from .errors import ConfigError
 from .pipeline import Step
@@ -25,7 +25,7 @@ def release_plan(settings: Settings, *, skip: frozenset[str] = frozenset()) -> l
         plan.append(("deps", llama.WheelStep()))         # portable llama-cpp-python, built in the root
     for flavor in settings.flavors:
         plan += [
-            ("deps", deps.VenvStep(flavor)),             # build venv (with the wheel for LLM flavors)
+            ("deps", venv.VenvStep(flavor)),             # build venv (with the wheel for LLM flavors)
             ("freeze", freeze.FreezeStep(flavor)),       # PyInstaller onedir that answers --version
             ("appdir", appdir.AppDirStep(flavor)),       # AppRun, desktop, icons, app, model; ELF audit
             ("appimage", package.AppImageStep(flavor)),  # dist/<name>.AppImage, validated

@@ -23,7 +23,7 @@ from typing import Callable, Iterator
 
 from . import chroot, log, proc
 from .arch import QEMU_BINFMT, binfmt_registered, host_arch, normalize
-from .errors import BuildError, VerifyError
+from .errors import BuildError, ReleaseError, VerifyError
 
 DEBIAN_ARCH = {"x86_64": "amd64", "aarch64": "arm64"}
 CLEAN_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -57,7 +57,8 @@ def ensure_rootfs(cache_dir: Path, *, arch: str = "x86_64", suite: str = "bookwo
     tarball = tarball_path(cache_dir, arch, suite, recipe)
     if tarball.exists():
         return tarball
-    _require_root()
+    if recipe is None:
+        require_root()  # a build root's caller said why it needs root (release/hosts/root.py)
     tarball.parent.mkdir(parents=True, exist_ok=True)
     with _locked(tarball.with_name(tarball.name + ".lock")):
         if not tarball.exists():
@@ -67,10 +68,10 @@ def ensure_rootfs(cache_dir: Path, *, arch: str = "x86_64", suite: str = "bookwo
     return tarball
 
 
-def _require_root() -> None:
+def require_root(what: str = "the minimal-system rootfs", fix: str = "run as root or skip the systems check "
+                 "(--skip systems)", error: type[ReleaseError] = VerifyError) -> None:
     if os.geteuid() != 0:
-        raise VerifyError("the minimal-system rootfs needs root (debootstrap, chroot, mounts): "
-                          "run as root or skip the systems check (--skip systems)")
+        raise error(f"{what} needs root (debootstrap, chroot, mounts): {fix}")
 
 
 @contextmanager
@@ -130,7 +131,7 @@ def run_in_rootfs(tarball: Path, workdir: Path, command: list[str], *, files: di
     The tarball is unpacked into `workdir/root` unless that already exists (pass a fresh
     workdir for a pristine system). The environment is clean: PATH, HOME, LANG plus `env`.
     """
-    _require_root()
+    require_root()
     root = unpack_rootfs(tarball, workdir / "root")
     assert_no_python(root)
     for inside, host in files.items():

@@ -19,12 +19,15 @@ from typing import Mapping, Sequence
 
 from .. import chroot, cpython, debian, log, proc, rootfs
 from ..config import REPO, Settings
+from ..errors import ConfigError
 from ..floor import system_floor
 from .base import Description, compiler_rejects, compiler_version, distribution, pip_wheel
 
 CLEAN_ENV = ("PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "HOME=/root", "LANG=C.UTF-8",
              "DEBIAN_FRONTEND=noninteractive")
 VENVS = "/opt/venvs"
+NEEDS_ROOT_FIX = ("run as root (in a container: --privileged), or build with this machine's own Python "
+                  "and compilers: --base host (this machine's glibc becomes the floor)")
 # What `finish_root` does, in words: part of the root tarball's cache key.
 RECIPE = "apt sources: suite, -updates, -security (derived); apt-get dist-upgrade; apt-get clean"
 
@@ -56,6 +59,7 @@ class BuildRoot:
 
     def prepare(self) -> Description:
         """The root unpacked with its CPython, under a lock: concurrent runs share one root."""
+        rootfs.require_root("the build root", NEEDS_ROOT_FIX, ConfigError)
         self.root.parent.mkdir(parents=True, exist_ok=True)
         with open(self.root.with_name(f"{self.root.name}.lock"), "w") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)

@@ -44,6 +44,34 @@ def test_dist_holds_both_flavors_checksums_and_manifest(dist, llm_appimage, plai
     assert re.fullmatch(r"[0-9a-f]{40}", manifest["commit"]) and manifest["build_seconds"] > 0
 
 
+def version(text: str) -> tuple[int, ...]:
+    return tuple(int(part) for part in text.split("."))
+
+
+def test_manifest_says_built_in_bullseye_for_glibc_2_31_with_debians_python_311(dist, llm_appimage, plain_appimage):
+    records = {a["name"]: a for a in json.loads((dist / "manifest.json").read_text())["artifacts"]}
+    for appimage in (llm_appimage, plain_appimage):
+        record = records[appimage.name]
+        assert version(record["min_glibc"]) <= (2, 31), record
+        assert version(record["min_glibcxx"] or "0") <= (3, 4, 28), record
+        assert (record["base"], record["build_host"]) == ("bullseye", "build root")
+        assert record["distribution"] == "Debian GNU/Linux 11 (bullseye)"
+        assert re.fullmatch(r"3\.11\.\d+ \(Debian python3\.11 3\.11\.\d+-\S+, built on bullseye\)", record["python"])
+
+
+def test_cpu_variants_shipped_and_dropped_with_reasons(dist, llm_appimage):
+    """bullseye's gcc 10 cannot build alderlake (AVX-VNNI); sapphirerapids (AMX) is never shipped."""
+    variants = {a["name"]: a for a in json.loads((dist / "manifest.json").read_text())["artifacts"]}[
+        llm_appimage.name]["cpu_variants"]
+    assert {"x64", "sse42", "haswell", "skylakex", "icelake", "zen4"} <= set(variants["shipped"])
+    assert "AVX_VNNI" in variants["dropped"]["alderlake"] and "-mavxvnni" in variants["dropped"]["alderlake"]
+    assert "SIGILL" in variants["dropped"]["sapphirerapids"]
+    assert variants["compiler"].startswith("gcc 10.")
+    bundled = {line.rsplit("libggml-cpu-", 1)[1].removesuffix(".so") for line in squashfs_listing(llm_appimage)
+               if "/libggml-cpu-" in line}
+    assert bundled == set(variants["shipped"])
+
+
 def test_llm_appimage_answers_from_its_bundled_model(llm_appimage):
     env = {k: v for k, v in os.environ.items() if k != "TEA_MODEL_PATH"}
     done = subprocess.run([str(llm_appimage), "run", "examples/llm/local-chat.yaml", "--input", QUESTION],
@@ -104,6 +132,8 @@ def test_test_appimage_accepts_the_release_including_minimal_systems(invoke, llm
     done = invoke("test-appimage", str(llm_appimage), "--sums", str(dist / "SHA256SUMS"))
     assert done.returncode == 0, done.stderr
     assert "minimal systems" in done.stderr and "passed" in done.stderr
+    for suite in ("bullseye", "bookworm", "trixie"):
+        assert f"{suite}: smoke+functional (FUSE), smoke+functional (no FUSE)" in done.stderr
 
 
 def test_test_appimage_refuses_a_tampered_appimage(invoke, plain_appimage, dist, tmp_path):

@@ -208,3 +208,37 @@ def test_real_pyinstaller_onedir_if_built():
         pytest.skip(f"no PyInstaller onedir under {build}")
     report = audit_appdir(onedirs[0], arch="x86_64")
     assert report.elf_count > 10 and report.min_glibc
+
+
+# --- the appdir step refuses the build ------------------------------------------------------------
+
+def appdir_step_context(tmp_path: Path, glibc: str) -> tuple:
+    """A run up to the appdir step of the plain flavor: a onedir whose `tea` was linked here (so it
+    needs GLIBC_2.34), and a build host whose floor is `glibc`."""
+    from release import appdir, config
+    from release.artifacts import Artifact, Kind
+    from release.pipeline import Context
+
+    settings = config.resolve(flavor="python", model="gemma-3-270m", build_dir=tmp_path / "build")
+    onedir = tmp_path / "onedir"
+    onedir.mkdir()
+    _compile("gcc", ["-o", str(onedir / "tea")], "int main(void) { return 0; }\n", tmp_path)
+    ctx = Context(settings)
+    ctx.artifacts.add(Artifact(Kind.ONEDIR, onedir, "digest", "python"))
+    ctx.artifacts.add(Artifact(Kind.BUILD_HOST, tmp_path / "build-host.json", "digest", None,
+                               {"base": "bullseye", "floor": {"glibc": glibc, "glibcxx": "3.4.28"}}))
+    return appdir.AppDirStep(settings.flavors[0]), ctx, appdir.appdir_path(settings, settings.flavors[0])
+
+
+def test_the_appdir_step_refuses_an_elf_newer_than_the_build_base(tmp_path):
+    step, ctx, target = appdir_step_context(tmp_path, "2.31")
+    with pytest.raises(VerifyError, match=r"usr/bin/tea needs GLIBC 2.34"):
+        step.run(ctx)
+    assert not target.exists()  # nothing unaudited at the final path
+
+
+def test_the_appdir_step_records_the_floor_for_the_runtime(tmp_path):
+    step, ctx, target = appdir_step_context(tmp_path, "2.36")
+    ctx.running = step.name
+    assert step.run(ctx)["min_glibc"] == "2.34"
+    assert (target / ".tea/glibc-floor").read_text() == "tea-python 2.34\n"
