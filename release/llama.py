@@ -16,7 +16,6 @@ import hashlib
 import json
 import os
 import re
-import shutil
 import sys
 import tarfile
 import tempfile

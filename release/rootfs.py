@@ -94,7 +94,7 @@ def _build_tarball(tarball: Path, arch: str, suite: str, recipe: Recipe | None) 
         proc.run(["tar", "--zstd", "--numeric-owner", "-C", root, "-cf", partial, "."],
                  what="packing the rootfs")
         os.replace(partial, tarball)
-    log.info(f"cached clean rootfs {tarball} ({log.human_bytes(tarball.stat().st_size)})")
+    log.info(f"cached rootfs {tarball} ({log.human_bytes(tarball.stat().st_size)})")
 
 
 def _debootstrap(root: Path, arch: str, suite: str, include: tuple[str, ...] = ()) -> None:

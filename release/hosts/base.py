@@ -118,3 +118,23 @@ def pip_wheel(host: BuildHost, source: Path, out: Path, env: Mapping[str, str]) 
     host.run([host.python(), "-m", "venv", host.inside(venv)], what="creating a venv for pip wheel")
     host.run([host.inside(venv / "bin" / "pip"), "wheel", "--no-deps", "--no-cache-dir", "-w", host.inside(out),
               host.inside(source)], what=f"building the {source.name} wheel", env=env)
+
+
+class CompilesHere:
+    """What a host whose own compiler builds for the target shares (all but an emulated root):
+    llama.cpp is built by pip inside it, the static runtime by this machine's `cc`."""
+
+    cc = "cc"
+    run: Runner
+
+    def compiler_rejects(self, options: Sequence[str]) -> str | None:
+        return compiler_rejects(self.run, self.cc, options)
+
+    def compiler_version(self) -> str:
+        return compiler_version(self.run, self.cc)
+
+    def build_wheel(self, source: Path, out: Path, env: Mapping[str, str]) -> None:
+        pip_wheel(self, source, out, env)
+
+    def runtime_compiler(self, out_dir: Path) -> str | None:
+        return None  # static: this machine's `cc` makes the same runtime for any base

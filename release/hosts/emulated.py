@@ -55,7 +55,8 @@ class EmulatedRoot(BuildRoot):
     def build_wheel(self, source: Path, out: Path, env: Mapping[str, str]) -> None:
         """pip wheel on this host with a CMake toolchain for the cross compilers; retagged."""
         toolchain = out.with_name(f"{out.name}-toolchain.cmake")
-        toolchain.write_text(toolchain_file(self.settings.arch, self.root, self.gcc_version()))
+        gcc_include = proc.run([self.cc, "-print-file-name=include"], what="gcc include dir").stdout.strip()
+        toolchain.write_text(toolchain_file(self.settings.arch, self.root, self.gcc_version(), gcc_include))
         cmake_args = f"{env.get('CMAKE_ARGS', '')} -DCMAKE_TOOLCHAIN_FILE={toolchain}".strip()
         pip_wheel(Host(self.settings), source, out, {**env, "CMAKE_ARGS": cmake_args})
         for wheel in out.glob("*.whl"):
@@ -77,27 +78,32 @@ class EmulatedRoot(BuildRoot):
         return str(wrapper)
 
 
-def toolchain_file(arch: str, sysroot: Path, gcc_version: str) -> str:
-    """CMake toolchain: Debian's cross gcc, the root as sysroot, the root's libstdc++ for C++.
+def toolchain_file(arch: str, sysroot: Path, gcc_version: str, gcc_include: str) -> str:
+    """CMake toolchain: Debian's cross gcc, compiling and linking against the root, not itself.
 
-    The cross g++ would use its own (newer) libstdc++ headers and library; with the root's,
-    the C++ libraries need no GLIBCXX version the root lacks (the root's g++ made that library).
+    Debian's cross gcc searches its own target headers and libraries (/usr/<triplet>: this
+    machine's newer glibc) before any --sysroot, so they are taken out (-nostdinc, -nostdinc++)
+    and the root's put in their place: its libc headers, its g++'s libstdc++ headers (the library
+    PyInstaller bundles from the root then has every GLIBCXX symbol they use), and its crt files
+    and libraries ahead of the compiler's (-B, -L). Only gcc's own intrinsics stay (`gcc_include`).
     """
     triplet = f"{arch}-linux-gnu"
+    c_include = [gcc_include, f"{sysroot}/usr/include/{triplet}", f"{sysroot}/usr/include"]
     cxx_include = [f"{sysroot}/usr/include/c++/{gcc_version}", f"{sysroot}/usr/include/{triplet}/c++/{gcc_version}",
-                   f"{sysroot}/usr/include/c++/{gcc_version}/backward"]
-    cxx_flags = " ".join(["-nostdinc++", *(f"-isystem {path}" for path in cxx_include)])
-    link_dir = f"-L{sysroot}/usr/lib/gcc/{triplet}/{gcc_version}"
+                   f"{sysroot}/usr/include/c++/{gcc_version}/backward", *c_include]
+    c_flags = " ".join(["-nostdinc", *(f"-isystem {path}" for path in c_include)])
+    cxx_flags = " ".join(["-nostdinc", "-nostdinc++", *(f"-isystem {path}" for path in cxx_include)])
+    link = " ".join([f"-B{sysroot}/usr/lib/{triplet}/", f"-L{sysroot}/usr/lib/gcc/{triplet}/{gcc_version}",
+                     f"-L{sysroot}/usr/lib/{triplet}", f"-L{sysroot}/lib/{triplet}"])
     return "\n".join([
         "set(CMAKE_SYSTEM_NAME Linux)",
         f"set(CMAKE_SYSTEM_PROCESSOR {arch})",
         f"set(CMAKE_SYSROOT {sysroot})",
         f"set(CMAKE_C_COMPILER {triplet}-gcc)",
         f"set(CMAKE_CXX_COMPILER {triplet}-g++)",
+        f'set(CMAKE_C_FLAGS_INIT "{c_flags}")',
         f'set(CMAKE_CXX_FLAGS_INIT "{cxx_flags}")',
-        f'set(CMAKE_SHARED_LINKER_FLAGS_INIT "{link_dir}")',
-        f'set(CMAKE_MODULE_LINKER_FLAGS_INIT "{link_dir}")',
-        f'set(CMAKE_EXE_LINKER_FLAGS_INIT "{link_dir}")',
+        *(f'set(CMAKE_{kind}_LINKER_FLAGS_INIT "{link}")' for kind in ("SHARED", "MODULE", "EXE")),
         "set(CMAKE_FIND_ROOT_PATH_MODE_PROGRAM NEVER)",
         "set(CMAKE_FIND_ROOT_PATH_MODE_LIBRARY ONLY)",
         "set(CMAKE_FIND_ROOT_PATH_MODE_INCLUDE ONLY)",

@@ -14,10 +14,10 @@ from typing import Mapping, Sequence
 from .. import proc
 from ..config import Settings
 from ..floor import system_floor
-from .base import Description, compiler_rejects, compiler_version, distribution, pip_wheel
+from .base import CompilesHere, Description, distribution
 
 
-class Host:
+class Host(CompilesHere):
     kind = "host"
     strip = "strip"
 
@@ -49,15 +49,3 @@ class Host:
     def run(self, argv: Sequence[str], *, what: str, env: Mapping[str, str] | None = None,
             stream: bool = True, check: bool = True):
         return proc.run(argv, what=what, env=env, stream=stream, check=check)
-
-    def compiler_rejects(self, options: Sequence[str]) -> str | None:
-        return compiler_rejects(self.run, "cc", options)
-
-    def compiler_version(self) -> str:
-        return compiler_version(self.run, "cc")
-
-    def build_wheel(self, source: Path, out: Path, env: Mapping[str, str]) -> None:
-        pip_wheel(self, source, out, env)
-
-    def runtime_compiler(self, out_dir: Path) -> str | None:
-        return None

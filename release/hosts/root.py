@@ -21,7 +21,7 @@ from .. import chroot, cpython, debian, log, proc, rootfs
 from ..config import REPO, Settings
 from ..errors import ConfigError
 from ..floor import system_floor
-from .base import Description, compiler_rejects, compiler_version, distribution, pip_wheel
+from .base import CompilesHere, Description, distribution
 
 CLEAN_ENV = ("PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "HOME=/root", "LANG=C.UTF-8",
              "DEBIAN_FRONTEND=noninteractive")
@@ -32,8 +32,9 @@ NEEDS_ROOT_FIX = ("run as root (in a container: --privileged), or build with thi
 RECIPE = "apt sources: suite, -updates, -security (derived); apt-get dist-upgrade; apt-get clean"
 
 
-class BuildRoot:
+class BuildRoot(CompilesHere):
     kind = "build root"
+    cc = "gcc"
     strip = "strip"
 
     def __init__(self, settings: Settings) -> None:
@@ -111,18 +112,6 @@ class BuildRoot:
         variables = [*CLEAN_ENV, *(f"{k}={v}" for k, v in {**pip_config_env(), **(env or {})}.items())]
         return proc.run(chroot.enter(self.root, ["/usr/bin/env", "-i", *variables, *argv], binds=self.binds()),
                         what=what, stream=stream, check=check)
-
-    def compiler_rejects(self, options: Sequence[str]) -> str | None:
-        return compiler_rejects(self.run, "gcc", options)
-
-    def compiler_version(self) -> str:
-        return compiler_version(self.run, "gcc")
-
-    def build_wheel(self, source: Path, out: Path, env: Mapping[str, str]) -> None:
-        pip_wheel(self, source, out, env)
-
-    def runtime_compiler(self, out_dir: Path) -> str | None:
-        return None  # static: this machine's `cc` makes the same runtime for any base
 
     @staticmethod
     def _sync_host_files(root: Path) -> None:

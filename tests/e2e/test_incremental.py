@@ -31,8 +31,10 @@ CASES = {
     "python/pyproject.toml": [f"freeze-{f}" for f in BOTH],
     "release/assets/AppRun": [f"appdir-{f}" for f in BOTH],                      # an AppDir input
     "release/runtime/main.c": ["packager"],                                      # the C runtime
-    "release/cross.py": ["system-packages", "packager"] + [f"venv-{f}" for f in BOTH]
-    + [f"freeze-{f}" for f in BOTH],                                             # imported by deps/freeze/package
+    "release/runtime/floor.c": ["packager"],                                     # its glibc floor check
+    "release/hosts/root.py": ["system-packages", "build-root", "packager", "llama-wheel"]
+    + [f"{kind}-{f}" for kind in ("venv", "freeze", "smoke", "functional") for f in BOTH],  # all that runs in the root
+    "release/llama.py": ["llama-wheel"] + [f"venv-{f}" for f in BOTH],           # the wheel, and the venvs named by it
     "release/audit.py": [f"appdir-{f}" for f in BOTH],
     "release/squashfs.py": [f"appimage-{f}" for f in BOTH],
     "release/packagers.py": ["packager"] + [f"appimage-{f}" for f in BOTH],

@@ -14,7 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from release import appimage, arch, config, emulation
+from release import appimage, arch, config, emulation, hosts
+from release.audit import read_elf
+from release.floor import highest, newer, system_floor
 from release.hosts.emulated import retag_wheel, toolchain_file
 from release.errors import ConfigError
 
@@ -36,31 +38,55 @@ def _make_wheel(directory: Path) -> Path:
     return wheel
 
 
-def test_toolchain_file_targets_the_cross_compilers_and_the_roots_libstdcxx():
-    text = toolchain_file("aarch64", Path("/cache/root"), "10")
+def test_toolchain_file_targets_the_cross_compilers_and_the_roots_libc_and_libstdcxx():
+    text = toolchain_file("aarch64", Path("/cache/root"), "10", "/usr/lib/gcc-cross/aarch64-linux-gnu/12/include")
     assert "set(CMAKE_SYSTEM_NAME Linux)" in text
     assert "set(CMAKE_SYSTEM_PROCESSOR aarch64)" in text
     assert "set(CMAKE_SYSROOT /cache/root)" in text
     assert "set(CMAKE_C_COMPILER aarch64-linux-gnu-gcc)" in text
     assert "set(CMAKE_CXX_COMPILER aarch64-linux-gnu-g++)" in text
-    assert "-nostdinc++ -isystem /cache/root/usr/include/c++/10 " in text
-    assert '"-L/cache/root/usr/lib/gcc/aarch64-linux-gnu/10"' in text
+    assert ('set(CMAKE_C_FLAGS_INIT "-nostdinc -isystem /usr/lib/gcc-cross/aarch64-linux-gnu/12/include '
+            '-isystem /cache/root/usr/include/aarch64-linux-gnu -isystem /cache/root/usr/include")') in text
+    assert "-nostdinc -nostdinc++ -isystem /cache/root/usr/include/c++/10 " in text
+    assert ('"-B/cache/root/usr/lib/aarch64-linux-gnu/ -L/cache/root/usr/lib/gcc/aarch64-linux-gnu/10 '
+            '-L/cache/root/usr/lib/aarch64-linux-gnu -L/cache/root/lib/aarch64-linux-gnu"') in text
     assert "set(CMAKE_FIND_ROOT_PATH_MODE_PROGRAM NEVER)" in text
 
 
-@pytest.mark.skipif(shutil.which("aarch64-linux-gnu-gcc") is None or shutil.which("cmake") is None,
-                    reason="needs cmake and gcc-aarch64-linux-gnu")
-def test_toolchain_file_configures_an_aarch64_build(tmp_path):
+@pytest.fixture(scope="module")
+def arm64_root() -> hosts.EmulatedRoot:
+    """The bullseye arm64 build root an `invoke release --arch aarch64` left in TEA_TEST_CACHE."""
+    cache = os.environ.get("TEA_TEST_CACHE")
+    if not cache or shutil.which("aarch64-linux-gnu-g++") is None or shutil.which("cmake") is None:
+        pytest.skip("needs TEA_TEST_CACHE with an arm64 build root, cmake and g++-aarch64-linux-gnu")
+    root = hosts.select(config.resolve(arch="aarch64", cache_dir=cache))
+    if not (root.root / "usr/include/c++").is_dir():
+        pytest.skip(f"no arm64 build root at {root.root} (build it with `invoke release --arch aarch64`)")
+    return root
+
+
+@pytest.mark.slow
+def test_cross_builds_link_against_the_roots_glibc_and_libstdcxx(arm64_root, tmp_path):
+    """A C++ library built with the toolchain file needs no more than bullseye arm64 has, although
+    this machine's cross compiler ships glibc 2.36 and GLIBCXX 3.4.30 of its own."""
     (tmp_path / "src").mkdir()
-    (tmp_path / "src/CMakeLists.txt").write_text("cmake_minimum_required(VERSION 3.21)\nproject(t C)\n"
-                                                 "add_library(t SHARED t.c)\n")
-    (tmp_path / "src/t.c").write_text("int t(void) { return 1; }\n")
-    (tmp_path / "toolchain.cmake").write_text(toolchain_file("aarch64", Path("/"), "12"))
+    (tmp_path / "src/CMakeLists.txt").write_text("cmake_minimum_required(VERSION 3.18)\nproject(t C CXX)\n"
+                                                 "add_library(t SHARED t.cc)\n")
+    (tmp_path / "src/t.cc").write_text('#include <string>\n#include <cstdio>\n#include <cstdlib>\n'
+                                       'extern "C" int t(const char *v) { std::string s(v); s += "x";'
+                                       ' std::printf("%s", s.c_str()); return (int) std::strtol(v, 0, 10); }\n')
+    include = subprocess.run(["aarch64-linux-gnu-gcc", "-print-file-name=include"], capture_output=True,
+                             text=True, check=True).stdout.strip()
+    (tmp_path / "toolchain.cmake").write_text(
+        toolchain_file("aarch64", arm64_root.root, arm64_root.gcc_version(), include))
     for args in (["-S", tmp_path / "src", "-B", tmp_path / "b", f"-DCMAKE_TOOLCHAIN_FILE={tmp_path / 'toolchain.cmake'}"],
                  ["--build", tmp_path / "b"]):
         subprocess.run(["cmake", *map(str, args)], check=True, capture_output=True)
-    header = subprocess.run(["readelf", "-h", str(tmp_path / "b/libt.so")], capture_output=True, text=True).stdout
-    assert "AArch64" in header
+    built = read_elf(tmp_path / "b/libt.so")
+    provided = system_floor(arm64_root.root, "aarch64")
+    assert built.machine == "aarch64" and built.glibcxx_versions
+    assert not newer(highest(built.glibc_versions), provided.glibc)
+    assert not newer(highest(built.glibcxx_versions), provided.glibcxx)
 
 
 def test_retag_wheel_renames_and_keeps_record_consistent(tmp_path):

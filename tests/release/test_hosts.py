@@ -59,6 +59,18 @@ def test_chroot_entry_binds_at_the_same_path_and_keeps_the_host_dev_for_build_ro
     assert "--pid" in clean and "--kill-child" in clean and clean[-4:] == ["/r", "null fuse", "--", "true"]
 
 
+def test_without_root_the_build_root_names_both_ways_out(as_nobody):
+    run, shared = as_nobody
+    done = run("import sys; from release import config, hosts; from release.errors import ReleaseError\n"
+               "try: hosts.select(config.resolve(cache_dir=sys.argv[1])).prepare()\n"
+               "except ReleaseError as e: print(e); sys.exit(e.exit_code)\n", f"{shared}/cache")
+    assert done.returncode == 2, done.stderr
+    assert done.stdout.strip() == ("the build root needs root (debootstrap, chroot, mounts): run as root (in a "
+                                   "container: --privileged), or build with this machine's own Python and compilers: "
+                                   "--base host (this machine's glibc becomes the floor)")
+    assert not (shared / "cache" / "buildroot").exists()  # refused before touching anything
+
+
 # --- the real build root (left in the cache by the release `invoke test` ran) -----------------------
 
 @pytest.fixture(scope="module")

@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
-import tempfile
 import threading
 from pathlib import Path
 
@@ -226,16 +224,12 @@ def test_unknown_arch_is_a_config_error(tmp_path):
         ensure_rootfs(tmp_path / "cache", arch="riscv64")
 
 
-def test_non_root_is_refused_with_one_line():
-    code = ("import sys; from pathlib import Path; from release.rootfs import ensure_rootfs\n"
-            "from release.errors import VerifyError\n"
-            "try: ensure_rootfs(Path(sys.argv[1]))\n"
-            "except VerifyError as e: print(e); sys.exit(6)\n")
-    with tempfile.TemporaryDirectory() as shared:  # pytest's tmp dirs are closed to others
-        Path(shared).chmod(0o777)
-        done = subprocess.run(["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups",
-                               sys.executable, "-c", code, f"{shared}/cache"],
-                              capture_output=True, text=True, cwd=Path(__file__).parents[2])
+def test_non_root_is_refused_with_one_line(as_nobody):
+    run, shared = as_nobody
+    done = run("import sys; from pathlib import Path; from release.rootfs import ensure_rootfs\n"
+               "from release.errors import VerifyError\n"
+               "try: ensure_rootfs(Path(sys.argv[1]))\n"
+               "except VerifyError as e: print(e); sys.exit(6)\n", f"{shared}/cache")
     assert done.returncode == 6, done.stderr
     assert done.stdout.startswith("the minimal-system rootfs needs root")
 
