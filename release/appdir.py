@@ -116,7 +116,7 @@ class AppDirStep(BaseStep):
     def run(self, ctx: Context) -> dict:
         settings = ctx.settings
         model = ctx.artifacts.get(Kind.MODEL).path if self.flavor.llm else None
-        host = ctx.artifacts.get(Kind.BUILD_HOST).extra
+        host = ctx.artifacts.get(Kind.BUILD_HOST).extra["description"]
         floor = Floor(**host["floor"])
         target = appdir_path(settings, self.flavor)
         staging = build_appdir(target, ctx.artifacts.get(Kind.ONEDIR, self.flavor.name).path, settings.version, model)

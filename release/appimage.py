@@ -143,3 +143,10 @@ def glibc_floor(path: Path) -> tuple[str, str]:
                     what="unsquashfs -cat", check=False, error=VerifyError)
     fields = done.stdout.split() if done.returncode == 0 else []
     return (fields[0], fields[1]) if len(fields) == 2 else ("", "")
+
+
+def runtime_checks_floor(path: Path) -> bool:
+    """Whether the AppImage's runtime refuses below the glibc floor (ours names the floor file;
+    the upstream runtime linuxdeploy and appimagetool use does not)."""
+    with path.open("rb") as handle:
+        return FLOOR_FILE.encode() in handle.read(elf_end_offset(path))

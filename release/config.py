@@ -92,6 +92,8 @@ class CrossPins:
     """Building `arch` on a host of another arch (release/hosts/emulated.py)."""
 
     toolchain: tuple[str, ...]
+    runtime_suite: str
+    runtime_packages: tuple[str, ...]
 
 
 @dataclass(frozen=True)
@@ -352,7 +354,9 @@ def parse_pins(data: dict) -> Pins:
                           python.strings("llama_cmake_args")),
         apt_packages=apt.strings("packages"),
         tools=parse_tools(data.get("tools", {})),
-        cross={arch: CrossPins(t.allow("toolchain").strings("toolchain"))
+        cross={arch: CrossPins(t.allow("toolchain", "runtime_suite", "runtime_packages").strings("toolchain"),
+                               base_name(t.text("runtime_suite"), f"{PINS_FILE.name}: [{t.where}] runtime_suite"),
+                               t.strings("runtime_packages"))
                for arch, t in top.subtables("cross").items()},
         build=_build(top.table("build")),
         systems=SystemsPins(suite_list(top.table("systems").allow("suites", "emulated").strings("suites"),

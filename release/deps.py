@@ -42,5 +42,5 @@ class BuildHostStep(BaseStep):
     def run(self, ctx: Context) -> dict:
         description = ctx.host.prepare()
         path = description.write(ctx.settings.arch_dir / DESCRIPTION)
-        ctx.register(Kind.BUILD_HOST, path, **description.to_json())
+        ctx.register(Kind.BUILD_HOST, path, description=description.to_json())
         return description.to_json()

@@ -26,7 +26,8 @@ def git_commit() -> str:
 def artifact_record(ctx: Context, appimage: Artifact) -> dict:
     """The manifest entry of one AppImage (and its parts, written here when it is over the cap)."""
     flavor = appimage.flavor
-    appdir, host = ctx.artifacts.get(Kind.APPDIR, flavor).extra, ctx.artifacts.get(Kind.BUILD_HOST).extra
+    appdir = ctx.artifacts.get(Kind.APPDIR, flavor).extra
+    host = ctx.artifacts.get(Kind.BUILD_HOST).extra["description"]
     record = {"name": appimage.path.name, "kind": "appimage", "arch": ctx.settings.arch, "flavor": flavor,
               "size": appimage.extra["size"], "sha256": appimage.digest, "packager": appimage.extra["packager"],
               "min_glibc": appdir["min_glibc"], "min_glibcxx": appdir["min_glibcxx"],

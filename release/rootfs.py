@@ -37,8 +37,8 @@ class Recipe:
     """What a build root adds to minbase: packages, and a last step run on the tree before packing."""
 
     include: tuple[str, ...]
-    finish: Callable[[Path], None]
     description: str  # says what `finish` does; part of the cache key, so changing it rebuilds
+    finish: Callable[[Path], None] | None = None
 
 
 def tarball_path(cache_dir: Path, arch: str, suite: str, recipe: Recipe | None = None) -> Path:
@@ -87,7 +87,7 @@ def _build_tarball(tarball: Path, arch: str, suite: str, recipe: Recipe | None) 
         root = Path(tmp) / "root"
         started = time.monotonic()
         _debootstrap(root, arch, suite, recipe.include if recipe else ())
-        if recipe:
+        if recipe and recipe.finish:
             recipe.finish(root)
         log.info(f"debootstrap {suite} {arch} took {time.monotonic() - started:.0f} s")
         partial = Path(tmp) / tarball.name

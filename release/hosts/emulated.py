@@ -19,7 +19,7 @@ import zipfile
 from pathlib import Path
 from typing import Mapping, Sequence
 
-from .. import emulation, proc
+from .. import emulation, proc, rootfs
 from .base import Description, compiler_rejects, compiler_version, pip_wheel
 from .native import Host
 from .root import BuildRoot
@@ -68,11 +68,16 @@ class EmulatedRoot(BuildRoot):
         return found[-1].name
 
     def runtime_compiler(self, out_dir: Path) -> str:
-        """A `cc` for runtime_build: the cross gcc with the root as sysroot (its static -dev libs)."""
+        """A `cc` for runtime_build: the cross gcc with the runtime sysroot ([cross.<arch>] runtime_*)."""
+        pins = self.settings.pins.cross_for(self.settings.arch)
+        recipe = rootfs.Recipe(pins.runtime_packages, "the AppImage runtime's static libraries")
+        tarball = rootfs.ensure_rootfs(self.settings.cache_dir, arch=self.settings.arch, suite=pins.runtime_suite,
+                                       recipe=recipe)
+        sysroot = rootfs.unpack_rootfs(tarball, self.settings.cache_dir / "buildroot" / tarball.name.removesuffix(".tar.zst"))
         out_dir.mkdir(parents=True, exist_ok=True)
         wrapper = out_dir / f"{self.settings.arch}-cc"
         partial = wrapper.with_name(f".{wrapper.name}.partial")
-        partial.write_text(f'#!/bin/sh\nexec {self.cc} --sysroot="{self.root}" "$@"\n')
+        partial.write_text(f'#!/bin/sh\nexec {self.cc} --sysroot="{sysroot}" "$@"\n')
         partial.chmod(0o755)
         os.replace(partial, wrapper)
         return str(wrapper)

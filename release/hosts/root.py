@@ -42,7 +42,7 @@ class BuildRoot(CompilesHere):
 
     @cached_property
     def recipe(self) -> rootfs.Recipe:
-        return rootfs.Recipe(self.settings.pins.build.packages, self.finish_root, RECIPE)
+        return rootfs.Recipe(self.settings.pins.build.packages, RECIPE, self.finish_root)
 
     @cached_property
     def tarball(self) -> Path:

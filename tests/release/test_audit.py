@@ -226,7 +226,7 @@ def appdir_step_context(tmp_path: Path, glibc: str) -> tuple:
     ctx = Context(settings)
     ctx.artifacts.add(Artifact(Kind.ONEDIR, onedir, "digest", "python"))
     ctx.artifacts.add(Artifact(Kind.BUILD_HOST, tmp_path / "build-host.json", "digest", None,
-                               {"base": "bullseye", "floor": {"glibc": glibc, "glibcxx": "3.4.28"}}))
+                               {"description": {"base": "bullseye", "floor": {"glibc": glibc, "glibcxx": "3.4.28"}}}))
     return appdir.AppDirStep(settings.flavors[0]), ctx, appdir.appdir_path(settings, settings.flavors[0])
 
 

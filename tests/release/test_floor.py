@@ -77,13 +77,14 @@ def run(image: Path, *args: str, tmp_path: Path, **env: str) -> subprocess.Compl
 
 
 @pytest.mark.parametrize("how", [(), ("--appimage-extract-and-run",), ("APPIMAGE_EXTRACT_AND_RUN",)])
-def test_below_the_floor_one_line_and_exit_1_before_mounting_or_extracting(runtime, tmp_path, how):  # noqa: F811
-    image = image_with_floor(runtime, tmp_path, "tea-demo 9.99")
+@pytest.mark.parametrize("needed", ["9.99", "3.0"])
+def test_below_the_floor_one_line_and_exit_1_before_mounting_or_extracting(runtime, tmp_path, how, needed):  # noqa: F811
+    image = image_with_floor(runtime, tmp_path, f"tea-demo {needed}")
     env = {"APPIMAGE_EXTRACT_AND_RUN": "1"} if how == ("APPIMAGE_EXTRACT_AND_RUN",) else {}
     args = () if env else how
     done = run(image, *args, "--version", tmp_path=tmp_path, **env)
     assert (done.returncode, done.stdout) == (1, "")
-    assert done.stderr == f"tea-demo needs glibc >= 9.99; this system has {glibc_here()}\n"
+    assert done.stderr == f"tea-demo needs glibc >= {needed}; this system has {glibc_here()}\n"
     assert not [p for p in tmp_path.iterdir() if p.name.startswith((".mount_", "appimage"))]
 
 
@@ -133,6 +134,13 @@ def test_extract_works_below_the_floor_and_gives_the_floor_file(runtime, tmp_pat
 
 def test_glibc_floor_of_an_image_without_one_is_empty(runtime, tmp_path):  # noqa: F811
     assert appimage.glibc_floor(image_with_floor(runtime, tmp_path, None)) == ("", "")
+
+
+def test_our_runtime_is_known_to_check_the_floor_and_a_bare_elf_is_not(runtime, tmp_path):  # noqa: F811
+    assert appimage.runtime_checks_floor(image_with_floor(runtime, tmp_path, None))
+    other = tmp_path / "other.AppImage"
+    other.write_bytes(Path("/bin/true").read_bytes() + b"\0" * 64 + appimage.FLOOR_FILE.encode())
+    assert not appimage.runtime_checks_floor(other)  # the name after the ELF part is not the runtime's
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="needs root: chroot")
