@@ -7,7 +7,7 @@ and the manifest read.
 
 from __future__ import annotations
 
-from . import apt, hosts
+from . import apt, hosts, log
 from .artifacts import Kind
 from .config import Settings
 from .pipeline import BaseStep, Context
@@ -41,6 +41,8 @@ class BuildHostStep(BaseStep):
 
     def run(self, ctx: Context) -> dict:
         description = ctx.host.prepare()
+        log.info(f"build host: {description.kind}, {description.distribution}, glibc {description.floor.glibc}, "
+                 f"GLIBCXX {description.floor.glibcxx or '-'}, Python {description.python}")
         path = description.write(ctx.settings.arch_dir / DESCRIPTION)
         ctx.register(Kind.BUILD_HOST, path, description=description.to_json())
         return description.to_json()

@@ -17,7 +17,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Mapping, Sequence
 
-from .. import chroot, cpython, debian, log, proc, rootfs
+from .. import chroot, cpython, debian, proc, rootfs
 from ..config import REPO, Settings
 from ..errors import ConfigError
 from ..floor import system_floor
@@ -68,11 +68,8 @@ class BuildRoot(CompilesHere):
                                            suite=self.settings.base, recipe=self.recipe)
             rootfs.unpack_rootfs(tarball, self.root)
             python = cpython.ensure(self)
-        description = Description(self.kind, self.settings.base, distribution(self.root), python.describe(),
-                                  system_floor(self.root, self.settings.arch))
-        log.info(f"build host: {description.kind} {description.distribution}, glibc {description.floor.glibc}, "
-                 f"GLIBCXX {description.floor.glibcxx}, Python {description.python}")
-        return description
+        return Description(self.kind, self.settings.base, distribution(self.root), python.describe(),
+                           system_floor(self.root, self.settings.arch))
 
     def finish_root(self, root: Path) -> None:
         """Before the fresh root is packed: its suite's updates and security fixes, installed."""
