@@ -106,11 +106,13 @@ def strip_own_libraries(root: Path, strip: str = "strip") -> int:
     return len(libraries)
 
 
-def check_frozen(executable: Path, version: str) -> None:
-    """The step only succeeds if the frozen program answers like the source one."""
+def check_frozen(command: list[str], version: str) -> None:
+    """The step only succeeds if the frozen program answers like the source one. It runs on the
+    build host: the base it was built for (this machine may be older, or of another arch)."""
     expected = {"--version": f"tea {version}", "--impl": "python"}
+    executable = command[-1]
     for flag, want in expected.items():
-        done = proc.run([executable, flag], timeout=60, check=False, error=VerifyError)
+        done = proc.run([*command, flag], timeout=60, check=False, error=VerifyError)
         if done.returncode != 0 or done.stdout.strip() != want:
             raise VerifyError(f"frozen {executable} {flag} printed {done.stdout.strip()!r} "
                               f"(exit {done.returncode}), expected {want!r}: {done.stderr.strip()[-200:]}")
@@ -153,5 +155,5 @@ def freeze(ctx: Context, flavor: Flavor) -> dict:
              env={"PYTHONHASHSEED": "0", "SOURCE_DATE_EPOCH": "0", "PYTHONPATH": str(app)})
     deduped = dedupe_shared_libs(onedir(settings, flavor))
     strip_own_libraries(onedir(settings, flavor), strip=host.strip)
-    check_frozen(onedir(settings, flavor) / "tea", settings.version)
+    check_frozen(host.command([host.inside(onedir(settings, flavor) / "tea")]), settings.version)
     return {"onedir": str(onedir(settings, flavor)), "deduplicated_libs": deduped, "built_in": host.kind}

@@ -43,7 +43,7 @@ class EmulatedRoot(BuildRoot):
         return [*super().identity(), self.compiler_version()]
 
     def prepare(self) -> Description:
-        emulation.prepare(self.settings.arch, self.settings.cache_dir, self.settings.systems[0])
+        emulation.prepare(self.settings.arch, self.settings.cache_dir, self.settings.pins.systems.suites[0])
         return super().prepare()
 
     def compiler_rejects(self, options: Sequence[str]) -> str | None:
