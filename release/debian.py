@@ -56,6 +56,11 @@ def source_sources(sources_list: str, suite: str) -> str:
     return "\n".join(suite_lines("deb-src", mirror_of(sources_list), suite, updates=False)) + "\n"
 
 
+def upgradable(output: str) -> list[str]:
+    """Package names in `apt list --upgradable` output ("libssl1.1/bullseye-security 1.1.1w... arm64 [...]")."""
+    return sorted({line.split("/", 1)[0] for line in output.splitlines() if "/" in line and "[upgradable" in line})
+
+
 def madison_versions(output: str, package: str) -> list[str]:
     """Source versions of `package` in `apt-cache madison` output, newest first, once each."""
     versions = {fields[1] for line in output.splitlines()

@@ -17,7 +17,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Mapping, Sequence
 
-from .. import chroot, cpython, debian, proc, rootfs
+from .. import chroot, cpython, debian, log, proc, rootfs
 from ..config import REPO, Settings
 from ..errors import ConfigError
 from ..floor import system_floor
@@ -72,13 +72,24 @@ class BuildRoot(CompilesHere):
                            system_floor(self.root, self.settings.arch))
 
     def finish_root(self, root: Path) -> None:
-        """Before the fresh root is packed: its suite's updates and security fixes, installed."""
+        """Before the fresh root is packed: its suite's updates and security fixes, installed.
+
+        An update the mirror lists but cannot deliver is held back (--fix-missing) and named in
+        a warning, rather than failing the build on a mirror's gap."""
         sources = root / "etc/apt/sources.list"
         sources.write_text(debian.root_sources(sources.read_text(), self.settings.base))
         self._sync_host_files(root)
-        upgrade = "apt-get update -q && apt-get dist-upgrade -y -q && apt-get clean"
-        proc.run(chroot.enter(root, ["/usr/bin/env", "-i", *CLEAN_ENV, "sh", "-c", upgrade]),
-                 what=f"upgrading the {self.settings.base} build root", stream=True)
+
+        def inside(script: str, what: str, stream: bool = True):
+            return proc.run(chroot.enter(root, ["/usr/bin/env", "-i", *CLEAN_ENV, "sh", "-c", script]),
+                            what=what, stream=stream)
+
+        inside("apt-get update -q && apt-get dist-upgrade -y -q --fix-missing && apt-get clean",
+               f"upgrading the {self.settings.base} build root")
+        held = debian.upgradable(inside("apt list --upgradable 2>/dev/null", "apt list", stream=False).stdout)
+        if held:
+            log.warn(f"{len(held)} update(s) of the {self.settings.base} build root could not be downloaded and are "
+                     f"not in it: {', '.join(held)}")
 
     def python(self) -> str:
         return f"{self.settings.pins.build.python.prefix}/bin/python3"

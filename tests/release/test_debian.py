@@ -43,6 +43,14 @@ def test_no_deb_line_is_one_line_build_error(sources):
     assert "\n" not in str(error.value)
 
 
+def test_upgradable_names_the_packages_apt_holds_back():
+    listing = ("Listing...\n"
+               "libssl1.1/bullseye-security 1.1.1w-0+deb11u8 arm64 [upgradable from: 1.1.1w-0+deb11u1]\n"
+               "libexpat1/bullseye-security 2.2.10-2+deb11u7 arm64 [upgradable from: 2.2.10-2+deb11u5]\n")
+    assert debian.upgradable(listing) == ["libexpat1", "libssl1.1"]
+    assert debian.upgradable("Listing...\n") == []
+
+
 MADISON = """python3.11 | 3.11.2-6+deb12u8 | http://deb.debian.org/debian bookworm/main Sources
 python3.11 | 3.11.2-6+deb12u10 | http://deb.debian.org/debian-security bookworm-security/main Sources
 python3.11 | 3.11.2-6+deb12u10 | http://deb.debian.org/debian-security bookworm-security/main amd64 Packages
