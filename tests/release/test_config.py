@@ -165,3 +165,13 @@ def test_checks_without_a_path_need_a_release_in_out(tmp_path):
     assert done.returncode == 2 and "Traceback" not in done.stderr
     assert done.stderr.strip() == (f"error: no {arch.host_arch()} AppImage in {tmp_path}/: "
                                    "run `invoke release` first, or pass --path")
+
+
+def test_test_appimage_systems_default_to_every_pinned_suite_and_can_be_picked_or_skipped():
+    from release import commands
+
+    assert commands.systems_to_check(None, False) == ("bullseye", "bookworm", "trixie")
+    assert commands.systems_to_check("trixie,bullseye", False) == ("trixie", "bullseye")
+    assert commands.systems_to_check("trixie", True) == ()
+    with pytest.raises(ConfigError, match="--systems must name Debian suites"):
+        commands.systems_to_check("host", False)
