@@ -4,6 +4,9 @@ Layout: AppRun, the desktop entry and icon at the root (the AppImage convention)
 in usr/bin, desktop metadata under usr/share, the model at usr/share/models/<filename>, and
 `.tea/glibc-floor` ("<name> <min glibc>"), which the AppImage runtime checks before starting
 AppRun (release/runtime/floor.c): below it, one line instead of a loader error.
+The desktop entry and the AppStream metadata are named after the reverse-DNS component id, as
+appimagetool and linuxdeploy expect (they look for usr/share/metainfo/<desktop name>.appdata.xml
+and run `appstreamcli validate-tree`, which this step runs too, so their gate is ours).
 Large files are hard-linked from the freeze output and the model cache instead of copied
 (4.5 GB of model), falling back to a reflink/copy across filesystems.
 """
@@ -22,7 +25,8 @@ from .errors import BuildError
 from .pipeline import BaseStep, Context
 
 ASSETS = Path(__file__).with_name("assets")
-APP_ID = "tea-python"
+APP_ID = "tea-python"  # the icon's name
+COMPONENT_ID = "io.github.fabceolin.the_edge_agent"  # AppStream id: the desktop and metainfo file names
 
 
 def appdir_path(settings: Settings, flavor: Flavor) -> Path:
@@ -50,11 +54,11 @@ def link_tree(source: Path, target: Path) -> None:
             link_or_copy(path, dest)
 
 
-def write_metadata(root: Path, version: str) -> None:
+def write_metadata(root: Path, version: str, date: str) -> None:
     """AppRun, desktop entry, icons and AppStream metadata, where AppImage tools look for them."""
     shutil.copy2(ASSETS / "AppRun", root / "AppRun")
     desktop = (ASSETS / f"{APP_ID}.desktop").read_text().format(version=version)
-    for place in (root / f"{APP_ID}.desktop", root / "usr/share/applications" / f"{APP_ID}.desktop"):
+    for place in (root / f"{COMPONENT_ID}.desktop", root / "usr/share/applications" / f"{COMPONENT_ID}.desktop"):
         place.parent.mkdir(parents=True, exist_ok=True)
         place.write_text(desktop)
     icons = {root / f"{APP_ID}.svg": "svg", root / f"{APP_ID}.png": "png",
@@ -64,9 +68,9 @@ def write_metadata(root: Path, version: str) -> None:
         place.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(ASSETS / f"{APP_ID}.{kind}", place)
     (root / ".DirIcon").symlink_to(f"{APP_ID}.png")
-    metainfo = root / "usr/share/metainfo" / f"{APP_ID}.appdata.xml"
+    metainfo = root / "usr/share/metainfo" / f"{COMPONENT_ID}.appdata.xml"
     metainfo.parent.mkdir(parents=True, exist_ok=True)
-    metainfo.write_text((ASSETS / f"{APP_ID}.appdata.xml").read_text().format(version=version))
+    metainfo.write_text((ASSETS / metainfo.name).read_text().format(version=version, date=date))
 
 
 def validate_desktop_file(path: Path) -> None:
@@ -78,16 +82,28 @@ def validate_desktop_file(path: Path) -> None:
         raise BuildError(f"{path.name} is not a valid desktop entry: {(done.stdout + done.stderr).strip()}")
 
 
-def build_appdir(target: Path, onedir: Path, version: str, model: Path | None) -> Path:
+def validate_appstream(root: Path) -> None:
+    """`appstreamcli validate-tree`, as appimagetool and linuxdeploy run it: errors and warnings
+    fail (infos and pedantic hints do not)."""
+    if not shutil.which("appstreamcli"):
+        raise BuildError("appstreamcli not found: apt-get install appstream (run `invoke deps`)")
+    done = proc.run(["appstreamcli", "validate-tree", "--no-net", root], check=False)
+    if done.returncode != 0:
+        issues = [line.strip() for line in done.stdout.splitlines() if line.strip().startswith(("E:", "W:"))]
+        raise BuildError(f"the AppStream metadata is not valid: {'; '.join(issues) or done.stdout.strip()[-200:]}")
+
+
+def build_appdir(target: Path, onedir: Path, version: str, model: Path | None, date: str) -> Path:
     """Assemble next to `target` (returned: the caller audits it, then `finish`es it)."""
     staging = target.with_name(target.name + ".partial")
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
-    write_metadata(staging, version)
+    write_metadata(staging, version, date)
     link_tree(onedir, staging / "usr/bin")
     if model is not None:
         link_or_copy(model, staging / "usr/share/models" / model.name)
-    validate_desktop_file(staging / f"{APP_ID}.desktop")
+    validate_desktop_file(staging / f"{COMPONENT_ID}.desktop")
+    validate_appstream(staging)
     return staging
 
 
@@ -111,7 +127,7 @@ class AppDirStep(BaseStep):
         self.after = ("build-root", f"freeze-{flavor.name}") + (("model",) if flavor.llm else ())
 
     def inputs(self, ctx: Context) -> dict:
-        return {"assets": ASSETS, "version": ctx.settings.version}
+        return {"assets": ASSETS, "version": ctx.settings.version, "date": ctx.settings.release_date}
 
     def run(self, ctx: Context) -> dict:
         settings = ctx.settings
@@ -119,7 +135,8 @@ class AppDirStep(BaseStep):
         host = ctx.artifacts.get(Kind.BUILD_HOST).extra["description"]
         floor = Floor(**host["floor"])
         target = appdir_path(settings, self.flavor)
-        staging = build_appdir(target, ctx.artifacts.get(Kind.ONEDIR, self.flavor.name).path, settings.version, model)
+        staging = build_appdir(target, ctx.artifacts.get(Kind.ONEDIR, self.flavor.name).path, settings.version,
+                               model, settings.release_date)
         report = audit.audit_appdir(staging, arch=settings.arch, floor=floor)
         write_floor(staging, self.flavor.product, report.min_glibc)
         finish(staging, target)

@@ -1,5 +1,9 @@
 """The freeze step: PyInstaller onedir build of `tea` (onedir starts ~10x faster than onefile).
 
+For flavors with Prolog, janus-swi is compiled against the build's SWI-Prolog and installed next
+to the app; PyInstaller bundles it with libswipl, and SWI-Prolog's home (boot file, library,
+foreign modules) goes into the bundle as `swipl/`, where tea points SWI_HOME_DIR.
+
 For the LLM flavor the portable llama.cpp CPU variants (`libggml-cpu-*.so`, installed by the wheel
 outside the llama_cpp package) are bundled next to libllama, and byte-identical copies of a
 library under several names (wheels carry no symlinks) become symlinks to the soname copy, so
@@ -18,14 +22,15 @@ from typing import Callable
 from elftools.elf.dynamic import DynamicSection
 from elftools.elf.elffile import ELFFile
 
-from . import hosts, proc
+from . import hosts, proc, swipl
 from .config import REPO, Flavor, Settings
 from .errors import VerifyError
-from .artifacts import Kind
+from .artifacts import Artifact, Kind
 from .pipeline import BaseStep, Context
 
 APP_SOURCE = REPO / "python"
 ENTRY_SCRIPT = "from the_edge_agent.cli import main\n\nraise SystemExit(main())\n"
+SWIPL_HOME = "swipl"  # the_edge_agent.prolog.BUNDLED_HOME
 VARIANT_GLOB = "libggml-cpu-*.so"
 
 
@@ -40,21 +45,29 @@ def app_dir(settings: Settings, flavor: Flavor) -> Path:
 
 def source_tea(ctx: Context, flavor: Flavor) -> tuple[list[str], dict[str, str]]:
     """Command and environment of the unfrozen tea of this build: the reference the AppImage must match."""
-    venv, host = ctx.artifacts.get(Kind.VENV, flavor.name).path.parent, ctx.host
+    venv, host, settings = ctx.artifacts.get(Kind.VENV, flavor.name).path.parent, ctx.host, ctx.settings
     command = host.command([host.inside(venv / "bin" / "python"), "-c", ENTRY_SCRIPT])
-    return command, {"PYTHONPATH": str(app_dir(ctx.settings, flavor))}
+    prolog = swipl.environment(swipl.prefix_dir(settings)) if swipl.bundled(settings, flavor) else {}
+    return command, {"PYTHONPATH": str(app_dir(settings, flavor)), **prolog}
 
 
 def site_packages(venv: Path) -> Path:
     return next((venv / "lib").glob("python3*/site-packages"))
 
 
-def pyinstaller_args(flavor: Flavor, work: Path, venv: Path, inside: Callable[[Path], str] = str) -> list[str]:
+def pyinstaller_args(flavor: Flavor, work: Path, venv: Path, inside: Callable[[Path], str] = str,
+                     swipl_prefix: Path | None = None) -> list[str]:
     """PyInstaller's options; `inside` names a venv path as the build host sees it."""
     args = ["--noconfirm", "--clean", "--onedir", "--name", "tea",
             "--distpath", str(work / "dist"), "--workpath", str(work / "work"), "--specpath", str(work),
             "--collect-all", "the_edge_agent", "--copy-metadata", "the_edge_agent",
             "--exclude-module", "tkinter"]
+    if swipl_prefix is not None:
+        args += ["--collect-all", "janus_swi"]
+        args += [arg for source, dest in swipl.runtime_data(swipl_prefix, SWIPL_HOME)
+                 for arg in ("--add-data", f"{source}:{dest}")]
+    else:
+        args += ["--exclude-module", "janus_swi"]
     if flavor.llm:
         args += ["--collect-all", "llama_cpp"]
         variants = sorted((site_packages(venv) / "bin").glob(VARIANT_GLOB))
@@ -97,10 +110,16 @@ def dedupe_shared_libs(root: Path) -> int:
 
 
 def strip_own_libraries(root: Path, strip: str = "strip") -> int:
-    """Strip the llama.cpp libraries we compiled. Not PyInstaller's --strip: it also strips the
-    patchelf-edited libraries vendored by manylinux wheels (numpy's OpenBLAS), which corrupts them
-    ("ELF load command address/offset not page-aligned")."""
-    libraries = [p for p in (root / "_internal" / "llama_cpp" / "lib").glob("*.so*") if not p.is_symlink()]
+    """Strip the llama.cpp libraries and the janus-swi extension we compiled, and drop the extension's
+    RUNPATH (a directory of the build machine: the bundle's libswipl is found like every bundled
+    library). Not PyInstaller's --strip: it also strips the patchelf-edited libraries vendored by
+    manylinux wheels (numpy's OpenBLAS), which corrupts them ("ELF load command address/offset not
+    page-aligned")."""
+    internal = root / "_internal"
+    janus = sorted((internal / "janus_swi").glob("_swipl*.so"))
+    libraries = [p for p in (internal / "llama_cpp" / "lib").glob("*.so*") if not p.is_symlink()] + janus
+    if janus:
+        proc.run(["patchelf", "--remove-rpath", *janus], what="patchelf --remove-rpath")
     if libraries:
         proc.run([strip, "--strip-unneeded", *libraries], what="strip")
     return len(libraries)
@@ -122,21 +141,24 @@ class FreezeStep(BaseStep):
     def __init__(self, flavor: Flavor) -> None:
         self.flavor = flavor
         self.name = f"freeze-{flavor.name}"
-        self.after = (f"venv-{flavor.name}",)
+        self.after = (f"venv-{flavor.name}",) + (("swipl",) if flavor.prolog else ())
 
     def inputs(self, ctx: Context) -> dict:
         return {"app": APP_SOURCE / "src", "pyproject": APP_SOURCE / "pyproject.toml", "version": ctx.settings.version}
 
     def run(self, ctx: Context) -> dict:
         settings, flavor = ctx.settings, self.flavor
-        result = freeze(ctx, flavor)
+        prolog = ctx.artifacts.get(Kind.SWIPL) if swipl.bundled(settings, flavor) else None
+        result = freeze(ctx, flavor, prolog)
         ctx.register(Kind.SOURCE_APP, app_dir(settings, flavor), flavor=flavor.name)
-        ctx.register(Kind.ONEDIR, onedir(settings, flavor), flavor=flavor.name)
+        ctx.register(Kind.ONEDIR, onedir(settings, flavor), flavor=flavor.name,
+                     swi_prolog=dict(prolog.extra) if prolog else None)
         return result
 
 
-def freeze(ctx: Context, flavor: Flavor) -> dict:
-    """Install the app for this build, run PyInstaller on the build host, check what it made."""
+
+def freeze(ctx: Context, flavor: Flavor, prolog: Artifact | None) -> dict:
+    """Install the app (and janus-swi) for this build, run PyInstaller on the build host, check what it made."""
     host: hosts.BuildHost = ctx.host
     settings = ctx.settings
     venv = ctx.artifacts.get(Kind.VENV, flavor.name).path.parent
@@ -145,14 +167,19 @@ def freeze(ctx: Context, flavor: Flavor) -> dict:
         shutil.rmtree(stale, ignore_errors=True)
     work.mkdir(parents=True)
     # No build isolation: the venv's own setuptools builds it, so this works offline too.
-    host.run([host.inside(venv / "bin" / "pip"), "install", "-q", "--no-deps", "--no-build-isolation",
-              "--no-compile", "--target", str(app), str(APP_SOURCE)],
-             what="installing the_edge_agent for the build")
+    install = [host.inside(venv / "bin" / "pip"), "install", "-q", "--no-deps", "--no-build-isolation",
+               "--no-compile", "--target", str(app)]
+    host.run([*install, str(APP_SOURCE)], what="installing the_edge_agent for the build")
+    if prolog is not None:
+        janus = swipl.ensure_janus_wheel(settings, host, prolog.path, prolog.extra["tarball"], venv)
+        host.run([*install, str(janus)], what="installing janus-swi for the build")
     entry = work / "tea_entry.py"
     entry.write_text(ENTRY_SCRIPT)
-    host.run([host.inside(venv / "bin" / "pyinstaller"), *pyinstaller_args(flavor, work, venv, host.inside),
-              str(entry)], what=f"PyInstaller ({host.kind})",
-             env={"PYTHONHASHSEED": "0", "SOURCE_DATE_EPOCH": "0", "PYTHONPATH": str(app)})
+    swipl_prefix = prolog.path if prolog else None
+    host.run([host.inside(venv / "bin" / "pyinstaller"),
+              *pyinstaller_args(flavor, work, venv, host.inside, swipl_prefix), str(entry)],
+             what=f"PyInstaller ({host.kind})",
+             env={"PYTHONHASHSEED": "0", "SOURCE_DATE_EPOCH": "0", **source_tea(ctx, flavor)[1]})
     deduped = dedupe_shared_libs(onedir(settings, flavor))
     strip_own_libraries(onedir(settings, flavor), strip=host.strip)
     check_frozen(host.command([host.inside(onedir(settings, flavor) / "tea")]), settings.version)

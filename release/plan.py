@@ -6,7 +6,8 @@ on; the runner skips whatever is already up to date, so running a later stage is
 
 from __future__ import annotations
 
-from . import appdir, deps, finalize, freeze, llama, model, package, packagers, venv, verify_steps
+from . import (appdir, deps, finalize, freeze, llama, model, package, packagers, sbom, swipl, variant_proof, venv,
+               verify_steps)
 from .config import Settings
 from .errors import ConfigError
 from .pipeline import Step
@@ -19,6 +20,7 @@ def release_plan(settings: Settings, *, skip: frozenset[str] = frozenset()) -> l
         ("deps", deps.SystemPackagesStep()),             # apt packages (or the command to run)
         ("deps", deps.BuildHostStep()),                  # the pinned Debian build root with its CPython
         ("deps", packagers.PackagerStep()),              # pick packager; compile the builtin runtime
+        ("deps", swipl.SwiplStep()),                     # SWI-Prolog for Prolog nodes (built once, cached)
         ("model", model.ModelStep()),                    # verified GGUF in the download cache
     ]
     if any(flavor.llm for flavor in settings.flavors):
@@ -28,9 +30,11 @@ def release_plan(settings: Settings, *, skip: frozenset[str] = frozenset()) -> l
             ("deps", venv.VenvStep(flavor)),             # build venv (with the wheel for LLM flavors)
             ("freeze", freeze.FreezeStep(flavor)),       # PyInstaller onedir that answers --version
             ("appdir", appdir.AppDirStep(flavor)),       # AppRun, desktop, icons, app, model; ELF audit
-            ("appimage", package.AppImageStep(flavor)),  # dist/<name>.AppImage, validated
-            ("smoke", verify_steps.CheckStep("smoke", flavor, verify_steps.smoke)),
+            ("appimage", package.AppImageStep(flavor)),  # dist/<name>.AppImage, signed when keyed, validated
+            ("appimage", sbom.SbomStep(flavor)),         # dist/<name>.AppImage.cdx.json (CycloneDX)
+            ("smoke", verify_steps.CheckStep("smoke", flavor, verify_steps.smoke, agents=False)),
             ("functional", verify_steps.CheckStep("functional", flavor, verify_steps.functional)),
+            *([("functional", variant_proof.VariantProofStep(flavor))] if flavor.llm else []),  # each CPU variant
             ("systems", verify_steps.CheckStep("systems", flavor, verify_steps.on_systems)),  # Debian 11-13, no Python
         ]
     plan.append(("checksums", finalize.FinalizeStep(settings.flavors)))  # split oversize, SHA256SUMS, manifest

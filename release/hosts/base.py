@@ -60,6 +60,10 @@ class BuildHost(Protocol):
     def venvs_dir(self) -> Path:
         """Host path of the directory its venvs live in."""
 
+    @property
+    def system_root(self) -> Path:
+        """Host path of its file system's root: its apt sources, its dpkg database."""
+
     def inside(self, path: Path) -> str:
         """A host path as the build environment sees it."""
 

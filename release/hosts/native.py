@@ -37,6 +37,10 @@ class Host(CompilesHere):
     def python(self) -> str:
         return sys.executable
 
+    @property
+    def system_root(self) -> Path:
+        return Path("/")
+
     def venvs_dir(self) -> Path:
         return self.settings.cache_dir / "venvs"
 

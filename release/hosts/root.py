@@ -94,6 +94,10 @@ class BuildRoot(CompilesHere):
     def python(self) -> str:
         return f"{self.settings.pins.build.python.prefix}/bin/python3"
 
+    @property
+    def system_root(self) -> Path:
+        return self.root
+
     def venvs_dir(self) -> Path:
         return self.root / VENVS.lstrip("/")
 
@@ -104,7 +108,7 @@ class BuildRoot(CompilesHere):
     def binds(self) -> list[Path]:
         """Host dirs visible at the same path inside."""
         cache = self.settings.cache_dir
-        dirs = {REPO, self.settings.build_dir, cache / "wheels", cache / "downloads"}
+        dirs = {REPO, self.settings.build_dir, cache / "wheels", cache / "downloads", cache / "swipl"}
         for path in dirs:
             path.mkdir(parents=True, exist_ok=True)
         return sorted(path.resolve() for path in dirs)

@@ -118,7 +118,8 @@ static int fuse_device_missing(struct mount *m)
 int mount_start(const struct image *img, struct mount *m)
 {
 	int ready[2];
-	snprintf(m->dir, sizeof m->dir, "%s/.mount_%sXXXXXX", temp_dir(), img->name);
+	if (path_printf(m->dir, sizeof m->dir, "%s/.mount_%sXXXXXX", temp_dir(), img->name) != 0)
+		return -1;
 	if (fuse_device_missing(m))
 		return 1;
 	if (!mkdtemp(m->dir) || pipe2(ready, O_CLOEXEC) != 0) {
@@ -147,20 +148,21 @@ int mount_start(const struct image *img, struct mount *m)
 
 /* Stops the server (which unmounts); repeats SIGTERM in case one lands between two requests.
  * Polls every millisecond for up to 10 s: the server is usually gone within 2-3 ms, and every
- * run of the AppImage pays this wait on its way out. */
+ * run of the AppImage pays this wait on its way out. Then a lazy unmount, whatever the server did. */
 void mount_stop(struct mount *m)
 {
-	for (int tick = 0; tick < 10000; tick++) {
+	int gone = 0;
+	for (int tick = 0; tick < 10000 && !gone; tick++) {
 		if (tick % 500 == 0)
 			kill(m->server, SIGTERM);
-		if (waitpid(m->server, NULL, WNOHANG) == m->server) {
-			rmdir(m->dir);
-			return;
-		}
-		usleep(1000);
+		gone = waitpid(m->server, NULL, WNOHANG) == m->server;
+		if (!gone)
+			usleep(1000);
 	}
-	kill(m->server, SIGKILL);
-	waitpid(m->server, NULL, 0);
-	umount2(m->dir, MNT_DETACH);
+	if (!gone) {
+		kill(m->server, SIGKILL);
+		waitpid(m->server, NULL, 0);
+	}
+	umount2(m->dir, MNT_DETACH); /* a server that died (crashed, killed) leaves its mount behind */
 	rmdir(m->dir);
 }

@@ -32,16 +32,21 @@ CASES = {
     "release/assets/AppRun": [f"appdir-{f}" for f in BOTH],                      # an AppDir input
     "release/runtime/main.c": ["packager"],                                      # the C runtime
     "release/runtime/floor.c": ["packager"],                                     # its glibc floor check
-    "release/hosts/root.py": ["system-packages", "build-root", "packager", "llama-wheel"]
-    + [f"{kind}-{f}" for kind in ("venv", "freeze", "smoke", "functional") for f in BOTH],  # all that runs in the root
+    "release/hosts/root.py": ["system-packages", "build-root", "packager", "swipl", "llama-wheel", "checksums"]
+    + [f"{kind}-{f}" for kind in ("venv", "freeze", "appimage", "sbom", "smoke", "functional") for f in BOTH]
+    + [f"variant-proof-{LLM}"],                                                  # all that runs in or reads the root
     "release/llama.py": ["llama-wheel"] + [f"venv-{f}" for f in BOTH],           # the wheel, and the venvs named by it
+    "release/swipl.py": ["swipl", "checksums", f"variant-proof-{LLM}"]
+    + [f"{step}-{f}" for f in BOTH for step in ("freeze", "sbom", "smoke", "functional")],  # freeze and the checks
     "release/audit.py": [f"appdir-{f}" for f in BOTH],
     "release/squashfs.py": [f"appimage-{f}" for f in BOTH],
     "release/packagers.py": ["packager"] + [f"appimage-{f}" for f in BOTH],
     "release/verify.py": [f"smoke-{f}" for f in BOTH] + [f"functional-{f}" for f in BOTH],
-    "release/checksums.py": ["checksums"],
+    "release/checksums.py": ["checksums"] + [f"sbom-{f}" for f in BOTH],          # the SBOM's atomic write
     "release/reassemble.py": ["checksums"],
     "release/model.py": ["model"],
+    "examples/hello.yaml": [f"functional-{f}" for f in BOTH],                   # an agent the checks run
+    "examples/prolog/neurosymbolic.yaml": [f"functional-{f}" for f in BOTH],
 }
 
 
@@ -104,7 +109,7 @@ def test_no_change_rerun_runs_nothing(built_copy, invoke):
 def test_an_edit_reruns_exactly_its_steps_and_their_dependants(built_copy, invoke, edited):
     path = built_copy / edited
     original = path.read_bytes()
-    comment = b"\n# edited\n" if path.suffix in (".py", ".toml", "") else b"\n/* edited */\n"
+    comment = b"\n/* edited */\n" if path.suffix in (".c", ".h") else b"\n# edited\n"
     path.write_bytes(original + comment)
     try:
         report = release_in(built_copy, invoke, "--dry-run")
