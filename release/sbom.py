@@ -76,11 +76,19 @@ def python_bom(python: Path, out: Path) -> dict:
 def stand_in_python(site_packages: Path, work: Path) -> Path:
     """What cyclonedx-py asks of an interpreter is its sys.path. The build venv's Python may only run
     inside the build root (another glibc, another arch), so a stand-in answers with the venv's
-    site-packages as this machine sees it."""
+    site-packages as this machine sees it, and the directories its .pth files add (as `site` does)."""
     stand_in = work / "venv-python"
-    stand_in.write_text(f"#!/bin/sh\necho '{json.dumps([str(site_packages)])}'\n")
+    paths = [str(site_packages), *map(str, pth_dirs(site_packages))]
+    stand_in.write_text(f"#!/bin/sh\necho '{json.dumps(paths)}'\n")
     stand_in.chmod(0o755)
     return stand_in
+
+
+def pth_dirs(site_packages: Path) -> list[Path]:
+    """Directories named by the .pth files of a site-packages dir (not their `import` lines)."""
+    lines = [line.strip() for pth in sorted(site_packages.glob("*.pth")) for line in pth.read_text().splitlines()]
+    found = [site_packages / line for line in lines if line and not line.startswith(("#", "import ", "import\t"))]
+    return [path for path in found if path.is_dir()]
 
 
 def closure(dependencies: list[dict], roots: Iterable[str]) -> set[str]:

@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Sequence
 
 from . import arch as arches
-from . import hosts, log, proc
+from . import debian, hosts, log, proc
 from .artifacts import Kind
 from .config import Flavor, Settings, SwiplPins
 from .errors import BuildError, ConfigError
@@ -104,15 +104,7 @@ def available_versions(builder: hosts.BuildHost, pins: SwiplPins, state: Path) -
                 stream=False)
     listing = builder.run(["apt-cache", *apt_options(state), "madison", pins.source], what="apt-cache madison",
                           stream=False, check=False)
-    return madison_versions(listing.stdout, pins.source)
-
-
-def madison_versions(output: str, package: str) -> list[str]:
-    """Source versions of `package` in `apt-cache madison` output, newest first, once each."""
-    versions = {fields[1] for line in output.splitlines()
-                if len(fields := [field.strip() for field in line.split("|")]) == 3
-                and fields[0] == package and fields[2].endswith("Sources")}
-    return sorted(versions, key=upstream_version, reverse=True)
+    return debian.madison_versions(listing.stdout, pins.source)
 
 
 def usable(versions: list[str], minimum: str) -> list[str]:

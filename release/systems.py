@@ -80,7 +80,7 @@ def check_in_rootfs(tarball: Path, arch: str, appimage: Path, version: str, *, p
                 verify.refuses_llm(run, where, LOCAL_CHAT, verify.QUESTION)
             for example in examples if fuse else ():
                 verify.check_state(agent_state(run, where, inside_path(example), example.inputs), example, where)
-            checked.append(f"smoke+functional{' +prolog' if examples and fuse else ''} ({mode})")
+            checked.append(f"smoke+functional{'+prolog' if examples and fuse else ''} ({mode})")
     return checked
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from release import config, hosts, swipl
+from release import config, debian, hosts, swipl
 from release.errors import BuildError, ConfigError
 
 MADISON = """\
@@ -68,7 +68,7 @@ def test_apt_keeps_its_state_private(tmp_path):
 
 
 def test_madison_lists_source_versions_newest_first():
-    assert swipl.madison_versions(MADISON, "swi-prolog") == ["9.10.1-1", "9.2.9+dfsg-1", "9.0.4+dfsg-2"]
+    assert debian.madison_versions(MADISON, "swi-prolog") == ["9.10.1-1", "9.2.9+dfsg-1", "9.0.4+dfsg-2"]
 
 
 @pytest.mark.parametrize("version, parsed", [("9.2.9+dfsg-1", (9, 2, 9)), ("1:9.10.0-2", (9, 10, 0)),
