@@ -43,7 +43,7 @@ def check_on_systems(cache_dir: Path, arch: str, suites: tuple[str, ...], appima
 
 
 def check_in_rootfs(tarball: Path, arch: str, appimage: Path, version: str, *, product: str, min_glibc: str,
-                    model_filename: str | None, llm: bool, prolog: bool = True,
+                    model_filename: str | None, llm: bool, prolog: bool,
                     answers: dict[str, str] | None = None, refuses: bool = True) -> list[str]:
     """One system, with and without FUSE. Returns what ran; LLM answers go into `answers`. With
     Prolog, its examples run too (through FUSE: on the bundled SWI-Prolog, the system has none)."""

@@ -4,8 +4,8 @@ Made once per base, arch and package list: debootstrap --variant=minbase with [b
 its apt sources completed with -updates and -security (derived from debootstrap's own line, see
 release.debian) and upgraded, then cached as a tarball and unpacked into the cache. CPython is
 added by release.cpython; venvs live in the root's /opt/venvs. Commands run chrooted with a
-clean environment, with the project, build and wheel/download cache dirs bind-mounted at their
-host paths, so paths are the same inside and out.
+clean environment, with the project, build and wheel/download/SWI-Prolog cache dirs bind-mounted
+at their host paths, so paths are the same inside and out.
 """
 
 from __future__ import annotations

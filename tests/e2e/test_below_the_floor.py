@@ -49,7 +49,7 @@ def test_minimal_bookworm_refuses_and_minimal_trixie_runs(trixie_build, release_
     checked = systems.check_on_systems(release_cache, "x86_64", ("bookworm", "trixie"), appimage,
                                        json.loads((trixie_build / "manifest.json").read_text())["version"],
                                        product="tea-python", min_glibc=record["min_glibc"], model_filename=None,
-                                       llm=False)
+                                       llm=False, prolog=True)
     assert checked == {"bookworm": ["refused (FUSE)", "refused (no FUSE)"],
-                       "trixie": ["smoke+functional (FUSE)", "smoke+functional (no FUSE)"]}
+                       "trixie": ["smoke+functional+prolog (FUSE)", "smoke+functional (no FUSE)"]}
 

@@ -253,7 +253,7 @@ case "$1" in
   --version) echo "tea 9.9.9" ;;
   --impl) echo python ;;
   run) case "$2" in
-         *hello.yaml) echo '{"greeting": "hi"}' ;;
+         *hello.yaml) echo '{"message": "Hello, release!"}' ;;
          *) echo "llama-cpp-python not installed. Install with: pip install the_edge_agent[llm-local]" >&2; exit 1 ;;
        esac ;;
 esac
@@ -277,7 +277,7 @@ def test_systems_check_expects_the_refusal_exactly_below_the_floor(tarball, runt
                                                                    expected):
     image = stand_in_appimage(runtime, tmp_path, floor)
     assert systems.check_in_rootfs(tarball, "x86_64", image, "9.9.9", product="tea-demo", min_glibc=floor,
-                                   model_filename=None, llm=False) == expected
+                                   model_filename=None, llm=False, prolog=False) == expected
 
 
 @pytest.mark.slow
@@ -287,7 +287,7 @@ def test_systems_check_fails_when_an_old_system_is_not_refused(tarball, runtime,
     with pytest.raises(VerifyError, match=r"expected exit != 0 and only 'tea-demo needs glibc >= 9.99; this system "
                                           r"has 2\.\d+' on stderr, got exit 0"):
         systems.check_in_rootfs(tarball, "x86_64", image, "9.9.9", product="tea-demo", min_glibc="9.99",
-                                model_filename=None, llm=False)
+                                model_filename=None, llm=False, prolog=False)
 
 
 @pytest.mark.slow
@@ -296,4 +296,4 @@ def test_systems_check_wants_the_exact_refusal_line(tarball, runtime, tmp_path):
     with pytest.raises(VerifyError, match=r"only 'tea-other needs glibc >= 9.99; [^']*' on stderr, got exit 1, "
                                           r"stderr 'tea-demo needs glibc >= 9.99"):
         systems.check_in_rootfs(tarball, "x86_64", image, "9.9.9", product="tea-other", min_glibc="9.99",
-                                model_filename=None, llm=False)
+                                model_filename=None, llm=False, prolog=False)
