@@ -85,10 +85,9 @@ def stand_in_python(site_packages: Path, work: Path) -> Path:
 
 
 def pth_dirs(site_packages: Path) -> list[Path]:
-    """Directories named by the .pth files of a site-packages dir (not their `import` lines)."""
+    """Directories named by the .pth files of a site-packages dir (an `import` line or a comment names none)."""
     lines = [line.strip() for pth in sorted(site_packages.glob("*.pth")) for line in pth.read_text().splitlines()]
-    found = [site_packages / line for line in lines if line and not line.startswith(("#", "import ", "import\t"))]
-    return [path for path in found if path.is_dir()]
+    return [site_packages / line for line in lines if line and (site_packages / line).is_dir()]
 
 
 def closure(dependencies: list[dict], roots: Iterable[str]) -> set[str]:
