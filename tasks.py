@@ -16,6 +16,7 @@ BUILD_HELP = {
     "flavor": "python-llm|python|all (default in release.toml: python-llm)",
     "model": "model name from release/release.toml (default in release.toml: gemma-3n-e4b)",
     "packager": "auto|builtin|linuxdeploy|appimagetool (default: auto)",
+    "base": "Debian suite of the build root, or host: this machine (default in release.toml: bullseye)",
     "out": "directory for the AppImages, SHA256SUMS and manifest.json (default: dist)",
     "build_dir": "directory for frozen apps, AppDirs, stamps and logs (default: build)",
     "offline": "use only the download cache (also TEA_RELEASE_OFFLINE=1)",
@@ -30,9 +31,9 @@ BUILD_HELP = {
 def build_task(last_stage, doc, name=None):
     """A task that runs the release pipeline up to `last_stage` (up-to-date steps are skipped)."""
 
-    def body(c, arch=None, flavor=None, model=None, packager=None, out=None, build_dir=None,
+    def body(c, arch=None, flavor=None, model=None, packager=None, base=None, out=None, build_dir=None,
              offline=False, require_pins=False, skip=None, force=None, asset_size_cap=None, dry_run=False):
-        settings = config.resolve(arch=arch, flavor=flavor, model=model, packager=packager, out=out,
+        settings = config.resolve(arch=arch, flavor=flavor, model=model, packager=packager, base=base, out=out,
                                   build_dir=build_dir, offline=offline, require_pins=require_pins,
                                   asset_size_cap=commands.byte_count(asset_size_cap))
         commands.run_pipeline(settings, last_stage, skip=skip, force=force, dry=dry_run)
@@ -72,16 +73,17 @@ functional = check_task("functional", "Run the example agents through the AppIma
 
 @task(help={"source": "AppImage path or URL, or a release directory / base URL",
             "sums": "SHA256SUMS path or URL the artifact must match",
-            "systems": "also run it in minimal Debian systems without Python (default: on)",
+            "systems": "minimal Debian systems (no Python) to run it in, e.g. bullseye,trixie (default: all pinned)",
+            "no_systems": "skip the minimal systems",
             "keyring": "the publisher's public key (file): SHA256SUMS.asc and the AppImage's embedded "
                        "signature must verify against it",
             "cpus": "emulated CPUs, e.g. Westmere,SandyBridge,Haswell (aarch64: cortex-a53,max): on each, the"
                     " llama.cpp CPU variant picked there must run and answer like on this host"})
 @commands.one_line_errors
-def test_appimage(c, source, sums=None, systems=True, keyring=None, cpus=None):
+def test_appimage(c, source, sums=None, systems=None, no_systems=False, keyring=None, cpus=None):
     """Is this downloaded AppImage good? Verify checksum (and signatures), then smoke, functional, minimal systems."""
-    commands.test_downloaded(source, sums=sums, systems=systems, keyring=Path(keyring) if keyring else None,
-                             cpus=cpus)
+    commands.test_downloaded(source, sums=sums, systems=commands.systems_to_check(systems, no_systems),
+                             keyring=Path(keyring) if keyring else None, cpus=cpus)
 
 
 @task(help={"merge": "SHA256SUMS files to combine (repeatable)", "out": "where to write the result",

@@ -21,7 +21,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from release import config, deps, freeze, model  # noqa: E402
+from release import config, freeze, hosts, model, venv  # noqa: E402
 from release.appdir import appdir_path  # noqa: E402
 
 FLAVOR = "python-llm"
@@ -46,7 +46,7 @@ def defaults() -> Defaults:
     flavor = settings.flavors[0]
     return Defaults(appimage=settings.appimage_path(flavor), appdir=appdir_path(settings, flavor),
                     onedir_tea=freeze.onedir(settings, flavor) / "tea", app_dir=freeze.app_dir(settings, flavor),
-                    venv=deps.venv_dir(settings, flavor), model=model.cached_model_path(settings),
+                    venv=venv.venv_dir(settings, hosts.select(settings), flavor), model=model.cached_model_path(settings),
                     runtime=settings.arch_dir / "runtime" / f"runtime-{settings.arch}")
 
 

@@ -5,8 +5,9 @@
 
 Goals: the AppImage (runtime + FUSE mount + AppRun + the onedir) within 1.3x of the onedir, and a
 onefile build (which unpacks itself to /tmp on every start) at least 5x slower than the AppImage.
-The onefile is built once with the LLM build venv's PyInstaller and the pipeline's own arguments
-(release/freeze.py) except `--onefile`, and kept in --onefile-dir, keyed by what went into it.
+The onefile is built once with the LLM build venv's PyInstaller, on the release's build host (the
+build root), with the pipeline's own arguments (release/freeze.py) except `--onefile`, and kept in
+--onefile-dir, keyed by what went into it.
 "AppRun in a held mount" runs the mounted AppImage's AppRun while one mount stays up: the
 difference to "AppImage" is the runtime's own cost (open, mount, unmount, cold FUSE cache).
 """
@@ -15,26 +16,26 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import os
-import subprocess
 from pathlib import Path
 
 from _common import alternate, header, input_flags, load_average, mounted, ratio, require, timed_run
 
-from release import freeze
+from release import config, freeze, hosts
 from release.config import Flavor
-from release.pipeline import hash_tree
+from release.digest import Digests
 
 LLM = Flavor("python-llm", "", llm=True)
 
 
-def onefile_args(work: Path, venv: Path) -> list[str]:
-    return ["--onefile" if arg == "--onedir" else arg for arg in freeze.pyinstaller_args(LLM, work, venv)]
+def onefile_args(work: Path, venv: Path, host: hosts.BuildHost) -> list[str]:
+    return ["--onefile" if arg == "--onedir" else arg for arg in freeze.pyinstaller_args(LLM, work, venv, host.inside)]
 
 
 def ensure_onefile(root: Path, venv: Path, app_dir: Path) -> Path:
     """The cached onefile `tea` for this venv and app, built (~30 s) when missing."""
-    key = hashlib.sha256(f"{venv}\0{hash_tree(app_dir)}\0{onefile_args(root, venv)}".encode()).hexdigest()[:16]
+    host = hosts.select(config.resolve(flavor=LLM.name, build_dir=root))
+    args = onefile_args(root, venv, host)
+    key = hashlib.sha256(f"{venv}\0{Digests().tree(app_dir)}\0{args}".encode()).hexdigest()[:16]
     work = root / key
     tea = work / "dist" / "tea"
     if tea.exists():
@@ -42,10 +43,10 @@ def ensure_onefile(root: Path, venv: Path, app_dir: Path) -> Path:
     work.mkdir(parents=True, exist_ok=True)
     entry = work / "tea_entry.py"
     entry.write_text(freeze.ENTRY_SCRIPT)
-    print(f"building the onefile tea in {work} (once)", flush=True)
-    subprocess.run([str(venv / "bin" / "pyinstaller"), *onefile_args(work, venv), "--log-level", "WARN", str(entry)],
-                   env={**os.environ, "PYTHONPATH": str(app_dir), "PYTHONHASHSEED": "0",
-                        "SOURCE_DATE_EPOCH": "0"}, check=True, cwd=work)
+    print(f"building the onefile tea in {work} on the {host.kind} (once)", flush=True)
+    host.run([host.inside(venv / "bin" / "pyinstaller"), *onefile_args(work, venv, host), "--log-level", "WARN",
+              str(entry)], what="PyInstaller --onefile",
+             env={"PYTHONPATH": str(app_dir), "PYTHONHASHSEED": "0", "SOURCE_DATE_EPOCH": "0"})
     return tea
 
 

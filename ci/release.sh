@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
 # Any CI (Jenkins, Buildkite, a cron job): ci/release.sh <arch> [flavor] [extra invoke release flags]
+# As root on a Debian/Ubuntu host or privileged container (the build root and the system checks mount).
 # Builds and verifies dist/ exactly as the GitHub/GitLab jobs do. Only setup and `invoke` here.
 set -euo pipefail
 if [ "$#" -lt 1 ]; then

@@ -1,7 +1,9 @@
 """The appdir step: the AppDir tree that becomes the AppImage's filesystem.
 
 Layout: AppRun, the desktop entry and icon at the root (the AppImage convention), the onedir app
-in usr/bin, desktop metadata under usr/share, and the model at usr/share/models/<filename>.
+in usr/bin, desktop metadata under usr/share, the model at usr/share/models/<filename>, and
+`.tea/glibc-floor` ("<name> <min glibc>"), which the AppImage runtime checks before starting
+AppRun (release/runtime/floor.c): below it, one line instead of a loader error.
 The desktop entry and the AppStream metadata are named after the reverse-DNS component id, as
 appimagetool and linuxdeploy expect (they look for usr/share/metainfo/<desktop name>.appdata.xml
 and run `appstreamcli validate-tree`, which this step runs too, so their gate is ours).
@@ -18,6 +20,7 @@ from pathlib import Path
 from . import audit, log, proc
 from .artifacts import Kind
 from .config import Flavor, Settings
+from .floor import FLOOR_FILE, Floor
 from .errors import BuildError
 from .pipeline import BaseStep, Context
 
@@ -90,8 +93,8 @@ def validate_appstream(root: Path) -> None:
         raise BuildError(f"the AppStream metadata is not valid: {'; '.join(issues) or done.stdout.strip()[-200:]}")
 
 
-def build_appdir(target: Path, onedir: Path, version: str, model: Path | None, date: str) -> None:
-    """Assemble next to `target`, then swap it in: never a half-built AppDir at the final path."""
+def build_appdir(target: Path, onedir: Path, version: str, model: Path | None, date: str) -> Path:
+    """Assemble next to `target` (returned: the caller audits it, then `finish`es it)."""
     staging = target.with_name(target.name + ".partial")
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
@@ -101,15 +104,27 @@ def build_appdir(target: Path, onedir: Path, version: str, model: Path | None, d
         link_or_copy(model, staging / "usr/share/models" / model.name)
     validate_desktop_file(staging / f"{COMPONENT_ID}.desktop")
     validate_appstream(staging)
+    return staging
+
+
+def finish(staging: Path, target: Path) -> None:
+    """Swap the audited tree in: never a half-built or unaudited AppDir at the final path."""
     shutil.rmtree(target, ignore_errors=True)
     os.replace(staging, target)
+
+
+def write_floor(root: Path, name: str, min_glibc: str) -> None:
+    """What the runtime compares with the system's glibc (nothing to compare without a version)."""
+    if min_glibc:
+        (root / FLOOR_FILE).parent.mkdir(parents=True, exist_ok=True)
+        (root / FLOOR_FILE).write_text(f"{name} {min_glibc}\n")
 
 
 class AppDirStep(BaseStep):
     def __init__(self, flavor: Flavor) -> None:
         self.flavor = flavor
         self.name = f"appdir-{flavor.name}"
-        self.after = (f"freeze-{flavor.name}", "model") if flavor.llm else (f"freeze-{flavor.name}",)
+        self.after = ("build-root", f"freeze-{flavor.name}") + (("model",) if flavor.llm else ())
 
     def inputs(self, ctx: Context) -> dict:
         return {"assets": ASSETS, "version": ctx.settings.version, "date": ctx.settings.release_date}
@@ -117,10 +132,17 @@ class AppDirStep(BaseStep):
     def run(self, ctx: Context) -> dict:
         settings = ctx.settings
         model = ctx.artifacts.get(Kind.MODEL).path if self.flavor.llm else None
+        host = ctx.artifacts.get(Kind.BUILD_HOST).extra["description"]
+        floor = Floor(**host["floor"])
         target = appdir_path(settings, self.flavor)
-        build_appdir(target, ctx.artifacts.get(Kind.ONEDIR, self.flavor.name).path, settings.version, model,
-                     settings.release_date)
-        report = audit.audit_appdir(target, arch=settings.arch)
-        log.info(f"{self.name}: {report.elf_count} ELF files resolve; minimum glibc {report.min_glibc}")
-        ctx.register(Kind.APPDIR, target, flavor=self.flavor.name, min_glibc=report.min_glibc)
-        return {"elf_files": report.elf_count, "min_glibc": report.min_glibc}
+        staging = build_appdir(target, ctx.artifacts.get(Kind.ONEDIR, self.flavor.name).path, settings.version,
+                               model, settings.release_date)
+        report = audit.audit_appdir(staging, arch=settings.arch, floor=floor)
+        write_floor(staging, self.flavor.product, report.min_glibc)
+        finish(staging, target)
+        log.info(f"{self.name}: {report.elf_count} ELF files resolve; they need glibc {report.min_glibc} and "
+                 f"GLIBCXX {report.min_glibcxx or '-'} at most (the {host['base']} base has {floor.glibc} "
+                 f"and {floor.glibcxx or '-'})")
+        ctx.register(Kind.APPDIR, target, flavor=self.flavor.name, min_glibc=report.min_glibc,
+                     min_glibcxx=report.min_glibcxx)
+        return {"elf_files": report.elf_count, "min_glibc": report.min_glibc, "min_glibcxx": report.min_glibcxx}

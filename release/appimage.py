@@ -18,6 +18,7 @@ from pathlib import Path
 
 from . import proc
 from .errors import VerifyError
+from .floor import FLOOR_FILE
 
 MAGIC_OFFSET = 8
 MAGIC = b"AI\x02"
@@ -169,3 +170,19 @@ def _check_squashfuse_mount(path: Path, offset: int) -> None:
                 raise VerifyError(f"{path}: AppRun is missing or not executable when mounted")
         finally:
             _run_tool(["fusermount3", "-u", mountpoint], f"unmounting {mountpoint}")
+
+
+
+def glibc_floor(path: Path) -> tuple[str, str]:
+    """(name, minimum glibc) an AppImage records, read with unsquashfs; ("", "") when it has none."""
+    done = proc.run(["unsquashfs", "-o", str(elf_end_offset(path)), "-cat", str(path), FLOOR_FILE],
+                    what="unsquashfs -cat", check=False, error=VerifyError)
+    fields = done.stdout.split() if done.returncode == 0 else []
+    return (fields[0], fields[1]) if len(fields) == 2 else ("", "")
+
+
+def runtime_checks_floor(path: Path) -> bool:
+    """Whether the AppImage's runtime refuses below the glibc floor (ours names the floor file;
+    the upstream runtime linuxdeploy and appimagetool use does not)."""
+    with path.open("rb") as handle:
+        return FLOOR_FILE.encode() in handle.read(elf_end_offset(path))

@@ -19,6 +19,8 @@ from .errors import BuildError
 class Kind(str, Enum):
     MODEL = "model"          # the verified GGUF in the download cache
     PACKAGER = "packager"    # the builtin packager's static runtime, or the external tool (extra: name)
+    BUILD_HOST = "build-host"  # what the build host is (extra: description, a release.hosts.Description)
+    WHEEL = "wheel"          # the portable llama-cpp-python wheel (extra: cpu_variants shipped/dropped)
     VENV = "venv"            # a build virtualenv (one per flavor)
     SWIPL = "swipl"          # SWI-Prolog's prefix in the build dir (extra: version, debian_version, suite)
     SOURCE_APP = "source-app"  # the_edge_agent installed for one build: the unfrozen reference

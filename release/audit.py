@@ -4,7 +4,9 @@ Each `DT_NEEDED` must be found inside the AppDir — by soname in a directory ho
 (PyInstaller puts its lib dir on LD_LIBRARY_PATH at run time) or through the ELF's own
 RUNPATH/RPATH with `$ORIGIN` expanded — or be on the excludelist of libraries every target has
 (release/excludelist.txt). Libraries that are only dlopen()ed are out of scope. The highest
-`GLIBC_x.y` symbol version any ELF needs is the AppImage's minimum glibc.
+`GLIBC_x.y` symbol version any ELF needs is the AppImage's minimum glibc; with a floor (the build
+base's glibc and libstdc++, release.floor) an ELF needing a newer `GLIBC_`/`GLIBCXX_` version
+fails the audit: it would not load on the oldest system the release promises to run on.
 """
 
 from __future__ import annotations
@@ -21,21 +23,13 @@ from elftools.elf.elffile import ELFFile
 from elftools.elf.gnuversions import GNUVerNeedSection
 
 from .errors import VerifyError
+from .floor import GLIBC, GLIBCXX, Floor, highest, newer
 
 ELF_MAGIC = b"\x7fELF"
 MACHINES = {"EM_X86_64": "x86_64", "EM_AARCH64": "aarch64"}
 EXCLUDELIST = Path(__file__).with_name("excludelist.txt")
 SHOWN_IN_ERRORS = 5
-_GLIBC_VERSION = re.compile(r"GLIBC_(\d+(?:\.\d+)+)")
 _ORIGIN = re.compile(r"\$(ORIGIN\b|\{ORIGIN\})")
-
-
-@dataclass(frozen=True)
-class AuditReport:
-    min_glibc: str  # "" when no ELF needs a versioned glibc symbol
-    unresolved: dict[str, list[str]]  # ELF path relative to the AppDir -> missing sonames
-    elf_count: int
-    machine: str
 
 
 @dataclass(frozen=True)
@@ -47,10 +41,23 @@ class ElfInfo:
     needed: tuple[str, ...]
     search_dirs: tuple[Path, ...]  # RUNPATH/RPATH entries, $ORIGIN expanded, resolved
     glibc_versions: frozenset[str]
+    glibcxx_versions: frozenset[str]
 
 
-def audit_appdir(appdir: Path, *, arch: str, library_path: list[str] | None = None) -> AuditReport:
-    """Scan the AppDir; raise VerifyError (one line) on a foreign ELF or an unresolved library.
+@dataclass(frozen=True)
+class AuditReport:
+    min_glibc: str  # "" when no ELF needs a versioned glibc symbol
+    min_glibcxx: str  # the same for libstdc++
+    unresolved: dict[str, list[str]]  # ELF path relative to the AppDir -> missing sonames
+    elf_count: int
+    machine: str
+    elfs: tuple[ElfInfo, ...] = ()
+
+
+def audit_appdir(appdir: Path, *, arch: str, library_path: list[str] | None = None,
+                 floor: Floor | None = None) -> AuditReport:
+    """Scan the AppDir; raise VerifyError (one line) on a foreign ELF, an unresolved library, or
+    (given a `floor`) an ELF that needs a newer glibc or libstdc++ than the floor provides.
 
     `library_path` (AppDir-relative dirs that the launcher puts on LD_LIBRARY_PATH) makes the
     audit exact, like ld.so: RUNPATH/RPATH plus those dirs. Without it every AppDir directory
@@ -68,7 +75,22 @@ def audit_appdir(appdir: Path, *, arch: str, library_path: list[str] | None = No
         raise VerifyError(f"AppDir audit: {count} unresolved librar{'y' if count == 1 else 'ies'}: "
                           f"{_listing(needs)} (bundle them, or extend {EXCLUDELIST.name} if every "
                           f"target system has them)")
+    if floor is not None:
+        check_floor(appdir, report, floor)
     return report
+
+
+def check_floor(appdir: Path, report: AuditReport, floor: Floor) -> None:
+    """One line naming the ELFs that need more than the build base provides."""
+    too_new = [f"{_rel(elf.path, appdir)} needs {library} {needed}"
+               for elf in report.elfs
+               for library, needed, provided in (("GLIBC", highest(elf.glibc_versions), floor.glibc),
+                                                 ("GLIBCXX", highest(elf.glibcxx_versions), floor.glibcxx))
+               if newer(needed, provided)]
+    if too_new:
+        raise VerifyError(f"AppDir audit: {len(too_new)} ELF(s) need a newer glibc/libstdc++ than the build base "
+                          f"provides (glibc {floor.glibc}, GLIBCXX {floor.glibcxx or 'none'}): {_listing(too_new)} "
+                          f"(build them in the build root, or raise [build] base)")
 
 
 def scan_appdir(appdir: Path, *, arch: str,
@@ -88,8 +110,9 @@ def scan_appdir(appdir: Path, *, arch: str,
         if missing:
             unresolved[_rel(elf.path, appdir)] = missing
     foreign = [f"{_rel(elf.path, appdir)} ({elf.machine})" for elf in elfs if elf.machine != arch]
-    report = AuditReport(min_glibc=highest_version(v for elf in elfs for v in elf.glibc_versions),
-                         unresolved=unresolved, elf_count=len(elfs), machine=arch)
+    report = AuditReport(min_glibc=highest(v for elf in elfs for v in elf.glibc_versions),
+                         min_glibcxx=highest(v for elf in elfs for v in elf.glibcxx_versions),
+                         unresolved=unresolved, elf_count=len(elfs), machine=arch, elfs=tuple(elfs))
     return report, foreign
 
 
@@ -103,8 +126,9 @@ def read_elf(path: Path) -> ElfInfo:
     with path.open("rb") as handle:
         elf = ELFFile(handle)
         needed, search = _dynamic(elf, path.parent)
+        versions = _needed_versions(elf)
         return ElfInfo(path=path, machine=_machine(elf), needed=needed, search_dirs=search,
-                       glibc_versions=_glibc_versions(elf))
+                       glibc_versions=_matching(GLIBC, versions), glibcxx_versions=_matching(GLIBCXX, versions))
 
 
 @cache
@@ -148,17 +172,15 @@ def _expand(value: str, origin: Path) -> list[Path]:
     return [Path(os.path.realpath(entry)) for entry in entries if entry and "$" not in entry]
 
 
-def _glibc_versions(elf: ELFFile) -> frozenset[str]:
-    versions = set()
-    for section in elf.iter_sections():
-        if isinstance(section, GNUVerNeedSection):
-            for _needed, auxiliaries in section.iter_versions():
-                versions.update(aux.name for aux in auxiliaries)
-    return frozenset(m.group(1) for v in versions if (m := _GLIBC_VERSION.fullmatch(v)))
+def _needed_versions(elf: ELFFile) -> set[str]:
+    """Names of the symbol versions the ELF needs (`readelf -V`'s .gnu.version_r)."""
+    return {aux.name for section in elf.iter_sections() if isinstance(section, GNUVerNeedSection)
+            for _needed, auxiliaries in section.iter_versions() for aux in auxiliaries}
 
 
-def highest_version(versions: Iterable[str]) -> str:
-    return max(versions, key=lambda v: tuple(int(part) for part in v.split(".")), default="")
+def _matching(pattern: re.Pattern[str], names: Iterable[str]) -> frozenset[str]:
+    return frozenset(m.group(1) for name in names if (m := pattern.fullmatch(name)))
+
 
 
 def _walk(appdir: Path) -> tuple[list[Path], dict[Path, set[str]]]:

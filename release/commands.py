@@ -11,7 +11,7 @@ from typing import Callable
 from invoke.exceptions import Exit
 
 from . import arch as arches
-from . import audit, config, cross, finalize, log, plan, proc, verify
+from . import appimage, audit, config, emulation, finalize, hosts, log, plan, proc, verify
 from . import checksums as checksums_module
 from .errors import ConfigError, ReleaseError, VerifyError
 from .pipeline import Context, dry_run, run
@@ -42,6 +42,11 @@ def byte_count(value: str | None) -> int | None:
         raise ConfigError(f"not a number of bytes: {value!r}") from None
 
 
+def systems_to_check(systems: str | None, skip: bool) -> tuple[str, ...]:
+    """--systems (default: every pinned suite) unless --no-systems."""
+    return () if skip else config.suite_list(systems) if systems else config.load_pins().systems.suites
+
+
 def split_list(value: str | None) -> frozenset[str]:
     return frozenset(item.strip() for item in (value or "").split(",") if item.strip())
 
@@ -55,13 +60,13 @@ def run_pipeline(settings: config.Settings, last_stage: str, *, skip: str | None
     if unknown:
         raise ConfigError(f"--force names no step of this run: {', '.join(sorted(unknown))}; steps: "
                           f"{', '.join(step.name for step in steps)}")
-    ctx = Context(settings, force=forced)
+    ctx = Context(settings, force=forced, host=hosts.select(settings))
     if dry:
         for name, reason in dry_run(steps, ctx):
             log.info(f"{name}: {'would run (' + reason + ')' if reason else 'up to date'}")
         return ctx
     if last_stage not in ("deps", "model"):
-        cross.prepare_emulation(settings.arch, settings)
+        emulation.prepare(settings.arch, settings.cache_dir, settings.pins.systems.suites[0])
     ctx = run(steps, ctx)
     log.info(f"{last_stage}: finished; outputs in {settings.dist_dir if last_stage == 'checksums' else settings.build_dir}")
     return ctx
@@ -77,7 +82,7 @@ def check_runnable_appimage(path: Path) -> Path:
         raise VerifyError(f"{path}: not a type-2 AppImage (no ELF header with the AI\\x02 magic)")
     if not path.stat().st_mode & 0o111:
         raise ConfigError(f"{path}: not executable; run: chmod +x {path}")
-    cross.prepare_emulation(audit.elf_machine(path))
+    emulation.prepare(audit.elf_machine(path), config.default_cache_dir(), config.load_pins().systems.suites[0])
     return path
 
 
@@ -106,9 +111,8 @@ def has_prolog(entry: dict) -> bool:
     return entry.get("swi_prolog", "unknown") is not None
 
 
-def check_appimage(path: Path, *, smoke: bool = True, functional: bool = True, systems: bool = False,
+def check_appimage(path: Path, *, smoke: bool = True, functional: bool = True, systems: tuple[str, ...] = (),
                    cache_dir: Path | None = None, cpus: list[str] | None = None) -> None:
-    from . import rootfs
     from . import systems as minimal_systems
 
     check_runnable_appimage(path)
@@ -127,10 +131,12 @@ def check_appimage(path: Path, *, smoke: bool = True, functional: bool = True, s
         if cpus:
             emulated_cpus(path, cpus, result["answer"])
     if systems:
-        tarball = rootfs.ensure_rootfs(cache_dir or config.default_cache_dir(), arch=audit.elf_machine(path))
-        checked = minimal_systems.check_in_rootfs(tarball, path, version, model_filename=model_filename,
-                                                  prolog=has_prolog(entry))
-        log.info(f"minimal systems {path.name}: {', '.join(checked)}")
+        product, min_glibc = appimage.glibc_floor(path)
+        checked = minimal_systems.check_on_systems(
+            cache_dir or config.default_cache_dir(), audit.elf_machine(path), systems, path, version,
+            product=product, min_glibc=min_glibc, model_filename=model_filename, llm=llm, prolog=has_prolog(entry))
+        log.info(f"minimal systems {path.name}: " + "; ".join(f"{suite}: {', '.join(ran)}"
+                                                           for suite, ran in checked.items()))
 
 
 def emulated_cpus(path: Path, cpus: list[str], reference: str) -> None:
@@ -149,7 +155,7 @@ def remove_outputs(build_dir: Path, dist_dir: Path, cache_dir: Path | None) -> N
             log.info(f"removed {target}")
 
 
-def test_downloaded(source: str, *, sums: str | None, systems: bool, keyring: Path | None = None,
+def test_downloaded(source: str, *, sums: str | None, systems: tuple[str, ...], keyring: Path | None = None,
                     cpus: str | None = None) -> None:
     """Fetch (if a URL), verify against SHA256SUMS/manifest (refuse on any mismatch) — and with a
     keyring the signatures of SHA256SUMS and of the AppImage — then check it."""

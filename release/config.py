@@ -42,6 +42,11 @@ class Flavor:
     def appimage_name(self, version: str, arch: str) -> str:
         return self.appimage_template.format(version=version, arch=arch)
 
+    @property
+    def product(self) -> str:
+        """The name users know it by: the AppImage's name before its version (tea-python-llm)."""
+        return self.appimage_template.split("-{version}", 1)[0]
+
 
 @dataclass(frozen=True)
 class Model:
@@ -81,6 +86,7 @@ class SwiplPins:
     suite: str
     minimum: str
     cmake_args: tuple[str, ...]
+    build_tools: tuple[str, ...]  # pip requirements of the build (CMake), pinned
 
 
 @dataclass(frozen=True)
@@ -100,11 +106,51 @@ class Tool:
 
 @dataclass(frozen=True)
 class CrossPins:
-    """Building `arch` on a host of another arch (release/cross.py)."""
+    """Building `arch` on a host of another arch (release/hosts/emulated.py)."""
 
     toolchain: tuple[str, ...]
-    build_root_packages: tuple[str, ...]
-    drop_cpu_variants: tuple[str, ...]
+    runtime_suite: str
+    runtime_packages: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class CPythonPins:
+    """The CPython built inside the build root from a Debian source package (release/cpython.py)."""
+
+    source: str
+    suite: str
+    prefix: str
+    configure: tuple[str, ...]
+    setup_local: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class CpuVariantPins:
+    """ggml feature -> the compiler options it needs; variant -> why it is never shipped."""
+
+    features: dict[str, tuple[str, ...]]
+    never: dict[str, str]
+
+
+@dataclass(frozen=True)
+class BuildPins:
+    """The build root: its Debian base, its packages, its CPython, the CPU variants of llama.cpp."""
+
+    base: str
+    packages: tuple[str, ...]
+    python: CPythonPins
+    cpu_variants: dict[str, CpuVariantPins]
+
+    def variants_for(self, arch: str) -> CpuVariantPins:
+        return self.cpu_variants.get(arch, CpuVariantPins({}, {}))
+
+
+@dataclass(frozen=True)
+class SystemsPins:
+    """Suites of the systems check, oldest first; `emulated` for an arch run under qemu."""
+
+    suites: tuple[str, ...]
+    emulated: tuple[str, ...]
 
 
 @dataclass(frozen=True)
@@ -129,6 +175,8 @@ class Pins:
     apt_packages: tuple[str, ...]
     tools: dict[str, Tool]
     cross: dict[str, CrossPins]
+    build: BuildPins
+    systems: SystemsPins
     variant_proof: VariantProofPins
 
     def flavor_selection(self, requested: str) -> tuple[Flavor, ...]:
@@ -164,6 +212,8 @@ class Settings:
     require_pins: bool
     asset_size_cap: int
     pins: Pins
+    base: str                 # the build root's Debian suite, or "host" (this machine itself)
+    systems: tuple[str, ...]  # suites of the systems check
     signing_key: gpg.SigningKey | None = None  # None: the release is not signed
     version_date: int = 0  # when the version was set (provenance.version_epoch): the AppStream release date
 
@@ -288,6 +338,45 @@ def _tool(name: str, table: _Table) -> Tool:
     return Tool(name, version, downloads)
 
 
+def _cpu_variants(table: _Table) -> CpuVariantPins:
+    table.allow("features", "never")
+    features = _Table(table.data.get("features", {}), f"{table.where}.features")
+    never = _Table(table.data.get("never", {}), f"{table.where}.never")
+    return CpuVariantPins({name: features.strings(name) for name in features.data},
+                          {name: never.text(name) for name in never.data})
+
+
+def _build(table: _Table) -> BuildPins:
+    table.allow("base", "packages", "python", "cpu_variants")
+    python = table.table("python").allow("source", "suite", "prefix", "configure", "setup_local")
+    if not python.text("prefix").startswith("/"):
+        raise python._bad("prefix", "an absolute path")
+    return BuildPins(
+        base=base_name(table.text("base"), f"{PINS_FILE.name}: [build] base"),
+        packages=table.strings("packages"),
+        python=CPythonPins(python.text("source"), python.text("suite"), python.text("prefix"),
+                           python.strings("configure"), python.strings("setup_local", ())),
+        cpu_variants={arches.normalize(arch): _cpu_variants(t) for arch, t in table.subtables("cpu_variants").items()})
+
+
+_SUITE = re.compile(r"[a-z][a-z0-9-]*")
+
+
+def base_name(value: str, where: str = "--base") -> str:
+    """`host`, or a Debian suite name as debootstrap spells it (bullseye, bookworm, trixie...)."""
+    if not _SUITE.fullmatch(value or ""):
+        raise ConfigError(f"{where} must be 'host' or a Debian suite such as bullseye, got {value!r}")
+    return value
+
+
+def suite_list(value: str | tuple[str, ...], where: str = "--systems") -> tuple[str, ...]:
+    names = tuple(n.strip() for n in value.split(",")) if isinstance(value, str) else tuple(value)
+    for name in names:
+        if name == "host" or not _SUITE.fullmatch(name):
+            raise ConfigError(f"{where} must name Debian suites such as bullseye,bookworm,trixie, got {name!r}")
+    return names
+
+
 def parse_tools(data: dict) -> dict[str, Tool]:
     """The [tools] table: one `Tool` per name."""
     return {name: _tool(name, table) for name, table in _Table({"tools": data}, "").subtables("tools").items()}
@@ -298,19 +387,26 @@ def parse_pins(data: dict) -> Pins:
     top = _Table(data, "")
     release, python, apt = top.table("release"), top.table("python"), top.table("apt")
     flavors = {name: _flavor(name, t) for name, t in top.subtables("flavors").items()}
-    swipl = top.table("swipl").allow("source", "suite", "minimum", "cmake_args")
+    swipl = top.table("swipl").allow("source", "suite", "minimum", "cmake_args", "build_tools")
     models = {name: _model(name, t) for name, t in top.subtables("models").items()}
     pins = Pins(
         default_model=release.text("default_model"), default_flavor=release.text("default_flavor"),
         asset_size_cap=release.integer("asset_size_cap"), flavors=flavors, models=models,
         python=PythonPins(python.strings("requirements"), python.text("llama_cpp_python"),
                           python.strings("llama_cmake_args")),
-        swipl=SwiplPins(swipl.text("source"), swipl.text("suite"), swipl.text("minimum"), swipl.strings("cmake_args")),
+        swipl=SwiplPins(swipl.text("source"), swipl.text("suite"), swipl.text("minimum"), swipl.strings("cmake_args"),
+                        swipl.strings("build_tools")),
         apt_packages=apt.strings("packages"),
         tools=parse_tools(data.get("tools", {})),
-        cross={arch: CrossPins(t.strings("toolchain"), t.strings("build_root_packages"),
-                               t.strings("drop_cpu_variants", ()))
+        cross={arch: CrossPins(t.allow("toolchain", "runtime_suite", "runtime_packages").strings("toolchain"),
+                               base_name(t.text("runtime_suite"), f"{PINS_FILE.name}: [{t.where}] runtime_suite"),
+                               t.strings("runtime_packages"))
                for arch, t in top.subtables("cross").items()},
+        build=_build(top.table("build")),
+        systems=SystemsPins(suite_list(top.table("systems").allow("suites", "emulated").strings("suites"),
+                                       f"{PINS_FILE.name}: [systems] suites"),
+                            suite_list(top.table("systems").strings("emulated"),
+                                       f"{PINS_FILE.name}: [systems] emulated")),
         variant_proof=_variant_proof(_Table(data.get("variant_proof", {}), "variant_proof")))
     pins.model(pins.default_model)
     pins.flavor_selection(pins.default_flavor)
@@ -367,15 +463,17 @@ def offline_mode(flag: bool = False) -> bool:
 def resolve(*, arch: str | None = None, flavor: str | None = None, model: str | None = None,
             packager: str | None = None, out: str | Path | None = None, build_dir: str | Path | None = None,
             cache_dir: str | Path | None = None, offline: bool = False, require_pins: bool = False,
-            asset_size_cap: int | None = None, pins_file: Path = PINS_FILE) -> Settings:
+            asset_size_cap: int | None = None, base: str | None = None, systems: str | None = None,
+            pins_file: Path = PINS_FILE) -> Settings:
     """Resolve every option of a run; None means "the default". Raises ConfigError with the fix."""
     pins = load_pins(pins_file)
     packager = packager or "auto"
     if packager not in PACKAGERS:
         raise ConfigError(f"unknown packager '{packager}': use one of {'|'.join(PACKAGERS)}")
+    arch = arches.normalize(arch) if arch else arches.host_arch()
     return Settings(
         version=project_version(),
-        arch=arches.normalize(arch) if arch else arches.host_arch(),
+        arch=arch,
         flavors=pins.flavor_selection(flavor or pins.default_flavor),
         model=pins.model(model or pins.default_model),
         packager=packager,
@@ -385,5 +483,12 @@ def resolve(*, arch: str | None = None, flavor: str | None = None, model: str | 
         require_pins=require_pins,
         asset_size_cap=asset_size_cap or pins.asset_size_cap,
         pins=pins,
+        base=base_name(base) if base else pins.build.base,
+        systems=suite_list(systems) if systems else default_systems(pins, arch),
         signing_key=gpg.key_from_environment(),
         version_date=version_epoch())
+
+
+def default_systems(pins: Pins, arch: str) -> tuple[str, ...]:
+    """Every pinned suite natively; the short list when `arch` runs emulated on this host."""
+    return pins.systems.suites if arch == arches.host_arch() else pins.systems.emulated

@@ -21,10 +21,14 @@ MANIFEST = checksums.MANIFEST_NAME
 def artifact_record(ctx: Context, appimage: Artifact) -> dict:
     """The manifest entry of one AppImage (and its parts, written here when it is over the cap)."""
     flavor = appimage.flavor
+    appdir = ctx.artifacts.get(Kind.APPDIR, flavor).extra
+    host = ctx.artifacts.get(Kind.BUILD_HOST).extra["description"]
     record = {"name": appimage.path.name, "kind": "appimage", "arch": ctx.settings.arch, "flavor": flavor,
               "size": appimage.extra["size"], "sha256": appimage.digest, "packager": appimage.extra["packager"],
               "unsigned_sha256": appimage.extra["unsigned_sha256"], "signed_by": appimage.extra["signed_by"],
-              "min_glibc": ctx.artifacts.get(Kind.APPDIR, flavor).extra["min_glibc"], "model": None,
+              "min_glibc": appdir["min_glibc"], "min_glibcxx": appdir["min_glibcxx"],
+              "base": host["base"], "distribution": host["distribution"], "build_host": host["kind"],
+              "python": host["python"], "model": None,
               "swi_prolog": ctx.artifacts.get(Kind.ONEDIR, flavor).extra.get("swi_prolog")}
     sbom = ctx.artifacts.get(Kind.SBOM, flavor)
     record["sbom"] = {"name": sbom.path.name, "sha256": sbom.digest, "format": "CycloneDX 1.6 JSON"}
@@ -32,7 +36,9 @@ def artifact_record(ctx: Context, appimage: Artifact) -> dict:
         model = ctx.settings.model
         record["model"] = {"name": model.name, "filename": model.filename,
                            "sha256": ctx.artifacts.get(Kind.MODEL).digest, "source": model.source}
-        record["cpu_variants"] = verify_steps.read_report(ctx, "variant-proof", flavor)  # proven where, or not
+        # what the build shipped and dropped (with why), then where each shipped variant was proven
+        proof = verify_steps.read_report(ctx, "variant-proof", flavor) or {}
+        record["cpu_variants"] = {**ctx.artifacts.get(Kind.WHEEL).extra["cpu_variants"], **proof}
     parts = split.split_if_needed(appimage.path, ctx.settings.asset_size_cap)
     for part in parts:
         ctx.register(Kind.PART, appimage.path.with_name(part.name), flavor=flavor, digest=part.sha256)
@@ -64,14 +70,22 @@ def known_hashes(artifacts: list[dict]) -> dict[str, str]:
             for entry in (a, *a.get("parts", []), *([a["sbom"]] if a.get("sbom") else []))}
 
 
+def build_system(ctx: Context) -> dict[str, str]:
+    """provenance.base_system of this run's build host."""
+    floor = ctx.artifacts.get(Kind.BUILD_HOST).extra["description"]["floor"]
+    return provenance.base_system(ctx.host.system_root, floor["glibc"], ctx.settings.arch)
+
+
 class FinalizeStep(BaseStep):
     """Split what is over the cap, then SHA256SUMS, reassemble.sh and manifest.json in dist/."""
 
     name = "checksums"
 
     def __init__(self, flavors: tuple[Flavor, ...]) -> None:
-        self.after = tuple(f"{kind}-{flavor.name}" for flavor in flavors
-                           for kind in ("appimage", "sbom", "smoke", "functional", "variant-proof", "systems"))
+        wheel = ("llama-wheel",) if any(flavor.llm for flavor in flavors) else ()
+        self.after = ("build-root", *wheel) + tuple(
+            f"{kind}-{flavor.name}" for flavor in flavors
+            for kind in ("appimage", "sbom", "smoke", "functional", "variant-proof", "systems"))
 
     def inputs(self, ctx: Context) -> dict:
         key = ctx.settings.signing_key
@@ -87,7 +101,7 @@ class FinalizeStep(BaseStep):
         artifacts = sorted(kept + ours, key=lambda a: a["name"])
         manifest = {"schema": 1, "version": settings.version, "commit": provenance.git_commit(REPO),
                     "artifacts": artifacts, "tools": tool_versions(settings),
-                    "provenance": provenance.record(PINS_FILE, settings.release_date),
+                    "provenance": provenance.record(PINS_FILE, settings.release_date, build_system(ctx)),
                     "build_seconds": round(sum(ctx.timings.values()), 1), "step_seconds": ctx.timings}
         sums = ctx.register(Kind.CHECKSUMS, checksums.write_sums(dist, checksums.published_names(manifest),
                                                                  known=known_hashes(artifacts))).path

@@ -17,11 +17,12 @@ import os
 import shutil
 from collections import defaultdict
 from pathlib import Path
+from typing import Callable
 
 from elftools.elf.dynamic import DynamicSection
 from elftools.elf.elffile import ELFFile
 
-from . import cross, deps, proc, swipl
+from . import hosts, proc, swipl
 from .config import REPO, Flavor, Settings
 from .errors import VerifyError
 from .artifacts import Artifact, Kind
@@ -42,11 +43,10 @@ def app_dir(settings: Settings, flavor: Flavor) -> Path:
     return settings.flavor_dir(flavor) / "app"
 
 
-def source_tea(settings: Settings, flavor: Flavor) -> tuple[list[str], dict[str, str]]:
+def source_tea(ctx: Context, flavor: Flavor) -> tuple[list[str], dict[str, str]]:
     """Command and environment of the unfrozen tea of this build: the reference the AppImage must match."""
-    if cross.is_cross(settings):
-        return cross.source_tea(settings, flavor)
-    command = [str(deps.venv_bin(settings, flavor, "python")), "-c", ENTRY_SCRIPT]
+    venv, host, settings = ctx.artifacts.get(Kind.VENV, flavor.name).path.parent, ctx.host, ctx.settings
+    command = host.command([host.inside(venv / "bin" / "python"), "-c", ENTRY_SCRIPT])
     prolog = swipl.environment(swipl.prefix_dir(settings)) if swipl.bundled(settings, flavor) else {}
     return command, {"PYTHONPATH": str(app_dir(settings, flavor)), **prolog}
 
@@ -55,7 +55,9 @@ def site_packages(venv: Path) -> Path:
     return next((venv / "lib").glob("python3*/site-packages"))
 
 
-def pyinstaller_args(flavor: Flavor, work: Path, venv: Path, swipl_prefix: Path | None = None) -> list[str]:
+def pyinstaller_args(flavor: Flavor, work: Path, venv: Path, inside: Callable[[Path], str] = str,
+                     swipl_prefix: Path | None = None) -> list[str]:
+    """PyInstaller's options; `inside` names a venv path as the build host sees it."""
     args = ["--noconfirm", "--clean", "--onedir", "--name", "tea",
             "--distpath", str(work / "dist"), "--workpath", str(work / "work"), "--specpath", str(work),
             "--collect-all", "the_edge_agent", "--copy-metadata", "the_edge_agent",
@@ -69,7 +71,7 @@ def pyinstaller_args(flavor: Flavor, work: Path, venv: Path, swipl_prefix: Path 
     if flavor.llm:
         args += ["--collect-all", "llama_cpp"]
         variants = sorted((site_packages(venv) / "bin").glob(VARIANT_GLOB))
-        args += [arg for lib in variants for arg in ("--add-binary", f"{lib}:llama_cpp/lib")]
+        args += [arg for lib in variants for arg in ("--add-binary", f"{inside(lib)}:llama_cpp/lib")]
     else:
         args += ["--exclude-module", "llama_cpp"]
     return args
@@ -123,11 +125,13 @@ def strip_own_libraries(root: Path, strip: str = "strip") -> int:
     return len(libraries)
 
 
-def check_frozen(executable: Path, version: str) -> None:
-    """The step only succeeds if the frozen program answers like the source one."""
+def check_frozen(command: list[str], version: str) -> None:
+    """The step only succeeds if the frozen program answers like the source one. It runs on the
+    build host: the base it was built for (this machine may be older, or of another arch)."""
     expected = {"--version": f"tea {version}", "--impl": "python"}
+    executable = command[-1]
     for flag, want in expected.items():
-        done = proc.run([executable, flag], timeout=60, check=False, error=VerifyError)
+        done = proc.run([*command, flag], timeout=60, check=False, error=VerifyError)
         if done.returncode != 0 or done.stdout.strip() != want:
             raise VerifyError(f"frozen {executable} {flag} printed {done.stdout.strip()!r} "
                               f"(exit {done.returncode}), expected {want!r}: {done.stderr.strip()[-200:]}")
@@ -145,36 +149,38 @@ class FreezeStep(BaseStep):
     def run(self, ctx: Context) -> dict:
         settings, flavor = ctx.settings, self.flavor
         prolog = ctx.artifacts.get(Kind.SWIPL) if swipl.bundled(settings, flavor) else None
-        result = (cross.freeze_in_build_root(settings, flavor) if cross.is_cross(settings)
-                  else self.freeze_here(settings, flavor, prolog))
+        result = freeze(ctx, flavor, prolog)
         ctx.register(Kind.SOURCE_APP, app_dir(settings, flavor), flavor=flavor.name)
         ctx.register(Kind.ONEDIR, onedir(settings, flavor), flavor=flavor.name,
                      swi_prolog=dict(prolog.extra) if prolog else None)
         return result
 
-    def freeze_here(self, settings: Settings, flavor: Flavor, prolog: Artifact | None) -> dict:
-        venv, pip = deps.venv_dir(settings, flavor), deps.venv_bin(settings, flavor, "pip")
-        work = onedir(settings, flavor).parent.parent
-        for stale in (work, app_dir(settings, flavor)):
-            shutil.rmtree(stale, ignore_errors=True)
-        work.mkdir(parents=True)
-        # No build isolation: the venv's own setuptools builds it, so this works offline too.
-        install = [pip, "install", "-q", "--no-deps", "--no-build-isolation", "--no-compile",
-                   "--target", app_dir(settings, flavor)]
-        proc.run([*install, APP_SOURCE], what="installing the_edge_agent for the build")
-        if prolog is not None:
-            python = proc.run([deps.venv_bin(settings, flavor, "python"), "-c", "import sys; print(sys.version)"],
-                              what="the build venv's Python").stdout.strip()
-            proc.run([*install, swipl.ensure_janus_wheel(settings, prolog.path, prolog.extra["tarball"], pip, python)],
-                     what="installing janus-swi for the build")
-        entry = work / "tea_entry.py"
-        entry.write_text(ENTRY_SCRIPT)
-        swipl_prefix = prolog.path if prolog else None
-        proc.run([deps.venv_bin(settings, flavor, "pyinstaller"), *pyinstaller_args(flavor, work, venv, swipl_prefix),
-                  entry],
-                 what="PyInstaller", stream=True,
-                 env={"PYTHONHASHSEED": "0", "SOURCE_DATE_EPOCH": "0", **source_tea(settings, flavor)[1]})
-        deduped = dedupe_shared_libs(onedir(settings, flavor))
-        strip_own_libraries(onedir(settings, flavor))
-        check_frozen(onedir(settings, flavor) / "tea", settings.version)
-        return {"onedir": str(onedir(settings, flavor)), "deduplicated_libs": deduped}
+
+
+def freeze(ctx: Context, flavor: Flavor, prolog: Artifact | None) -> dict:
+    """Install the app (and janus-swi) for this build, run PyInstaller on the build host, check what it made."""
+    host: hosts.BuildHost = ctx.host
+    settings = ctx.settings
+    venv = ctx.artifacts.get(Kind.VENV, flavor.name).path.parent
+    work, app = onedir(settings, flavor).parent.parent, app_dir(settings, flavor)
+    for stale in (work, app):
+        shutil.rmtree(stale, ignore_errors=True)
+    work.mkdir(parents=True)
+    # No build isolation: the venv's own setuptools builds it, so this works offline too.
+    install = [host.inside(venv / "bin" / "pip"), "install", "-q", "--no-deps", "--no-build-isolation",
+               "--no-compile", "--target", str(app)]
+    host.run([*install, str(APP_SOURCE)], what="installing the_edge_agent for the build")
+    if prolog is not None:
+        janus = swipl.ensure_janus_wheel(settings, host, prolog.path, prolog.extra["tarball"], venv)
+        host.run([*install, str(janus)], what="installing janus-swi for the build")
+    entry = work / "tea_entry.py"
+    entry.write_text(ENTRY_SCRIPT)
+    swipl_prefix = prolog.path if prolog else None
+    host.run([host.inside(venv / "bin" / "pyinstaller"),
+              *pyinstaller_args(flavor, work, venv, host.inside, swipl_prefix), str(entry)],
+             what=f"PyInstaller ({host.kind})",
+             env={"PYTHONHASHSEED": "0", "SOURCE_DATE_EPOCH": "0", **source_tea(ctx, flavor)[1]})
+    deduped = dedupe_shared_libs(onedir(settings, flavor))
+    strip_own_libraries(onedir(settings, flavor), strip=host.strip)
+    check_frozen(host.command([host.inside(onedir(settings, flavor) / "tea")]), settings.version)
+    return {"onedir": str(onedir(settings, flavor)), "deduplicated_libs": deduped, "built_in": host.kind}

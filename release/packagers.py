@@ -14,7 +14,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import cross, log, proc, runtime_build
+from . import hosts, log, proc, runtime_build
 from .artifacts import Kind
 from .config import Settings, Tool
 from .download import RetryPolicy, fetch
@@ -112,7 +112,7 @@ class PackagerStep(BaseStep):
     """Decide the packager once per run and prepare it (compile the builtin runtime)."""
 
     name = "packager"
-    after = ("system-packages",)
+    after = ("build-root",)  # an emulated root is the cross compiler's sysroot
 
     def inputs(self, ctx: Context) -> dict:
         return {"requested": ctx.settings.packager, "runtime": runtime_build.RUNTIME_DIR,
@@ -120,12 +120,12 @@ class PackagerStep(BaseStep):
 
     def run(self, ctx: Context) -> dict:
         settings = ctx.settings
+        host: hosts.BuildHost = ctx.host  # its cc builds the runtime (an emulated root's: a cross gcc)
         toolbox = Toolbox.of(settings)
         chosen = resolve_packager(settings.packager, arch=settings.arch, toolbox=toolbox)
         if chosen == "builtin":
             out_dir = settings.arch_dir / "runtime"
-            cc = cross.runtime_compiler(settings, out_dir) if cross.is_cross(settings) else None
-            program = runtime_build.build_runtime(out_dir, arch=settings.arch, cc=cc)
+            program = runtime_build.build_runtime(out_dir, arch=settings.arch, cc=host.runtime_compiler(out_dir))
         else:
             program = toolbox.fetch(chosen, settings.arch)
         ctx.register(Kind.PACKAGER, program, name=chosen)

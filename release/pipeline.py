@@ -61,6 +61,7 @@ class Context:
 
     settings: Settings
     force: frozenset[str] = frozenset()
+    host: Any = None  # the run's build host (release.hosts.select), chosen once by the caller
     artifacts: Registry = field(default_factory=Registry)
     results: dict[str, dict[str, Any]] = field(default_factory=dict)
     outcomes: dict[str, str] = field(default_factory=dict)

@@ -6,7 +6,8 @@ on; the runner skips whatever is already up to date, so running a later stage is
 
 from __future__ import annotations
 
-from . import appdir, deps, finalize, freeze, model, package, packagers, sbom, swipl, variant_proof, verify_steps
+from . import (appdir, deps, finalize, freeze, llama, model, package, packagers, sbom, swipl, variant_proof, venv,
+               verify_steps)
 from .config import Settings
 from .errors import ConfigError
 from .pipeline import Step
@@ -18,13 +19,16 @@ STAGES = ("deps", "model", "freeze", "appdir", "appimage", "smoke", "functional"
 def release_plan(settings: Settings, *, skip: frozenset[str] = frozenset()) -> list[tuple[str, Step]]:
     plan: list[tuple[str, Step]] = [
         ("deps", deps.SystemPackagesStep()),             # apt packages (or the command to run)
+        ("deps", deps.BuildHostStep()),                  # the pinned Debian build root with its CPython
         ("deps", packagers.PackagerStep()),              # pick packager; compile the builtin runtime
         ("deps", swipl.SwiplStep()),                     # SWI-Prolog for Prolog nodes (built once, cached)
         ("model", model.ModelStep()),                    # verified GGUF in the download cache
     ]
+    if any(flavor.llm for flavor in settings.flavors):
+        plan.append(("deps", llama.WheelStep()))         # portable llama-cpp-python, built in the root
     for flavor in settings.flavors:
         plan += [
-            ("deps", deps.VenvStep(flavor)),             # build venv (portable llama-cpp-python wheel)
+            ("deps", venv.VenvStep(flavor)),             # build venv (with the wheel for LLM flavors)
             ("freeze", freeze.FreezeStep(flavor)),       # PyInstaller onedir that answers --version
             ("appdir", appdir.AppDirStep(flavor)),       # AppRun, desktop, icons, app, model; ELF audit
             ("appimage", package.AppImageStep(flavor)),  # dist/<name>.AppImage, signed when keyed, validated
@@ -32,7 +36,7 @@ def release_plan(settings: Settings, *, skip: frozenset[str] = frozenset()) -> l
             ("smoke", verify_steps.CheckStep("smoke", flavor, verify_steps.smoke, agents=False)),
             ("functional", verify_steps.CheckStep("functional", flavor, verify_steps.functional)),
             *([("variants", variant_proof.VariantProofStep(flavor))] if flavor.llm else []),  # each CPU variant
-            ("systems", verify_steps.CheckStep("systems", flavor, verify_steps.on_systems)),  # minimal Debian, no Python
+            ("systems", verify_steps.CheckStep("systems", flavor, verify_steps.on_systems)),  # Debian 11-13, no Python
         ]
     plan.append(("checksums", finalize.FinalizeStep(settings.flavors)))  # split oversize, SHA256SUMS, manifest
     return [(stage, step) for stage, step in plan if stage not in skip]
@@ -44,5 +48,7 @@ def steps_until(settings: Settings, last_stage: str, *, skip: frozenset[str] = f
     unknown = skip - set(STAGES)
     if unknown:
         raise ConfigError(f"cannot skip unknown stage(s) {', '.join(sorted(unknown))}: use {', '.join(STAGES)}")
+    if "functional" in skip:
+        skip |= {"variants"}  # the variant proof compares every variant's answer with the functional one
     limit = STAGES.index(last_stage)
     return [step for stage, step in release_plan(settings, skip=skip) if STAGES.index(stage) <= limit]

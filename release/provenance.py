@@ -9,7 +9,6 @@ changed python/pyproject.toml, where the version is set.
 from __future__ import annotations
 
 import hashlib
-import platform
 import shutil
 import sys
 import tomllib
@@ -29,8 +28,9 @@ def git_commit(repo: Path) -> str:
     return done.stdout.strip() if done.returncode == 0 else "unknown"
 
 
-def base_system(root: Path = Path("/")) -> dict[str, str]:
-    """The build root's distribution (os-release) and C library: what the binaries were linked on."""
+def base_system(root: Path, glibc: str, machine: str) -> dict[str, str]:
+    """The build host's distribution (os-release of the build root, or of this machine with --base
+    host), its C library and arch: what the binaries were linked on."""
     fields = {}
     os_release = root / "etc" / "os-release"
     if os_release.is_file():
@@ -38,7 +38,7 @@ def base_system(root: Path = Path("/")) -> dict[str, str]:
             key, _, value = line.partition("=")
             if key in ("ID", "VERSION_ID", "PRETTY_NAME"):
                 fields[key.lower()] = value.strip('"')
-    return {**fields, "libc": " ".join(platform.libc_ver()), "machine": platform.machine()}
+    return {**fields, "libc": f"glibc {glibc}", "machine": machine}
 
 
 def first_line(command: list[str]) -> str | None:
@@ -64,8 +64,8 @@ def pins_record(pins_file: Path) -> dict:
     return {"file": pins_file.name, "sha256": hashlib.sha256(data).hexdigest(), "pins": tomllib.loads(data.decode())}
 
 
-def record(pins_file: Path, version_date: str) -> dict:
+def record(pins_file: Path, version_date: str, base: dict[str, str]) -> dict:
     """manifest.json's `provenance`: SOURCE_DATE_EPOCH as the image's files carry it
-    (release/squashfs.py), and everything else a rebuild needs besides the commit."""
+    (release/squashfs.py), and everything else a rebuild needs besides the commit (`base`: base_system)."""
     return {"source_date_epoch": source_date_epoch(), "version_date": version_date,
-            "base_system": base_system(), "tools": tool_versions(), "pins": pins_record(pins_file)}
+            "base_system": base, "tools": tool_versions(), "pins": pins_record(pins_file)}

@@ -17,63 +17,61 @@ import subprocess
 import tempfile
 import time
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
-from . import log, proc
+from . import chroot, log, proc
 from .arch import QEMU_BINFMT, binfmt_registered, host_arch, normalize
-from .errors import BuildError, VerifyError
+from .errors import BuildError, ReleaseError, VerifyError
 
 DEBIAN_ARCH = {"x86_64": "amd64", "aarch64": "arm64"}
 CLEAN_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 PATH_DIRS = ("usr/local/bin", "usr/local/sbin", "usr/bin", "usr/sbin", "bin", "sbin")
 DEVICES = ("null", "zero", "urandom")
 
-# Runs on the host as PID 1 of the new namespaces: mount a private /proc, a minimal /dev and a
-# fresh /tmp inside the root, then chroot. Mounts vanish with the namespace; nothing to clean up.
-_ENTER = r"""
-set -e
-root=$1; devices=$2; shift 2
-mount -t proc proc "$root/proc"
-mount -t tmpfs -o mode=755 dev "$root/dev"
-for name in $devices; do
-    touch "$root/dev/$name"
-    mount --bind "/dev/$name" "$root/dev/$name"
-done
-mount -t tmpfs -o mode=1777 tmp "$root/tmp"
-chroot "$root" "$@"
-"""
 
 
-def tarball_path(cache_dir: Path, arch: str, suite: str, include: tuple[str, ...] = ()) -> Path:
-    if include:  # a build root (release/cross.py): named by what it holds
-        key = hashlib.sha256(" ".join(sorted(include)).encode()).hexdigest()[:12]
+@dataclass(frozen=True)
+class Recipe:
+    """What a build root adds to minbase: packages, and a last step run on the tree before packing."""
+
+    include: tuple[str, ...]
+    description: str  # says what `finish` does; part of the cache key, so changing it rebuilds
+    finish: Callable[[Path], None] | None = None
+
+
+def tarball_path(cache_dir: Path, arch: str, suite: str, recipe: Recipe | None = None) -> Path:
+    if recipe:  # a build root (release/hosts/root.py): named by what it holds
+        material = " ".join(sorted(recipe.include)) + "\n" + recipe.description
+        key = hashlib.sha256(material.encode()).hexdigest()[:12]
         return cache_dir / "rootfs" / f"{suite}-{arch}-build-{key}.tar.zst"
     return cache_dir / "rootfs" / f"{suite}-{arch}-minbase.tar.zst"
 
 
 def ensure_rootfs(cache_dir: Path, *, arch: str = "x86_64", suite: str = "bookworm",
-                  include: tuple[str, ...] = ()) -> Path:
-    """Return the cached minbase tarball (plus `include` packages), building it first if missing
-    (once, even if concurrent)."""
+                  recipe: Recipe | None = None) -> Path:
+    """Return the cached minbase tarball (or build root, with a `recipe`), building it first if
+    missing (once, even if concurrent)."""
     arch = normalize(arch)
-    tarball = tarball_path(cache_dir, arch, suite, include)
+    tarball = tarball_path(cache_dir, arch, suite, recipe)
     if tarball.exists():
         return tarball
-    _require_root()
+    if recipe is None:
+        require_root()  # a build root's caller said why it needs root (release/hosts/root.py)
     tarball.parent.mkdir(parents=True, exist_ok=True)
     with _locked(tarball.with_name(tarball.name + ".lock")):
         if not tarball.exists():
             emulated = "" if arch == host_arch() else ", emulated: ~6-10 min"
             log.info(f"debootstrap {suite} {arch} into the cache (once{emulated}): {tarball.name}")
-            _build_tarball(tarball, arch, suite, include)
+            _build_tarball(tarball, arch, suite, recipe)
     return tarball
 
 
-def _require_root() -> None:
+def require_root(what: str = "the minimal-system rootfs", fix: str = "run as root or skip the systems check "
+                 "(--skip systems)", error: type[ReleaseError] = VerifyError) -> None:
     if os.geteuid() != 0:
-        raise VerifyError("the minimal-system rootfs needs root (debootstrap, chroot, mounts): "
-                          "run as root or skip the systems check (--skip systems)")
+        raise error(f"{what} needs root (debootstrap, chroot, mounts): {fix}")
 
 
 @contextmanager
@@ -83,18 +81,20 @@ def _locked(lock_file: Path) -> Iterator[None]:
         yield
 
 
-def _build_tarball(tarball: Path, arch: str, suite: str, include: tuple[str, ...] = ()) -> None:
+def _build_tarball(tarball: Path, arch: str, suite: str, recipe: Recipe | None) -> None:
     """debootstrap into a temp dir beside the tarball, pack it, and rename into place."""
     with tempfile.TemporaryDirectory(dir=tarball.parent, prefix=".build-") as tmp:
         root = Path(tmp) / "root"
         started = time.monotonic()
-        _debootstrap(root, arch, suite, include)
+        _debootstrap(root, arch, suite, recipe.include if recipe else ())
+        if recipe and recipe.finish:
+            recipe.finish(root)
         log.info(f"debootstrap {suite} {arch} took {time.monotonic() - started:.0f} s")
         partial = Path(tmp) / tarball.name
         proc.run(["tar", "--zstd", "--numeric-owner", "-C", root, "-cf", partial, "."],
                  what="packing the rootfs")
         os.replace(partial, tarball)
-    log.info(f"cached clean rootfs {tarball} ({log.human_bytes(tarball.stat().st_size)})")
+    log.info(f"cached rootfs {tarball} ({log.human_bytes(tarball.stat().st_size)})")
 
 
 def _debootstrap(root: Path, arch: str, suite: str, include: tuple[str, ...] = ()) -> None:
@@ -131,28 +131,33 @@ def run_in_rootfs(tarball: Path, workdir: Path, command: list[str], *, files: di
     The tarball is unpacked into `workdir/root` unless that already exists (pass a fresh
     workdir for a pristine system). The environment is clean: PATH, HOME, LANG plus `env`.
     """
-    _require_root()
+    require_root()
     root = unpack_rootfs(tarball, workdir / "root")
     assert_no_python(root)
     for inside, host in files.items():
         _place(host, root / inside.lstrip("/"))
-    devices = " ".join(DEVICES + (("fuse",) if fuse else ()))
     clean_env = {"PATH": CLEAN_PATH, "HOME": "/root", "LANG": "C.UTF-8", **(env or {})}
-    argv = ["unshare", "--mount", "--pid", "--fork", "--kill-child", "sh", "-c", _ENTER, "enter",
-            str(root), devices, *command]
+    argv = chroot.enter(root, command, devices=DEVICES + (("fuse",) if fuse else ()), pid=True)
     return proc.run(argv, what=f"minimal-system run of {command[0]}", env=clean_env, clean_env=True,
                     timeout=timeout, check=False, error=VerifyError)
 
 
 def unpack_rootfs(tarball: Path, root: Path) -> Path:
-    """Unpack once into `root` (via a temp name, so a half-unpacked tree is never reused)."""
+    """Unpack once into `root`, via a temp name: a half-unpacked tree is never used, and of two
+    concurrent unpackers the second keeps the first one's tree."""
     if not root.exists():
-        partial = root.with_name(root.name + ".partial")
-        shutil.rmtree(partial, ignore_errors=True)
-        partial.mkdir(parents=True)
-        proc.run(["tar", "--zstd", "--numeric-owner", "-C", partial, "-xpf", tarball],
-                 what="unpacking the rootfs")
-        os.replace(partial, root)
+        root.parent.mkdir(parents=True, exist_ok=True)
+        partial = Path(tempfile.mkdtemp(dir=root.parent, prefix=f".{root.name}.partial-"))
+        try:
+            proc.run(["tar", "--zstd", "--numeric-owner", "-C", partial, "-xpf", tarball],
+                     what="unpacking the rootfs")
+            partial.chmod(0o755)
+            os.replace(partial, root)
+        except OSError:
+            if not root.exists():
+                raise
+        finally:
+            shutil.rmtree(partial, ignore_errors=True)
     return root
 
 

@@ -8,7 +8,8 @@ What it lists, and where that comes from:
 - llama.cpp, as built into llama-cpp-python, with the pinned CMake flags;
 - the model: name, source, sha256 and licence from release.toml;
 - the AppImage runtime: ours (with its sha256) or the pinned one an external packager used;
-- the Debian packages of the build root (`excluded`: they built the binaries).
+- the Debian packages of the build host's system (`excluded`: they built the binaries): the
+  pinned build root's dpkg database, or this machine's with --base host.
 The AppImage itself, with its sha256, is the SBOM's subject (`metadata.component`). The document
 is validated against the CycloneDX schema before it is written, and is reproducible: no random
 serial number, and SOURCE_DATE_EPOCH as its timestamp.
@@ -24,7 +25,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Iterable
 
-from . import checksums, deps, freeze, proc
+from . import checksums, freeze, proc
 from .artifacts import Artifact, Kind
 from .config import PYPROJECT, Flavor, Settings
 from .errors import BuildError, VerifyError
@@ -35,7 +36,7 @@ SPEC_VERSION = "1.6"
 SUFFIX = ".cdx.json"
 SHIPPED_BUILD_TOOLS = ("pyinstaller",)  # its bootloader is the frozen app's entry point
 RUNTIME_NAME = "tea-appimage-runtime"
-DPKG_STATUS = Path("/var/lib/dpkg/status")  # the build root's package database: a change reruns the step
+DPKG_DIR = Path("var/lib/dpkg")  # in the build host's root: its package database (a change reruns the step)
 
 
 def sbom_path(appimage: Path) -> Path:
@@ -70,6 +71,23 @@ def python_bom(python: Path, out: Path) -> dict:
                "--sv", SPEC_VERSION, "--pyproject", PYPROJECT, "-o", out, python]
     proc.run(command, what="cyclonedx-py", env={"SOURCE_DATE_EPOCH": str(source_date_epoch())})
     return json.loads(out.read_text())
+
+
+def stand_in_python(site_packages: Path, work: Path) -> Path:
+    """What cyclonedx-py asks of an interpreter is its sys.path. The build venv's Python may only run
+    inside the build root (another glibc, another arch), so a stand-in answers with the venv's
+    site-packages as this machine sees it, and the directories its .pth files add (as `site` does)."""
+    stand_in = work / "venv-python"
+    paths = [str(site_packages), *map(str, pth_dirs(site_packages))]
+    stand_in.write_text(f"#!/bin/sh\necho '{json.dumps(paths)}'\n")
+    stand_in.chmod(0o755)
+    return stand_in
+
+
+def pth_dirs(site_packages: Path) -> list[Path]:
+    """Directories named by the .pth files of a site-packages dir (an `import` line or a comment names none)."""
+    lines = [line.strip() for pth in sorted(site_packages.glob("*.pth")) for line in pth.read_text().splitlines()]
+    return [site_packages / line for line in lines if line and (site_packages / line).is_dir()]
 
 
 def closure(dependencies: list[dict], roots: Iterable[str]) -> set[str]:
@@ -216,25 +234,29 @@ class SbomStep(BaseStep):
     def __init__(self, flavor: Flavor) -> None:
         self.flavor = flavor
         self.name = f"sbom-{flavor.name}"
-        self.after = (f"appimage-{flavor.name}", f"venv-{flavor.name}", f"freeze-{flavor.name}", "packager") + \
+        self.after = ("build-root", f"appimage-{flavor.name}", f"venv-{flavor.name}", f"freeze-{flavor.name}",
+                      "packager") + \
             (("model",) if flavor.llm else ())
 
     def inputs(self, ctx: Context) -> dict:
         return {"pins": ctx.settings.pins.python, "model": ctx.settings.model if self.flavor.llm else None,
-                "epoch": source_date_epoch(), "build_root": DPKG_STATUS}
+                "epoch": source_date_epoch(),
+                "build_root": ctx.host.system_root / DPKG_DIR / "status"}
 
     def run(self, ctx: Context) -> dict:
         settings, flavor = ctx.settings, self.flavor
         appimage = ctx.artifacts.get(Kind.APPIMAGE, flavor.name)
         work = settings.flavor_dir(flavor) / "sbom"
         work.mkdir(parents=True, exist_ok=True)
-        python = python_components(python_bom(deps.venv_bin(settings, flavor, "python"), work / "python.cdx.json"))
+        venv = ctx.artifacts.get(Kind.VENV, flavor.name).path.parent
+        python = python_components(python_bom(stand_in_python(freeze.site_packages(venv), work),
+                                              work / "python.cdx.json"))
         extra = [runtime_component(settings, ctx.artifacts.get(Kind.PACKAGER))]
         if flavor.llm:
             python = (python[0], with_build_flags(python[1], settings), python[2])
             extra += [llama_cpp_component(settings, freeze.onedir(settings, flavor)),
                       model_component(settings, ctx.artifacts.get(Kind.MODEL))]
-        debian = [debian_component(package) for package in installed_packages()]
+        debian = [debian_component(package) for package in installed_packages(ctx.host.system_root / DPKG_DIR)]
         bom = assemble(subject(appimage, settings), python, extra, debian)
         out = write(bom, sbom_path(appimage.path))
         ctx.register(Kind.SBOM, out, flavor=flavor.name, appimage=appimage.path.name)

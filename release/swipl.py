@@ -8,10 +8,15 @@ apt runs with a private state directory, so the machine's own apt configuration 
 its deb-src line is derived from the mirror that machine already uses (no mirror is named here).
 
 The build (CMake, `cmake_args`: the core libraries and clib, nothing that needs a GUI, Java or
-extra system libraries) is installed into a prefix whose RUNPATHs are made relative, packed as a
-tarball in the cache keyed by version, build machine, arch and options, and unpacked into each
+extra system libraries) runs on the build host of the release (release.hosts): in the pinned
+build root, so SWI-Prolog and janus-swi need no newer glibc than the root's, like everything else
+bundled. CMake itself comes from a pinned PyPI wheel in a throwaway venv ([swipl] build_tools), as
+scikit-build-core gets it for llama.cpp: the same CMake on every build host, and the root stays
+as debootstrap made it. The install goes into a prefix whose RUNPATHs are made relative, packed
+as a tarball in the cache keyed by version, build host, arch and options, and unpacked into each
 build dir. The source of janus-swi's Python package travels in the prefix (JANUS_SOURCE), so its
-extension is compiled by whichever Python freezes tea.
+extension is compiled by whichever Python freezes tea. An emulated (foreign-arch) build bundles
+no SWI-Prolog yet: compiling it under qemu would take hours.
 """
 
 from __future__ import annotations
@@ -19,17 +24,16 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import platform
 import re
 import shlex
 import shutil
-import subprocess
 import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Mapping, Sequence
+from typing import Sequence
 
-from . import cross, log, proc
+from . import arch as arches
+from . import debian, hosts, log, proc
 from .artifacts import Kind
 from .config import Flavor, Settings, SwiplPins
 from .errors import BuildError, ConfigError
@@ -49,19 +53,6 @@ class SwiplBuild:
     debian_version: str  # 9.2.9+dfsg-1, the source package built
     suite: str           # trixie
     arch: str
-
-
-class ThisMachine:
-    """Builds SWI-Prolog with this machine's compilers (the build host of the other steps too)."""
-
-    system_root = Path("/")
-
-    def identity(self) -> list[str]:
-        return ["host", platform.machine(), *platform.libc_ver()]
-
-    def run(self, argv: Sequence[str], *, what: str, env: Mapping[str, str] | None = None,
-            stream: bool = True, check: bool = True) -> subprocess.CompletedProcess:
-        return proc.run(argv, what=what, env=env, stream=stream, check=check)
 
 
 # --- apt, with private state ---------------------------------------------------------------------
@@ -104,7 +95,7 @@ def apt_options(state: Path) -> list[str]:
             "-o", "APT::Sandbox::User=root"]
 
 
-def available_versions(builder: ThisMachine, pins: SwiplPins, state: Path) -> list[str]:
+def available_versions(builder: hosts.BuildHost, pins: SwiplPins, state: Path) -> list[str]:
     """Versions of the source package in the pinned suite, newest first."""
     for sub in ("lists/partial", "cache/archives/partial"):
         (state / sub).mkdir(parents=True, exist_ok=True)
@@ -113,15 +104,7 @@ def available_versions(builder: ThisMachine, pins: SwiplPins, state: Path) -> li
                 stream=False)
     listing = builder.run(["apt-cache", *apt_options(state), "madison", pins.source], what="apt-cache madison",
                           stream=False, check=False)
-    return madison_versions(listing.stdout, pins.source)
-
-
-def madison_versions(output: str, package: str) -> list[str]:
-    """Source versions of `package` in `apt-cache madison` output, newest first, once each."""
-    versions = {fields[1] for line in output.splitlines()
-                if len(fields := [field.strip() for field in line.split("|")]) == 3
-                and fields[0] == package and fields[2].endswith("Sources")}
-    return sorted(versions, key=upstream_version, reverse=True)
+    return debian.madison_versions(listing.stdout, pins.source)
 
 
 def usable(versions: list[str], minimum: str) -> list[str]:
@@ -138,19 +121,20 @@ def upstream_version(debian_version: str) -> tuple[int, ...]:
 
 # --- the cached build ------------------------------------------------------------------------------
 
-def recipe_key(settings: Settings, builder: ThisMachine) -> str:
+def recipe_key(settings: Settings, builder: hosts.BuildHost) -> str:
     """Everything that changes the build besides the version picked."""
     pins = settings.pins.swipl
-    material = [pins.source, pins.suite, pins.minimum, list(pins.cmake_args), settings.arch, builder.identity(), RECIPE]
+    material = [pins.source, pins.suite, pins.minimum, list(pins.cmake_args), list(pins.build_tools), settings.arch,
+                builder.identity(), RECIPE]
     return hashlib.sha256(json.dumps(material).encode()).hexdigest()[:12]
 
 
-def tarball_affixes(settings: Settings, builder: ThisMachine) -> tuple[str, str]:
+def tarball_affixes(settings: Settings, builder: hosts.BuildHost) -> tuple[str, str]:
     """Tarball names are <prefix><Debian version><suffix>."""
     return f"{settings.pins.swipl.source}-", f"-{settings.arch}-{recipe_key(settings, builder)}.tar.zst"
 
 
-def tarball_path(settings: Settings, builder: ThisMachine, debian_version: str) -> Path:
+def tarball_path(settings: Settings, builder: hosts.BuildHost, debian_version: str) -> Path:
     prefix, suffix = tarball_affixes(settings, builder)
     return settings.cache_dir / "swipl" / f"{prefix}{debian_version.replace(':', '_')}{suffix}"
 
@@ -159,7 +143,7 @@ def work_dir(settings: Settings) -> Path:
     return settings.arch_dir / "swipl-build"
 
 
-def ensure_tarball(settings: Settings, builder: ThisMachine) -> Path:
+def ensure_tarball(settings: Settings, builder: hosts.BuildHost) -> Path:
     """The cached build for these pins (no network then); else the newest usable version of the
     suite, built first (a few minutes, once)."""
     cached = newest_cached(settings, builder)
@@ -178,19 +162,21 @@ def ensure_tarball(settings: Settings, builder: ThisMachine) -> Path:
     return tarball
 
 
-def newest_cached(settings: Settings, builder: ThisMachine) -> Path | None:
+def newest_cached(settings: Settings, builder: hosts.BuildHost) -> Path | None:
     prefix, suffix = tarball_affixes(settings, builder)
     found = {path.name[len(prefix):-len(suffix)].replace("_", ":"): path
              for path in (settings.cache_dir / "swipl").glob(f"{prefix}*{suffix}")}
     return found[max(found, key=upstream_version)] if found else None
 
 
-def build_script(pins: SwiplPins, prefix: Path, jobs: int) -> str:
-    """Shell commands run in the work dir, after the upstream tarball was downloaded there."""
+def build_script(pins: SwiplPins, prefix: Path, jobs: int, tools: Path) -> str:
+    """Shell commands run in the work dir, after the upstream tarball was downloaded there;
+    `tools`: the bin dir of the venv with the build tools."""
     configure = ["cmake", "-S", "src", "-B", "build", "-G", "Unix Makefiles", f"-DCMAKE_INSTALL_PREFIX={prefix}",
                  *pins.cmake_args]
     return "\n".join([
         "set -e",
+        f'export PATH="{tools}:$PATH"',
         "rm -rf src build",
         "mkdir src",
         "tar -xzf ./*.orig.tar.* -C src --strip-components=1",
@@ -200,7 +186,7 @@ def build_script(pins: SwiplPins, prefix: Path, jobs: int) -> str:
     ])
 
 
-def build(settings: Settings, builder: ThisMachine, debian_version: str, tarball: Path) -> None:
+def build(settings: Settings, builder: hosts.BuildHost, debian_version: str, tarball: Path) -> None:
     """Download, build, install into a staging prefix, make it relocatable, pack it into the cache."""
     pins, work = settings.pins.swipl, work_dir(settings)
     log.info(f"building SWI-Prolog from {pins.suite}'s {pins.source} {debian_version} (a few minutes, once); "
@@ -212,15 +198,20 @@ def build(settings: Settings, builder: ThisMachine, debian_version: str, tarball
     builder.run(["sh", "-c", f'cd "$0" && apt-get {shlex.join(apt_options(work / "apt"))} source --download-only '
                              f'--tar-only "$1"', str(work), f"{pins.source}={debian_version}"],
                 what=f"apt-get source {pins.source}={debian_version}")
-    builder.run(["sh", "-c", f'cd "$0" && {build_script(pins, prefix, os.cpu_count() or 2)}', str(work)],
-                what=f"building SWI-Prolog {debian_version}")
+    tools = work / "tools"
+    shutil.rmtree(tools, ignore_errors=True)
+    builder.run([builder.python(), "-m", "venv", builder.inside(tools)], what="creating the build-tools venv")
+    builder.run([builder.inside(tools / "bin" / "pip"), "install", "-q", *pins.build_tools],
+                what=f"installing {', '.join(pins.build_tools)}")
+    script = build_script(pins, prefix, os.cpu_count() or 2, tools / "bin")
+    builder.run(["sh", "-c", f'cd "$0" && {script}', str(work)], what=f"building SWI-Prolog {debian_version}")
     make_relocatable(prefix)
     copy_janus_source(work / "src" / "packages" / "swipy", prefix / JANUS_SOURCE)
-    version = proc.run([prefix / "bin" / "swipl", "--version"], what="swipl --version").stdout
+    version = builder.run([str(prefix / "bin" / "swipl"), "--version"], what="swipl --version", stream=False).stdout
     (prefix / MARKER).write_text(json.dumps(asdict(SwiplBuild(
         swipl_version(version), debian_version, pins.suite, settings.arch))))
     pack(prefix, tarball)
-    for done in ("build", "install"):  # nothing may come to rely on the staging prefix's path
+    for done in ("build", "install", "tools"):  # nothing may come to rely on the staging prefix's path
         shutil.rmtree(work / done, ignore_errors=True)
 
 
@@ -313,9 +304,12 @@ def janus_wheel_dir(settings: Settings, tarball: str, python: str) -> Path:
     return settings.cache_dir / "swipl" / f"janus-swi-{key}"
 
 
-def ensure_janus_wheel(settings: Settings, prefix: Path, tarball: str, pip: Path, python: str) -> Path:
-    """janus-swi compiled against this SWI-Prolog by `pip`'s Python, once: every build reuses the same
-    bytes (a compile embeds its paths), so a flavor built alone is the same file."""
+def ensure_janus_wheel(settings: Settings, host: hosts.BuildHost, prefix: Path, tarball: str, venv: Path) -> Path:
+    """janus-swi compiled against this SWI-Prolog by the build venv's Python on the build host, once:
+    every build reuses the same bytes (a compile embeds its paths), so a flavor built alone is the
+    same file."""
+    python = host.run([host.inside(venv / "bin" / "python"), "-c", "import sys; print(sys.version)"],
+                      what="the build venv's Python", stream=False).stdout.strip()
     wheel_dir = janus_wheel_dir(settings, tarball, python)
     existing = sorted(wheel_dir.glob("janus_swi-*.whl"))
     if existing:
@@ -323,45 +317,47 @@ def ensure_janus_wheel(settings: Settings, prefix: Path, tarball: str, pip: Path
     wheel_dir.parent.mkdir(parents=True, exist_ok=True)
     building = Path(tempfile.mkdtemp(dir=wheel_dir.parent, prefix=".building-"))
     try:
-        install_janus(prefix, [pip, "wheel", "-q", "--no-deps", "--no-build-isolation", "-w", building])
+        install_janus(host, prefix, [host.inside(venv / "bin" / "pip"), "wheel", "-q", "--no-deps",
+                                     "--no-build-isolation", "-w", str(building)], scratch=wheel_dir.parent)
         os.replace(building, wheel_dir)
     finally:
         shutil.rmtree(building, ignore_errors=True)
-    return ensure_janus_wheel(settings, prefix, tarball, pip, python)
+    return ensure_janus_wheel(settings, host, prefix, tarball, venv)
 
 
-def install_janus(prefix: Path, pip_install: Sequence[str | os.PathLike]) -> None:
-    """janus-swi compiled against this prefix, by `pip_install` (a `pip install` command line without
-    the package), from a fresh copy of its source: setuptools would reuse a build dir made against
-    another prefix."""
-    with tempfile.TemporaryDirectory(prefix="janus-swi-") as tmp:
+def install_janus(host: hosts.BuildHost, prefix: Path, pip_install: Sequence[str], *, scratch: Path) -> None:
+    """janus-swi compiled against this prefix on `host`, by `pip_install` (a `pip install` command line
+    without the package), from a fresh copy of its source in `scratch` (a dir the host sees):
+    setuptools would reuse a build dir made against another prefix."""
+    with tempfile.TemporaryDirectory(dir=scratch, prefix=".janus-swi-") as tmp:
         source = Path(tmp) / "janus-swi"
         shutil.copytree(prefix / JANUS_SOURCE, source)
-        proc.run([*pip_install, source], what="installing janus-swi", env={"SWIPL": str(prefix / "bin" / "swipl")})
+        host.run([*pip_install, host.inside(source)], what="installing janus-swi",
+                 env={"SWIPL": host.inside(prefix / "bin" / "swipl")})
 
 
 def bundled(settings: Settings, flavor: Flavor) -> bool:
-    """Whether this build of `flavor` carries SWI-Prolog. Not yet on a cross build: SWI-Prolog is
-    built by this machine's compilers, for this machine's arch."""
-    return flavor.prolog and not cross.is_cross(settings)
+    """Whether this build of `flavor` carries SWI-Prolog: not yet on an emulated (foreign-arch) build."""
+    return flavor.prolog and settings.arch == arches.host_arch()
 
 
 class SwiplStep(BaseStep):
     """SWI-Prolog for the flavors that bundle it: the cached build, unpacked into this build dir."""
 
     name = "swipl"
-    after = ("system-packages",)
+    after = ("build-root",)
 
     def inputs(self, ctx: Context) -> dict:
-        return {"pins": asdict(ctx.settings.pins.swipl), "builder": ThisMachine().identity()}
+        return {"pins": asdict(ctx.settings.pins.swipl), "builder": ctx.host.identity()}
 
     def skip_reason(self, ctx: Context) -> str | None:
         if not any(bundled(ctx.settings, flavor) for flavor in ctx.settings.flavors):
-            return "no flavor bundles Prolog" + (" on a cross build" if cross.is_cross(ctx.settings) else "")
+            emulated = ctx.settings.arch != arches.host_arch()
+            return "no flavor bundles Prolog" + (" on an emulated build" if emulated else "")
         return None
 
     def run(self, ctx: Context) -> dict:
-        tarball = ensure_tarball(ctx.settings, ThisMachine())
+        tarball = ensure_tarball(ctx.settings, ctx.host)
         built = unpack(tarball, prefix_dir(ctx.settings))
         ctx.register(Kind.SWIPL, prefix_dir(ctx.settings), version=built.version,
                      debian_version=built.debian_version, suite=built.suite, tarball=tarball.name)

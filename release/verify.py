@@ -9,6 +9,7 @@ AppImage itself, exactly as on a user's machine.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import subprocess
@@ -26,6 +27,7 @@ LOCAL_CHAT = EXAMPLES / "llm" / "local-chat.yaml"
 QUESTION = {"question": "What is 2+2?"}
 INSTALL_HINT = "llama-cpp-python not installed. Install with: pip install the_edge_agent[llm-local]"
 MODES = {"fuse": [], "extract-and-run": ["--appimage-extract-and-run"]}
+Runner = Callable[[list[str]], subprocess.CompletedProcess]  # runs the AppImage with these arguments (anywhere)
 SCRUBBED = ("TEA_MODEL_PATH", "APPDIR", "APPIMAGE", "APPIMAGE_EXTRACT_AND_RUN", "PYTHONPATH", "PYTHONHOME")
 
 
@@ -98,14 +100,18 @@ def appimage_command(appimage: Path, mode: str) -> list[str]:
     return [str(appimage.absolute()), *MODES[mode]]
 
 
+def smoke_with(run: Runner, where: str, version: str) -> None:
+    """`--version` and `--impl` answer exactly."""
+    expect(run(["--version"]), f"{where} --version", f"tea {version}")
+    expect(run(["--impl"]), f"{where} --impl", "python")
+
+
 def smoke(appimage: Path, version: str) -> dict[str, float]:
-    """`--version` and `--impl` answer correctly in every mode; returns seconds per mode."""
+    """smoke_with in every mode; returns seconds per mode."""
     seconds = {}
     for mode in MODES:
         started = time.monotonic()
-        command = appimage_command(appimage, mode)
-        expect(run_tea(command, ["--version"]), f"{appimage.name} --version ({mode})", f"tea {version}")
-        expect(run_tea(command, ["--impl"]), f"{appimage.name} --impl ({mode})", "python")
+        smoke_with(functools.partial(run_tea, appimage_command(appimage, mode)), f"{appimage.name} ({mode})", version)
         seconds[mode] = round(time.monotonic() - started, 2)
     return seconds
 
@@ -184,9 +190,7 @@ def functional_llm(appimage: Path, model_filename: str | None, reference: list[s
         if reference is not None:
             state = run_agent(reference, example.path, example.inputs, env=clean_env(**reference_env))
             answers[example.path.name]["source"] = example.reply(state)["answer"]
-        if len(set(answers[example.path.name].values())) != 1:
-            raise VerifyError(f"{appimage.name} {example.path.name}: temperature-0 answers differ: "
-                              f"{answers[example.path.name]}")
+        same_answers(answers[example.path.name], f"{appimage.name} {example.path.name}")
     local_chat = answers[LOCAL_CHAT.name]
     return {"answer": local_chat["fuse"], "compared": sorted(local_chat),
             "checked": checked + [example.path.name for example in LLM_EXAMPLES]}
@@ -198,8 +202,28 @@ def functional_plain(appimage: Path, *, prolog: bool = True) -> dict:
         command, where = appimage_command(appimage, mode), f"{appimage.name} ({mode})"
         checked = check_plain_examples(command, where, prolog=prolog)
         for example in LLM_EXAMPLES:
-            done = run_tea(command, ["run", str(example.path), "--input", json.dumps(example.inputs)])
-            if done.returncode == 0 or INSTALL_HINT not in done.stderr:
-                raise VerifyError(f"{where}: {example.path.name} must fail with {INSTALL_HINT!r}, "
-                                  f"got exit {done.returncode}: {done.stderr.strip()[-200:]!r}")
+            refuses_llm(functools.partial(run_tea, command), where, str(example.path), example.inputs)
     return {"checked": checked + ["llm install hint"]}
+
+
+def refuses_llm(run: Runner, where: str, agent: str, inputs: dict) -> None:
+    """The plain flavor fails an LLM agent with the documented install hint."""
+    done = run(["run", agent, "--input", json.dumps(inputs)])
+    if done.returncode == 0 or INSTALL_HINT not in done.stderr:
+        raise VerifyError(f"{where}: {Path(agent).name} must fail with {INSTALL_HINT!r}, "
+                          f"got exit {done.returncode}: {done.stderr.strip()[-200:]!r}")
+
+
+def same_answers(answers: dict[str, str], what: str) -> str:
+    """At temperature 0 every run gives the one answer; returns it."""
+    if len(set(answers.values())) != 1:
+        raise VerifyError(f"{what}: temperature-0 answers differ: {answers}")
+    return next(iter(answers.values()))
+
+
+def refused_with(run: Runner, where: str, message: str) -> None:
+    """Below its glibc floor the AppImage says exactly `message` on stderr and fails: no loader error."""
+    done = run(["--version"])
+    if done.returncode == 0 or done.stderr.strip() != message or done.stdout.strip():
+        raise VerifyError(f"{where}: expected exit != 0 and only {message!r} on stderr, got exit "
+                          f"{done.returncode}, stderr {done.stderr.strip()[-200:]!r}, stdout {done.stdout.strip()[:80]!r}")

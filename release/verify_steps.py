@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 from typing import Callable
 
-from . import freeze, rootfs, swipl, systems, verify
+from . import freeze, swipl, systems, verify
 from .artifacts import Kind
 from .config import Flavor
 from .pipeline import BaseStep, Context
@@ -26,16 +26,18 @@ def functional(ctx: Context, flavor: Flavor, appimage: Path) -> dict:
     prolog = swipl.bundled(ctx.settings, flavor)
     if not flavor.llm:
         return verify.functional_plain(appimage, prolog=prolog)
-    command, env = freeze.source_tea(ctx.settings, flavor)
+    command, env = freeze.source_tea(ctx, flavor)
     model = ctx.artifacts.get(Kind.MODEL).path
     return verify.functional_llm(appimage, model.name, command, {**env, "TEA_MODEL_PATH": str(model)}, prolog=prolog)
 
 
 def on_systems(ctx: Context, flavor: Flavor, appimage: Path) -> dict:
-    tarball = rootfs.ensure_rootfs(ctx.settings.cache_dir, arch=ctx.settings.arch)
-    return {"checked": systems.check_in_rootfs(tarball, appimage, ctx.settings.version,
-                                               model_filename=model_filename(ctx, flavor),
-                                               prolog=swipl.bundled(ctx.settings, flavor))}
+    settings = ctx.settings
+    min_glibc = ctx.artifacts.get(Kind.APPDIR, flavor.name).extra["min_glibc"]
+    return {"checked": systems.check_on_systems(
+        settings.cache_dir, settings.arch, settings.systems, appimage, settings.version, product=flavor.product,
+        min_glibc=min_glibc, model_filename=model_filename(ctx, flavor), llm=flavor.llm,
+        prolog=swipl.bundled(settings, flavor))}
 
 
 def write_report(ctx: Context, check: str, flavor: Flavor, result: dict) -> dict:
@@ -57,11 +59,15 @@ class CheckStep(BaseStep):
     def __init__(self, kind: str, flavor: Flavor, check: Check, *, agents: bool = True) -> None:
         self.kind, self.flavor, self.check, self.agents = kind, flavor, check, agents
         self.name = f"{kind}-{flavor.name}"
-        self.after = (f"appimage-{flavor.name}",) + (("model",) if flavor.llm else ())
+        after = (f"appimage-{flavor.name}",) + (("model",) if flavor.llm else ())
+        # functional runs the unfrozen tea of this build; systems reads the AppDir's floor
+        self.after = after + {"functional": (f"venv-{flavor.name}", f"freeze-{flavor.name}"),
+                              "systems": (f"appdir-{flavor.name}",)}.get(kind, ())
 
     def inputs(self, ctx: Context) -> dict:
-        """The example agents the check runs are inputs too: editing one reruns it."""
-        return {"examples": verify.EXAMPLES} if self.agents else {}
+        """The example agents the check runs are inputs too: editing one reruns it; and the systems."""
+        examples = {"examples": verify.EXAMPLES} if self.agents else {}
+        return {**examples, "systems": list(ctx.settings.systems)} if self.kind == "systems" else examples
 
     def run(self, ctx: Context) -> dict:
         result = self.check(ctx, self.flavor, ctx.artifacts.get(Kind.APPIMAGE, self.flavor.name).path)

@@ -11,6 +11,7 @@ import hashlib
 import os
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -70,6 +71,22 @@ def gguf_model(tmp_path_factory) -> Path:
     )
     assert _sha256(target) == GEMMA_270M_SHA256
     return target
+
+
+@pytest.fixture
+def as_nobody():
+    """(run, shared): `run(code, *args)` runs Python code in the repo as the unprivileged user nobody;
+    `shared` is a dir that user may write (pytest's tmp dirs are closed to others)."""
+    if os.geteuid() != 0:
+        pytest.skip("needs root to become another user")
+    with tempfile.TemporaryDirectory() as shared:
+        Path(shared).chmod(0o777)
+
+        def run(code: str, *args: str) -> subprocess.CompletedProcess:
+            return subprocess.run(["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups",
+                                   sys.executable, "-c", code, *args], capture_output=True, text=True, cwd=REPO)
+
+        yield run, Path(shared)
 
 
 @pytest.fixture(scope="session")

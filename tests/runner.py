@@ -13,7 +13,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from release import config, deps, log, plan, proc, swipl
+from release import config, hosts, llama, log, plan, proc, swipl
 from release.artifacts import Kind
 from release.commands import run_pipeline
 from release.config import REPO
@@ -25,13 +25,13 @@ def install_app_for_tests(settings: config.Settings, prolog: Path) -> dict[str, 
     """Install the app (editable, with the portable llama wheel, and janus-swi compiled against the
     release's SWI-Prolog) here, and build the offline wheelhouse from which tests make a second
     environment without llama-cpp-python and janus-swi."""
-    llm_flavor = next(f for f in settings.flavors if f.llm)
-    wheel = deps.ensure_llama_wheel(settings, deps.venv_bin(settings, llm_flavor, "pip"))
+    wheel, _variants = llama.ensure_wheel(settings, hosts.select(settings))
     pip = [sys.executable, "-m", "pip"]
     with proc.logging_to(settings.arch_dir / "logs" / "test-setup.log"):
         proc.run([*pip, "install", "-q", wheel, "-e", f"{REPO / 'python'}[dev]",
                   "-r", REPO / "requirements-dev.txt"], what="installing the app for the tests")
-        swipl.install_janus(prolog, [*pip, "install", "-q", "--no-deps"])
+        swipl.install_janus(hosts.Host(settings), prolog, [*pip, "install", "-q", "--no-deps"],
+                            scratch=settings.build_dir)
         wheelhouse = settings.build_dir / "test-wheelhouse"
         proc.run([*pip, "wheel", "-q", "-w", wheelhouse, REPO / "python"], what="building the test wheelhouse")
     # The relocated build's compiled-in home does not exist: say where it is, as its users would.

@@ -102,6 +102,9 @@ int user_private_base(char *out, size_t cap);
 int extract_and_run(const struct image *img, char *argv0, int argc, char **argv);
 void remove_tree(const char *dir);
 
+/* floor.c: 1 (after one line on stderr) when this system's glibc is older than the image needs */
+int floor_check(const struct image *img, int argc, char **argv);
+
 /* info.c: --appimage-signature, --appimage-updateinformation */
 int print_section(const struct image *img, const char *name);
 

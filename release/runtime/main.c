@@ -132,6 +132,8 @@ int main(int argc, char **argv)
 	char *argv0 = target && *target ? target : argv[0];
 	if (image_open(&img, target && *target ? target : "/proc/self/exe") != 0)
 		return 1;
+	if (floor_check(&img, argc, argv) != 0)
+		return 1;
 	if (argc > 1 && strncmp(argv[1], "--appimage-", 11) == 0)
 		return appimage_option(&img, argv0, argc, argv);
 	if (image_check(&img) != 0)

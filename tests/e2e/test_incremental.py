@@ -31,10 +31,13 @@ CASES = {
     "python/pyproject.toml": [f"freeze-{f}" for f in BOTH],
     "release/assets/AppRun": [f"appdir-{f}" for f in BOTH],                      # an AppDir input
     "release/runtime/main.c": ["packager"],                                      # the C runtime
-    "release/cross.py": ["system-packages", "packager", "swipl"] + [f"venv-{f}" for f in BOTH]
-    + [f"freeze-{f}" for f in BOTH],                                             # imported by deps/freeze/swipl
-    "release/swipl.py": ["system-packages", "packager", "swipl"] + [f"venv-{f}" for f in BOTH]
-    + [f"{step}-{f}" for f in BOTH for step in ("freeze", "smoke", "functional")],  # imported by freeze and checks
+    "release/runtime/floor.c": ["packager"],                                     # its glibc floor check
+    "release/hosts/root.py": ["system-packages", "build-root", "packager", "swipl", "llama-wheel", "checksums"]
+    + [f"{kind}-{f}" for kind in ("venv", "freeze", "appimage", "sbom", "smoke", "functional") for f in BOTH]
+    + [f"variant-proof-{LLM}"],                                                  # all that runs in or reads the root
+    "release/llama.py": ["llama-wheel"] + [f"venv-{f}" for f in BOTH],           # the wheel, and the venvs named by it
+    "release/swipl.py": ["swipl", "checksums", f"variant-proof-{LLM}"]
+    + [f"{step}-{f}" for f in BOTH for step in ("freeze", "sbom", "smoke", "functional")],  # freeze and the checks
     "release/audit.py": [f"appdir-{f}" for f in BOTH],
     "release/squashfs.py": [f"appimage-{f}" for f in BOTH],
     "release/packagers.py": ["packager"] + [f"appimage-{f}" for f in BOTH],

@@ -60,6 +60,34 @@ def test_both_appimages_carry_swi_prolog_and_janus(llm_appimage, plain_appimage)
         assert any(line.startswith("usr/bin/_internal/janus_swi/_swipl") for line in listing)
 
 
+def version(text: str) -> tuple[int, ...]:
+    return tuple(int(part) for part in text.split("."))
+
+
+def test_manifest_says_built_in_bullseye_for_glibc_2_31_with_debians_python_311(dist, llm_appimage, plain_appimage):
+    records = {a["name"]: a for a in json.loads((dist / "manifest.json").read_text())["artifacts"]}
+    for appimage in (llm_appimage, plain_appimage):
+        record = records[appimage.name]
+        assert version(record["min_glibc"]) <= (2, 31), record
+        assert version(record["min_glibcxx"] or "0") <= (3, 4, 28), record
+        assert (record["base"], record["build_host"]) == ("bullseye", "build root")
+        assert record["distribution"] == "Debian GNU/Linux 11 (bullseye)"
+        assert re.fullmatch(r"3\.11\.\d+ \(Debian python3\.11 3\.11\.\d+-\S+, built on bullseye\)", record["python"])
+
+
+def test_cpu_variants_shipped_and_dropped_with_reasons(dist, llm_appimage):
+    """bullseye's gcc 10 cannot build alderlake (AVX-VNNI); sapphirerapids (AMX) is never shipped."""
+    variants = {a["name"]: a for a in json.loads((dist / "manifest.json").read_text())["artifacts"]}[
+        llm_appimage.name]["cpu_variants"]
+    assert {"x64", "sse42", "haswell", "skylakex", "icelake", "zen4"} <= set(variants["shipped"])
+    assert "AVX_VNNI" in variants["dropped"]["alderlake"] and "-mavxvnni" in variants["dropped"]["alderlake"]
+    assert "SIGILL" in variants["dropped"]["sapphirerapids"]
+    assert variants["compiler"].startswith("gcc 10.")
+    bundled = {line.rsplit("libggml-cpu-", 1)[1].removesuffix(".so") for line in squashfs_listing(llm_appimage)
+               if "/libggml-cpu-" in line}
+    assert bundled == set(variants["shipped"])
+
+
 def test_llm_appimage_answers_from_its_bundled_model(llm_appimage):
     env = {k: v for k, v in os.environ.items() if k != "TEA_MODEL_PATH"}
     done = subprocess.run([str(llm_appimage), "run", "examples/llm/local-chat.yaml", "--input", QUESTION],
@@ -198,11 +226,20 @@ def test_dist_sboms_are_listed_valid_and_describe_their_appimage(dist, llm_appim
     assert "llama_cpp_python" not in plain and "gemma-3-270m" not in plain
 
 
+def test_sboms_list_the_build_roots_debian_packages_not_this_machines(dist, llm_appimage):
+    components = json.loads((dist / f"{llm_appimage.name}.cdx.json").read_text())["components"]
+    libc = next(c for c in components if c["name"] == "libc6")
+    assert libc["version"].startswith("2.31-"), libc  # bullseye's glibc; this machine has 2.36
+    names = {c["name"] for c in components}
+    assert "gcc-10" in names and "gcc-12" not in names  # bullseye's compiler built it, not this machine's
+
+
 def test_manifest_records_provenance(dist):
     manifest = json.loads((dist / "manifest.json").read_text())
     provenance = manifest["provenance"]
     assert provenance["pins"]["sha256"] == hashlib.sha256((REPO / "release/release.toml").read_bytes()).hexdigest()
-    assert provenance["base_system"]["id"] == "debian" and "glibc" in provenance["base_system"]["libc"]
+    assert provenance["base_system"] == {"id": "debian", "version_id": "11", "libc": "glibc 2.31", "machine": "x86_64",
+                                         "pretty_name": "Debian GNU/Linux 11 (bullseye)"}  # the build root's
     assert isinstance(provenance["source_date_epoch"], int) and re.fullmatch(r"\d{4}-\d\d-\d\d", provenance["version_date"])
     assert provenance["tools"]["mksquashfs"] and provenance["tools"]["cyclonedx-bom"]
     assert all(a["signed_by"] is None and a["unsigned_sha256"] == a["sha256"] for a in manifest["artifacts"])
@@ -219,6 +256,8 @@ def test_test_appimage_accepts_the_release_including_minimal_systems(invoke, llm
     done = invoke("test-appimage", str(llm_appimage), "--sums", str(dist / "SHA256SUMS"))
     assert done.returncode == 0, done.stderr
     assert "minimal systems" in done.stderr and "passed" in done.stderr
+    for suite in ("bullseye", "bookworm", "trixie"):
+        assert f"{suite}: smoke+functional+prolog (FUSE), smoke+functional (no FUSE)" in done.stderr
 
 
 def test_test_appimage_refuses_a_tampered_appimage(invoke, plain_appimage, dist, tmp_path):

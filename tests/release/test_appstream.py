@@ -73,5 +73,7 @@ def test_the_appdir_step_refuses_invalid_metadata_and_keeps_no_appdir(tmp_path):
     with pytest.raises(BuildError, match="AppStream"):
         appdir.build_appdir(target, onedir, "1.2.3", None, "not-a-date")
     assert not target.exists()
-    appdir.build_appdir(target, onedir, "1.2.3", None, "2026-05-04")
-    assert metainfo(target).is_file()
+    staging = appdir.build_appdir(target, onedir, "1.2.3", None, "2026-05-04")
+    assert not target.exists()  # only after the audit: finish
+    appdir.finish(staging, target)
+    assert metainfo(target).is_file() and not staging.exists()

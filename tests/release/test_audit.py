@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from release.audit import audit_appdir, elf_machine, excludelist, highest_version, read_elf, scan_appdir
+from release.audit import audit_appdir, elf_machine, excludelist, read_elf, scan_appdir
+from release.floor import Floor, highest
 from release.errors import VerifyError
 
 GREET_C = 'const char *greet(void) { return "hello from libgreet"; }\n'
@@ -118,8 +119,40 @@ def test_excluded_system_libs_need_no_bundling(appdir):
     assert audit_appdir(appdir, arch="x86_64").elf_count == 3
 
 
+BULLSEYE = Floor(glibc="2.31", glibcxx="3.4.28")  # what bullseye's libc.so.6 / libstdc++.so.6 provide
+
+
+def test_an_elf_needing_a_newer_glibc_than_the_base_is_refused(appdir):
+    """Linked on this glibc 2.36 host, usr/bin/hello needs __libc_start_main@GLIBC_2.34."""
+    assert "2.34" in read_elf(appdir / "usr/bin/hello").glibc_versions
+    with pytest.raises(VerifyError) as error:
+        audit_appdir(appdir, arch="x86_64", floor=BULLSEYE)
+    message = str(error.value)
+    assert "\n" not in message
+    assert "1 ELF(s) need a newer glibc/libstdc++ than the build base provides (glibc 2.31, GLIBCXX 3.4.28)" in message
+    assert "usr/bin/hello needs GLIBC 2.34" in message and "libgreet" not in message
+
+
+def test_the_floor_of_the_build_host_itself_passes(appdir):
+    """What this host built needs no more than this host has (the `--base host` case)."""
+    report = audit_appdir(appdir, arch="x86_64", floor=Floor(glibc="2.36", glibcxx="3.4.30"))
+    assert report.min_glibc == "2.34"
+
+
+def test_an_elf_needing_a_newer_libstdcxx_than_the_base_is_refused(appdir):
+    """std::string's C++11 ABI is GLIBCXX_3.4.21: too new for a base whose libstdc++ stops at 3.4.20."""
+    source = appdir / "usr/bin/strings.cc"
+    source.write_text('#include <string>\n#include <cstdio>\n'
+                      'int main(int c, char **v) { std::string s(v[0]); s += "x"; std::puts(s.c_str()); }\n')
+    subprocess.run(["g++", str(source), "-o", str(appdir / "usr/bin/strings")], check=True)
+    assert audit_appdir(appdir, arch="x86_64", floor=Floor(glibc="2.36", glibcxx="3.4.21")).min_glibcxx == "3.4.21"
+    with pytest.raises(VerifyError, match=r"usr/bin/strings needs GLIBCXX 3.4.21") as error:
+        audit_appdir(appdir, arch="x86_64", floor=Floor(glibc="2.36", glibcxx="3.4.20"))
+    assert "usr/bin/hello" not in str(error.value)
+
+
 def glibc_floor(paths) -> str:
-    return highest_version(v for path in paths for v in read_elf(path).glibc_versions)
+    return highest(v for path in paths for v in read_elf(path).glibc_versions)
 
 
 def test_glibc_floor_matches_readelf_for_system_binaries():
@@ -175,3 +208,37 @@ def test_real_pyinstaller_onedir_if_built():
         pytest.skip(f"no PyInstaller onedir under {build}")
     report = audit_appdir(onedirs[0], arch="x86_64")
     assert report.elf_count > 10 and report.min_glibc
+
+
+# --- the appdir step refuses the build ------------------------------------------------------------
+
+def appdir_step_context(tmp_path: Path, glibc: str) -> tuple:
+    """A run up to the appdir step of the plain flavor: a onedir whose `tea` was linked here (so it
+    needs GLIBC_2.34), and a build host whose floor is `glibc`."""
+    from release import appdir, config
+    from release.artifacts import Artifact, Kind
+    from release.pipeline import Context
+
+    settings = config.resolve(flavor="python", model="gemma-3-270m", build_dir=tmp_path / "build")
+    onedir = tmp_path / "onedir"
+    onedir.mkdir()
+    _compile("gcc", ["-o", str(onedir / "tea")], "int main(void) { return 0; }\n", tmp_path)
+    ctx = Context(settings)
+    ctx.artifacts.add(Artifact(Kind.ONEDIR, onedir, "digest", "python"))
+    ctx.artifacts.add(Artifact(Kind.BUILD_HOST, tmp_path / "build-host.json", "digest", None,
+                               {"description": {"base": "bullseye", "floor": {"glibc": glibc, "glibcxx": "3.4.28"}}}))
+    return appdir.AppDirStep(settings.flavors[0]), ctx, appdir.appdir_path(settings, settings.flavors[0])
+
+
+def test_the_appdir_step_refuses_an_elf_newer_than_the_build_base(tmp_path):
+    step, ctx, target = appdir_step_context(tmp_path, "2.31")
+    with pytest.raises(VerifyError, match=r"usr/bin/tea needs GLIBC 2.34"):
+        step.run(ctx)
+    assert not target.exists()  # nothing unaudited at the final path
+
+
+def test_the_appdir_step_records_the_floor_for_the_runtime(tmp_path):
+    step, ctx, target = appdir_step_context(tmp_path, "2.36")
+    ctx.running = step.name
+    assert step.run(ctx)["min_glibc"] == "2.34"
+    assert (target / ".tea/glibc-floor").read_text() == "tea-python 2.34\n"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -77,10 +78,47 @@ def test_bad_options(kwargs, message):
 def test_plan_lists_every_stage_per_flavor():
     settings = config.resolve(flavor="all", model="gemma-3-270m")
     names = [step.name for stage, step in plan.release_plan(settings)]
-    assert names[:4] == ["system-packages", "packager", "swipl", "model"]
+    assert names[:6] == ["system-packages", "build-root", "packager", "swipl", "model", "llama-wheel"]
     assert "freeze-python" in names and "systems-python-llm" in names and names[-1] == "checksums"
     until_freeze = [step.name for step in plan.steps_until(settings, "freeze")]
     assert "appdir-python" not in until_freeze and "freeze-python-llm" in until_freeze
+    plain = [step.name for stage, step in plan.release_plan(config.resolve(flavor="python", model="gemma-3-270m"))]
+    assert "llama-wheel" not in plain  # the plain flavor never builds llama.cpp
+
+
+def test_base_and_systems_resolve_from_pins_and_flags():
+    settings = config.resolve()
+    assert (settings.base, settings.systems) == ("bullseye", ("bullseye", "bookworm", "trixie"))
+    settings = config.resolve(base="trixie", systems="bookworm, trixie")
+    assert (settings.base, settings.systems) == ("trixie", ("bookworm", "trixie"))
+    foreign = "aarch64" if arch.host_arch() == "x86_64" else "x86_64"
+    assert config.resolve(arch=foreign).systems == ("bullseye",)  # emulated: the oldest only
+
+
+@pytest.mark.parametrize("table, key, message", [
+    ("build", "base", r"\[build\] base must be 'host' or a Debian suite"),
+    ("build", "packages", r"\[build\] packages must be a list of strings"),
+    ("build.python", "prefix", r"\[build.python\] prefix must be an absolute path"),
+    ("systems", "suites", r"\[systems\] suites must name Debian suites"),
+    ("build.cpu_variants.x86_64.features", "AVX", r"\[build.cpu_variants.x86_64.features\] AVX must be a list"),
+    ("build.cpu_variants.x86_64.never", "sapphirerapids", r"\[build.cpu_variants.x86_64.never\] sapphirerapids must be a non-empty string"),
+])
+def test_bad_build_pins_are_one_line_naming_the_key(table, key, message):
+    data = tomllib.loads(config.PINS_FILE.read_text())
+    node = data
+    for part in table.split("."):
+        node = node[part]
+    node[key] = {"build": "../x", "build.python": "opt/python"}.get(table, ["Bad Suite"] if key == "suites" else 7)
+    with pytest.raises(ConfigError, match=message) as error:
+        config.parse_pins(data)
+    assert "\n" not in str(error.value)
+
+
+def test_unknown_build_keys_are_refused():
+    data = tomllib.loads(config.PINS_FILE.read_text())
+    data["build"]["bsae"] = "trixie"
+    with pytest.raises(ConfigError, match=r"\[build\] has unknown key\(s\) bsae"):
+        config.parse_pins(data)
 
 
 def test_plan_skip_and_unknown_stage():
@@ -89,6 +127,15 @@ def test_plan_skip_and_unknown_stage():
     assert not any(n.startswith("systems") for n in names)
     with pytest.raises(ConfigError, match="unknown stage"):
         plan.steps_until(settings, "deploy")
+
+
+def test_skipping_functional_skips_the_variant_proof_that_compares_with_its_answer():
+    settings = config.resolve(flavor="python-llm", model="gemma-3-270m")
+    names = [s.name for s in plan.steps_until(settings, "checksums")]
+    assert "variant-proof-python-llm" in names
+    names = [s.name for s in plan.steps_until(settings, "checksums", skip=frozenset({"functional"}))]
+    assert "functional-python-llm" not in names and "variant-proof-python-llm" not in names
+    assert "systems-python-llm" in names
 
 
 def run_invoke(*args: str, cwd: Path = REPO) -> subprocess.CompletedProcess:
@@ -130,6 +177,16 @@ def test_checks_without_a_path_need_a_release_in_out(tmp_path):
     assert done.returncode == 2 and "Traceback" not in done.stderr
     assert done.stderr.strip() == (f"error: no {arch.host_arch()} AppImage in {tmp_path}/: "
                                    "run `invoke release` first, or pass --path")
+
+
+def test_test_appimage_systems_default_to_every_pinned_suite_and_can_be_picked_or_skipped():
+    from release import commands
+
+    assert commands.systems_to_check(None, False) == ("bullseye", "bookworm", "trixie")
+    assert commands.systems_to_check("trixie,bullseye", False) == ("trixie", "bullseye")
+    assert commands.systems_to_check("trixie", True) == ()
+    with pytest.raises(ConfigError, match="--systems must name Debian suites"):
+        commands.systems_to_check("host", False)
 
 
 PINS = config.PINS_FILE.read_text()

@@ -209,7 +209,9 @@ def names(module: str) -> set[str]:
 
 
 def test_code_closure_follows_imports_transitively():
-    assert {"freeze.py", "cross.py", "deps.py", "proc.py", "pipeline.py"} <= names("release.freeze")
+    assert {"deps.py", "apt.py", "__init__.py", "root.py", "emulated.py", "cpython.py", "proc.py"} <= names("release.deps")
+    assert {"venv.py", "llama.py", "root.py"} <= names("release.venv")
+    assert {"freeze.py", "proc.py", "pipeline.py"} <= names("release.freeze")
     assert {"finalize.py", "checksums.py", "reassemble.py", "split.py"} <= names("release.finalize")
     assert {"package.py", "squashfs.py", "appimage.py", "packagers.py", "runtime_build.py"} <= names("release.package")
 

@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
-import tempfile
 import threading
 from pathlib import Path
 
@@ -20,6 +18,8 @@ from release.arch import binfmt_registered
 from release.audit import excludelist
 from release.errors import BuildError, ConfigError, VerifyError
 from release.rootfs import assert_no_python, ensure_rootfs, run_in_rootfs, tarball_path
+from release import appdir, systems
+from test_appimage_format import build_appimage, runtime  # noqa: F401
 
 pytestmark = [
     pytest.mark.rootfs,
@@ -226,16 +226,12 @@ def test_unknown_arch_is_a_config_error(tmp_path):
         ensure_rootfs(tmp_path / "cache", arch="riscv64")
 
 
-def test_non_root_is_refused_with_one_line():
-    code = ("import sys; from pathlib import Path; from release.rootfs import ensure_rootfs\n"
-            "from release.errors import VerifyError\n"
-            "try: ensure_rootfs(Path(sys.argv[1]))\n"
-            "except VerifyError as e: print(e); sys.exit(6)\n")
-    with tempfile.TemporaryDirectory() as shared:  # pytest's tmp dirs are closed to others
-        Path(shared).chmod(0o777)
-        done = subprocess.run(["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups",
-                               sys.executable, "-c", code, f"{shared}/cache"],
-                              capture_output=True, text=True, cwd=Path(__file__).parents[2])
+def test_non_root_is_refused_with_one_line(as_nobody):
+    run, shared = as_nobody
+    done = run("import sys; from pathlib import Path; from release.rootfs import ensure_rootfs\n"
+               "from release.errors import VerifyError\n"
+               "try: ensure_rootfs(Path(sys.argv[1]))\n"
+               "except VerifyError as e: print(e); sys.exit(6)\n", f"{shared}/cache")
     assert done.returncode == 6, done.stderr
     assert done.stdout.startswith("the minimal-system rootfs needs root")
 
@@ -246,3 +242,58 @@ def test_missing_debootstrap_says_how_to_install(tmp_path, monkeypatch):
     monkeypatch.setenv("PATH", str(tools))
     with pytest.raises(BuildError, match="apt-get install debootstrap"):
         ensure_rootfs(tmp_path / "cache")
+
+
+# --- the systems check's decision, with the real runtime in the real minimal system -------------------
+
+# A stand-in for tea (the real AppImages go through this check in every `invoke test` release): it
+# answers what the check asks, so this test is about the check's own decisions.
+STAND_IN = """#!/bin/sh
+case "$1" in
+  --version) echo "tea 9.9.9" ;;
+  --impl) echo python ;;
+  run) case "$2" in
+         *hello.yaml) echo '{"message": "Hello, release!"}' ;;
+         *) echo "llama-cpp-python not installed. Install with: pip install the_edge_agent[llm-local]" >&2; exit 1 ;;
+       esac ;;
+esac
+"""
+
+
+def stand_in_appimage(runtime: Path, tmp_path: Path, floor: str) -> Path:  # noqa: F811
+    tree = tmp_path / "AppDir"
+    tree.mkdir()
+    (tree / "AppRun").write_text(STAND_IN)
+    (tree / "AppRun").chmod(0o755)
+    appdir.write_floor(tree, "tea-demo", floor)
+    return build_appimage(runtime, tree, tmp_path / "Demo-x86_64.AppImage")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("floor, expected", [
+    ("9.99", ["refused (FUSE)", "refused (no FUSE)"]),
+    ("2.4", ["smoke+functional (FUSE)", "smoke+functional (no FUSE)"])])
+def test_systems_check_expects_the_refusal_exactly_below_the_floor(tarball, runtime, tmp_path, floor,  # noqa: F811
+                                                                   expected):
+    image = stand_in_appimage(runtime, tmp_path, floor)
+    assert systems.check_in_rootfs(tarball, "x86_64", image, "9.9.9", product="tea-demo", min_glibc=floor,
+                                   model_filename=None, llm=False, prolog=False) == expected
+
+
+@pytest.mark.slow
+def test_systems_check_fails_when_an_old_system_is_not_refused(tarball, runtime, tmp_path):  # noqa: F811
+    """The image says it needs 2.4, the check believes 9.99: the app starting is a failure."""
+    image = stand_in_appimage(runtime, tmp_path, "2.4")
+    with pytest.raises(VerifyError, match=r"expected exit != 0 and only 'tea-demo needs glibc >= 9.99; this system "
+                                          r"has 2\.\d+' on stderr, got exit 0"):
+        systems.check_in_rootfs(tarball, "x86_64", image, "9.9.9", product="tea-demo", min_glibc="9.99",
+                                model_filename=None, llm=False, prolog=False)
+
+
+@pytest.mark.slow
+def test_systems_check_wants_the_exact_refusal_line(tarball, runtime, tmp_path):  # noqa: F811
+    image = stand_in_appimage(runtime, tmp_path, "9.99")
+    with pytest.raises(VerifyError, match=r"only 'tea-other needs glibc >= 9.99; [^']*' on stderr, got exit 1, "
+                                          r"stderr 'tea-demo needs glibc >= 9.99"):
+        systems.check_in_rootfs(tarball, "x86_64", image, "9.9.9", product="tea-other", min_glibc="9.99",
+                                model_filename=None, llm=False, prolog=False)

@@ -125,3 +125,13 @@ def test_external_packager_names_the_pinned_runtime(settings):
                                                           {"name": "appimagetool"}))
     pin = settings.pins.tools["appimage-runtime"].for_arch("x86_64")
     assert component["name"] == "type2-runtime" and component["hashes"][0]["content"] == pin.sha256
+
+
+def test_a_stand_in_interpreter_gives_the_venvs_distributions(python_bom, tmp_path):
+    """A build root's venv cannot run here: its site-packages, named by a stand-in, list the same."""
+    site_packages = next(Path(p) for p in sys.path if p.endswith("site-packages") and Path(p).is_dir()
+                         and Path(p).is_relative_to(sys.prefix))
+    stand_in = sbom.stand_in_python(site_packages, tmp_path)
+    bom = sbom.python_bom(stand_in, tmp_path / "python.cdx.json")
+    assert {c["name"] for c in bom["components"]} == {c["name"] for c in python_bom["components"]}
+    assert {"cyclonedx-bom", "pytest"} <= {c["name"] for c in bom["components"]}

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from release import config, swipl
+from release import config, debian, hosts, swipl
 from release.errors import BuildError, ConfigError
 
 MADISON = """\
@@ -68,7 +68,7 @@ def test_apt_keeps_its_state_private(tmp_path):
 
 
 def test_madison_lists_source_versions_newest_first():
-    assert swipl.madison_versions(MADISON, "swi-prolog") == ["9.10.1-1", "9.2.9+dfsg-1", "9.0.4+dfsg-2"]
+    assert debian.madison_versions(MADISON, "swi-prolog") == ["9.10.1-1", "9.2.9+dfsg-1", "9.0.4+dfsg-2"]
 
 
 @pytest.mark.parametrize("version, parsed", [("9.2.9+dfsg-1", (9, 2, 9)), ("1:9.10.0-2", (9, 10, 0)),
@@ -95,7 +95,7 @@ def settings(tmp_path):
 
 
 def test_the_cached_build_is_the_newest_of_these_pins(settings):
-    builder = swipl.ThisMachine()
+    builder = hosts.BuildRoot(settings)
     for version in ("9.1.12-1", "9.10.1-1", "9.2.9+dfsg-1"):
         path = swipl.tarball_path(settings, builder, version)
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -108,24 +108,29 @@ def test_the_cached_build_is_the_newest_of_these_pins(settings):
 
 
 def test_the_cache_key_changes_with_what_changes_the_build(settings):
-    builder = swipl.ThisMachine()
+    builder = hosts.BuildRoot(settings)
     key = swipl.recipe_key(settings, builder)
-    for change in ({"cmake_args": ()}, {"suite": "forky"}, {"minimum": "9.3.0"}, {"source": "swi-prolog-nox"}):
+    for change in ({"cmake_args": ()}, {"suite": "forky"}, {"minimum": "9.3.0"}, {"source": "swi-prolog-nox"},
+                   {"build_tools": ("cmake==3.30.0",)}):
         pins = dataclasses.replace(settings.pins, swipl=dataclasses.replace(settings.pins.swipl, **change))
         assert swipl.recipe_key(dataclasses.replace(settings, pins=pins), builder) != key, change
     assert swipl.recipe_key(dataclasses.replace(settings, arch="aarch64"), builder) != key
+    # another build host (this machine, another base) builds another SWI-Prolog: another glibc floor
+    assert swipl.recipe_key(settings, hosts.Host(settings)) != key
+    assert swipl.recipe_key(settings, hosts.BuildRoot(dataclasses.replace(settings, base="trixie"))) != key
 
 
 def test_offline_without_a_cached_build_says_what_to_do(settings):
     offline = dataclasses.replace(settings, offline=True)
     with pytest.raises(ConfigError, match=r"^offline and no SWI-Prolog build for x86_64 in .*: run `invoke deps` "
                                           r"online once$"):
-        swipl.ensure_tarball(offline, swipl.ThisMachine())
+        swipl.ensure_tarball(offline, hosts.BuildRoot(offline))
 
 
 def test_build_script_installs_into_the_prefix_with_the_pinned_options(settings, tmp_path):
-    script = swipl.build_script(settings.pins.swipl, tmp_path / "install", 2)
+    script = swipl.build_script(settings.pins.swipl, tmp_path / "install", 2, tmp_path / "tools/bin")
     assert f"-DCMAKE_INSTALL_PREFIX={tmp_path / 'install'}" in script
+    assert script.splitlines()[1] == f'export PATH="{tmp_path / "tools/bin"}:$PATH"'  # the pinned CMake
     assert "-DSWIPL_PACKAGE_LIST=clib" in script and "-DUSE_GMP=OFF" in script
     assert script.splitlines()[0] == "set -e" and script.splitlines()[-1] == "cmake --install build"
 

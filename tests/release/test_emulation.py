@@ -14,18 +14,11 @@ from pathlib import Path
 
 import pytest
 
-from release import appimage, arch, config, cross
+from release import appimage, arch, config, emulation, hosts
+from release.audit import read_elf
+from release.floor import highest, newer, system_floor
+from release.hosts.emulated import retag_wheel, toolchain_file
 from release.errors import ConfigError
-
-CMAKE_LISTS = """if (X)
-            ggml_add_cpu_backend_variant(armv8.0_1)
-            ggml_add_cpu_backend_variant(armv8.6_2    DOTPROD SVE2)
-            ggml_add_cpu_backend_variant(armv9.2_1    DOTPROD SME)
-            ggml_add_cpu_backend_variant(armv9.2_2    DOTPROD SVE2 SME)
-            ggml_add_cpu_backend_variant(android_armv9.2_1    DOTPROD SME)
-endif()
-"""
-
 
 def _record_line(name: str, data: bytes) -> str:
     digest = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
@@ -45,33 +38,60 @@ def _make_wheel(directory: Path) -> Path:
     return wheel
 
 
-def test_toolchain_file_targets_the_cross_compilers():
-    text = cross.toolchain_file("aarch64")
+def test_toolchain_file_targets_the_cross_compilers_and_the_roots_libc_and_libstdcxx():
+    text = toolchain_file("aarch64", Path("/cache/root"), "10", "/usr/lib/gcc-cross/aarch64-linux-gnu/12/include")
     assert "set(CMAKE_SYSTEM_NAME Linux)" in text
     assert "set(CMAKE_SYSTEM_PROCESSOR aarch64)" in text
+    assert "set(CMAKE_SYSROOT /cache/root)" in text
     assert "set(CMAKE_C_COMPILER aarch64-linux-gnu-gcc)" in text
     assert "set(CMAKE_CXX_COMPILER aarch64-linux-gnu-g++)" in text
+    assert ('set(CMAKE_C_FLAGS_INIT "-nostdinc -isystem /usr/lib/gcc-cross/aarch64-linux-gnu/12/include '
+            '-isystem /cache/root/usr/include/aarch64-linux-gnu -isystem /cache/root/usr/include")') in text
+    assert "-nostdinc -nostdinc++ -isystem /cache/root/usr/include/c++/10 " in text
+    assert ('"-B/cache/root/usr/lib/aarch64-linux-gnu/ -L/cache/root/usr/lib/gcc/aarch64-linux-gnu/10 '
+            '-L/cache/root/usr/lib/aarch64-linux-gnu -L/cache/root/lib/aarch64-linux-gnu"') in text
     assert "set(CMAKE_FIND_ROOT_PATH_MODE_PROGRAM NEVER)" in text
 
 
-@pytest.mark.skipif(shutil.which("aarch64-linux-gnu-gcc") is None or shutil.which("cmake") is None,
-                    reason="needs cmake and gcc-aarch64-linux-gnu")
-def test_toolchain_file_configures_an_aarch64_build(tmp_path):
+@pytest.fixture(scope="module")
+def arm64_root() -> hosts.EmulatedRoot:
+    """The bullseye arm64 build root an `invoke release --arch aarch64` left in TEA_TEST_CACHE."""
+    cache = os.environ.get("TEA_TEST_CACHE")
+    if not cache or shutil.which("aarch64-linux-gnu-g++") is None or shutil.which("cmake") is None:
+        pytest.skip("needs TEA_TEST_CACHE with an arm64 build root, cmake and g++-aarch64-linux-gnu")
+    root = hosts.select(config.resolve(arch="aarch64", cache_dir=cache))
+    if not (root.root / "usr/include/c++").is_dir():
+        pytest.skip(f"no arm64 build root at {root.root} (build it with `invoke release --arch aarch64`)")
+    return root
+
+
+@pytest.mark.slow
+def test_cross_builds_link_against_the_roots_glibc_and_libstdcxx(arm64_root, tmp_path):
+    """A C++ library built with the toolchain file needs no more than bullseye arm64 has, although
+    this machine's cross compiler ships glibc 2.36 and GLIBCXX 3.4.30 of its own."""
     (tmp_path / "src").mkdir()
-    (tmp_path / "src/CMakeLists.txt").write_text("cmake_minimum_required(VERSION 3.21)\nproject(t C)\n"
-                                                 "add_library(t SHARED t.c)\n")
-    (tmp_path / "src/t.c").write_text("int t(void) { return 1; }\n")
-    (tmp_path / "toolchain.cmake").write_text(cross.toolchain_file("aarch64"))
+    (tmp_path / "src/CMakeLists.txt").write_text("cmake_minimum_required(VERSION 3.18)\nproject(t C CXX)\n"
+                                                 "add_library(t SHARED t.cc)\n")
+    (tmp_path / "src/t.cc").write_text('#include <string>\n#include <cstdio>\n#include <cstdlib>\n'
+                                       'extern "C" int t(const char *v) { std::string s(v); s += "x";'
+                                       ' std::printf("%s", s.c_str()); return (int) std::strtol(v, 0, 10); }\n')
+    include = subprocess.run(["aarch64-linux-gnu-gcc", "-print-file-name=include"], capture_output=True,
+                             text=True, check=True).stdout.strip()
+    (tmp_path / "toolchain.cmake").write_text(
+        toolchain_file("aarch64", arm64_root.root, arm64_root.gcc_version(), include))
     for args in (["-S", tmp_path / "src", "-B", tmp_path / "b", f"-DCMAKE_TOOLCHAIN_FILE={tmp_path / 'toolchain.cmake'}"],
                  ["--build", tmp_path / "b"]):
         subprocess.run(["cmake", *map(str, args)], check=True, capture_output=True)
-    header = subprocess.run(["readelf", "-h", str(tmp_path / "b/libt.so")], capture_output=True, text=True).stdout
-    assert "AArch64" in header
+    built = read_elf(tmp_path / "b/libt.so")
+    provided = system_floor(arm64_root.root, "aarch64")
+    assert built.machine == "aarch64" and built.glibcxx_versions
+    assert not newer(highest(built.glibc_versions), provided.glibc)
+    assert not newer(highest(built.glibcxx_versions), provided.glibcxx)
 
 
 def test_retag_wheel_renames_and_keeps_record_consistent(tmp_path):
     (tmp_path / "wheels").mkdir()
-    wheel = cross.retag_wheel(_make_wheel(tmp_path / "wheels"), "linux_aarch64")
+    wheel = retag_wheel(_make_wheel(tmp_path / "wheels"), "linux_aarch64")
     assert wheel.name == "demo-1.0-py3-none-linux_aarch64.whl"
     assert [p.name for p in (tmp_path / "wheels").iterdir()] == [wheel.name]
     with zipfile.ZipFile(wheel) as archive:
@@ -84,35 +104,18 @@ def test_retag_wheel_renames_and_keeps_record_consistent(tmp_path):
         assert archive.read("demo/lib/libdemo.so") == b"\x7fELF fake"
 
 
-def test_drop_cpu_variants_removes_exactly_those(tmp_path):
-    cmake_lists = tmp_path / "CMakeLists.txt"
-    cmake_lists.write_text(CMAKE_LISTS)
-    cross.drop_cpu_variants(cmake_lists, ["armv9.2_1", "armv9.2_2"])
-    text = cmake_lists.read_text()
-    assert "(armv9.2_1 " not in text and "(armv9.2_2 " not in text
-    assert "android_armv9.2_1" in text and "armv8.0_1" in text and "armv8.6_2" in text
-
-
-def test_drop_cpu_variants_refuses_a_changed_source(tmp_path):
-    cmake_lists = tmp_path / "CMakeLists.txt"
-    cmake_lists.write_text(CMAKE_LISTS)
-    with pytest.raises(ConfigError, match="drop_cpu_variants"):
-        cross.drop_cpu_variants(cmake_lists, ["armv9.4_1"])
-    assert cmake_lists.read_text() == CMAKE_LISTS
-
-
 QEMU_ENTRY = "enabled\ninterpreter /usr/libexec/qemu-binfmt/aarch64-binfmt-P\nflags: PF\noffset 0\n"
 
 
 def test_enabled_binfmt_entries_are_enough(tmp_path):
     (tmp_path / "qemu-aarch64").write_text(QEMU_ENTRY)
     (tmp_path / "appimage-aarch64").write_text("enabled\n")
-    cross.ensure_binfmt("aarch64", tmp_path, register=False)
+    emulation.ensure_binfmt("aarch64", tmp_path, register=False)
 
 
 def test_appimage_rule_matches_a_type2_header_only(tmp_path):
     """The rule's magic/mask accept our AppImage's first bytes and reject a plain aarch64 ELF."""
-    rule = cross.appimage_binfmt_rule("aarch64", "/usr/libexec/qemu-binfmt/aarch64-binfmt-P", "PF")
+    rule = emulation.appimage_binfmt_rule("aarch64", "/usr/libexec/qemu-binfmt/aarch64-binfmt-P", "PF")
     name, kind, offset, magic, mask, interpreter, flags = rule.split(":")[1:]
     assert (name, kind, offset, interpreter, flags) == (
         "appimage-aarch64", "M", "", "/usr/libexec/qemu-binfmt/aarch64-binfmt-P", "PF")
@@ -129,15 +132,15 @@ def test_appimage_rule_matches_a_type2_header_only(tmp_path):
 def test_appimage_entry_is_registered_with_qemus_interpreter(tmp_path):
     (tmp_path / "qemu-aarch64").write_text(QEMU_ENTRY)
     (tmp_path / "register").write_text("")
-    cross.ensure_binfmt("aarch64", tmp_path, register=True)
-    assert (tmp_path / "register").read_text() == cross.appimage_binfmt_rule(
+    emulation.ensure_binfmt("aarch64", tmp_path, register=True)
+    assert (tmp_path / "register").read_text() == emulation.appimage_binfmt_rule(
         "aarch64", "/usr/libexec/qemu-binfmt/aarch64-binfmt-P", "PF")
 
 
 def test_missing_appimage_entry_without_root_gives_the_rule(tmp_path):
     (tmp_path / "qemu-aarch64").write_text(QEMU_ENTRY)
     with pytest.raises(ConfigError, match=r"AppImages cannot run here .* > .*register$"):
-        cross.ensure_binfmt("aarch64", tmp_path, register=False)
+        emulation.ensure_binfmt("aarch64", tmp_path, register=False)
 
 
 @pytest.mark.parametrize("entry", [None, "disabled\n", ""])
@@ -145,7 +148,7 @@ def test_missing_binfmt_is_one_line_with_the_commands(tmp_path, entry):
     if entry is not None:
         (tmp_path / "qemu-aarch64").write_text(entry)
     with pytest.raises(ConfigError) as error:
-        cross.ensure_binfmt("aarch64", tmp_path, register=False)
+        emulation.ensure_binfmt("aarch64", tmp_path, register=False)
     message = str(error.value)
     assert "\n" not in message
     for command in ("apt-get install qemu-user-static binfmt-support", "mount -t binfmt_misc binfmt_misc",
@@ -153,8 +156,9 @@ def test_missing_binfmt_is_one_line_with_the_commands(tmp_path, entry):
         assert command in message
 
 
-def test_host_arch_needs_no_emulation():
-    assert cross.prepare_emulation(arch.host_arch()) == "native"
+def test_host_arch_needs_no_emulation(tmp_path):
+    assert emulation.prepare(arch.host_arch(), tmp_path, "bullseye") == "native"
+    assert not (tmp_path / "rootfs").exists()
 
 
 def test_arch_without_cross_pins_is_a_config_error():
