@@ -49,14 +49,48 @@ int image_fs_init(const struct image *img, struct sqfs *fs, int *fd);
 int image_check(const struct image *img);
 uint64_t image_cache_key(const struct image *img);
 
-/* mount.c: the FUSE server runs in a child process; 0 = mounted, 1 = no FUSE, -1 = bad image */
+/* A mount of the image, as a run sees it. */
 struct mount {
-	pid_t server;
+	pid_t server;         /* the private mount's server process; 0 for a shared mount */
+	int conn;             /* this run's connection to the server: closing it lets the server go */
 	char dir[PATH_MAX];
 	char reason[128];     /* why FUSE is unavailable, for the one-line fallback notice */
+	char helper[PATH_MAX]; /* server side: the fusermount that mounted, "" when mounted directly */
+	int watch;            /* server side: the socket fusermount's auto_unmount watches */
 };
+
+/* The shared mount's socket, as its server holds it. */
+struct listener {
+	int fd;
+	int dir_fd;           /* the per-user directory */
+	char key[17];         /* image_cache_key in hex */
+};
+
+/* mount.c: 0 = mounted, 1 = no FUSE (m->reason says why), -1 = bad image or error */
 int mount_start(const struct image *img, struct mount *m);
 void mount_stop(struct mount *m);
+void serve(const struct image *img, struct mount *m, int ready, int client,
+	   struct listener *listener, int linger_ms) __attribute__((noreturn));
+int server_ready(int fd, struct mount *m, const struct image *img);
+int fuse_device_missing(struct mount *m);
+
+/* shared.c: the per-user mount shared by runs of the same image (returns like mount_start) */
+int shared_mount_enabled(void);
+int shared_mount(const struct image *img, struct mount *m);
+int shared_accept(struct listener *l, const char *mount_dir);
+int shared_may_stop(struct listener *l);
+
+/* fusermount.c */
+struct fuse_session;
+void fuse_mount_options(const char *fsname, char *out, size_t cap);
+int fusermount_find(char *out, size_t cap);
+int fuse_attach(struct fuse_session *se, const char *options, struct mount *m);
+void fuse_detach(const char *helper, const char *dir);
+
+/* fs.c */
+struct server_fs;
+struct server_fs *fs_open(const struct image *img);
+struct fuse_session *fs_session(struct server_fs *sfs, const char *options);
 
 /* extract.c */
 int extract_tree(const struct image *img, const char *dest, const char *pattern);

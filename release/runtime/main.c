@@ -42,7 +42,7 @@ const char *temp_dir(void)
 static int run_mounted(const struct image *img, char *argv0, int argc, char **argv)
 {
 	struct mount m;
-	int mounted = mount_start(img, &m);
+	int mounted = shared_mount_enabled() ? shared_mount(img, &m) : mount_start(img, &m);
 	if (mounted < 0)
 		return 1;
 	if (mounted > 0) {
