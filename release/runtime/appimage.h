@@ -56,7 +56,7 @@ struct mount {
 	char dir[PATH_MAX];
 	char reason[128];     /* why FUSE is unavailable, for the one-line fallback notice */
 	char helper[PATH_MAX]; /* server side: the fusermount that mounted, "" when mounted directly */
-	int watch;            /* server side: the socket fusermount's auto_unmount watches */
+	int guard;            /* server side: the guard process's pipe, see mount.c */
 };
 
 /* The shared mount's socket, as its server holds it. */

@@ -1,13 +1,18 @@
 /*
- * Attaching a FUSE session to a directory, with or without privileges.
+ * Attaching a FUSE session to a directory, with or without privileges, and detaching it.
  *
  * Unprivileged (and as root, whenever it is installed) the setuid helper mounts: fusermount3
  * from FUSE 3, else fusermount from FUSE 2. It opens /dev/fuse, mounts it on the directory and
  * hands the device back over a socket: the _FUSE_COMMFD protocol, the same in both versions.
  * libfuse3 only knows fusermount3, so this file speaks the protocol itself, and a system with
- * only FUSE 2 installed still mounts instead of extracting gigabytes. With auto_unmount the
- * helper stays behind in a session of its own, watching that socket: when the server dies, even
- * by SIGKILL, it unmounts. Root without any helper mounts directly through libfuse.
+ * only FUSE 2 installed still mounts instead of extracting gigabytes. Root without any helper
+ * mounts directly through libfuse.
+ *
+ * With auto_unmount the helper stays behind in a session of its own, watching that socket, and
+ * unmounts when the server dies, even if every process of the AppImage is killed. It is not
+ * enough on its own: fusermount3 before 3.15 (Debian 12, Ubuntu 22.04) cannot tell that an
+ * ordinary user's server died, and a direct mount has no helper at all; mount.c's guard covers
+ * those.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -80,25 +85,30 @@ static int receive_fd(int sock)
 	return fd;
 }
 
-/* Mounts through the helper; returns the /dev/fuse descriptor and, in *watch, the socket the
- * helper watches (keep it open for as long as the mount should live). */
-static int helper_mount(const char *helper, const char *dir, const char *options, int *watch)
+static void wait_for(pid_t pid)
+{
+	while (pid > 0 && waitpid(pid, NULL, 0) < 0 && errno == EINTR)
+		;
+}
+
+/* Mounts through the helper with auto_unmount; returns the /dev/fuse descriptor. The socket the
+ * helper watches stays open, unused, for as long as the server lives. */
+static int helper_mount(const char *helper, const char *dir, const char *options)
 {
 	int pair[2];
+	char with_auto_unmount[256];
 	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, pair) != 0)
 		return -1;
-	char *argv[] = {(char *)helper, "-o", (char *)options, "--", (char *)dir, NULL};
+	snprintf(with_auto_unmount, sizeof with_auto_unmount, "%s,auto_unmount", options);
+	char *argv[] = {(char *)helper, "-o", with_auto_unmount, "--", (char *)dir, NULL};
 	pid_t pid = run_helper(helper, argv, pair[0]);
 	close(pair[0]);
 	int device = pid > 0 ? receive_fd(pair[1]) : -1;
 	if (device < 0) {
 		close(pair[1]);
-		if (pid > 0)
-			waitpid(pid, NULL, 0);
-		return -1;
+		wait_for(pid);
 	}
-	*watch = pair[1]; /* the helper waits on it (auto_unmount) and is reaped by init */
-	return device;
+	return device; /* a helper that mounted waits on pair[1]; init reaps it */
 }
 
 /* The mount options, for libfuse (a direct mount) and for fusermount alike. */
@@ -108,11 +118,10 @@ void fuse_mount_options(const char *fsname, char *out, size_t cap)
 }
 
 /* Mounts se (made with `options`) on m->dir: 0 on success, -1 if FUSE is unusable here (m->reason
- * says why). m->helper and m->watch record how, for fuse_detach. */
+ * says why). m->helper records how, for fuse_detach. */
 int fuse_attach(struct fuse_session *se, const char *options, struct mount *m)
 {
-	char helper_options[256], device[32];
-	m->watch = -1;
+	char device[32];
 	if (!fusermount_find(m->helper, sizeof m->helper)) {
 		m->helper[0] = '\0';
 		if (geteuid() != 0)
@@ -123,8 +132,7 @@ int fuse_attach(struct fuse_session *se, const char *options, struct mount *m)
 			snprintf(m->reason, sizeof m->reason, "mounting /dev/fuse failed");
 		return -1;
 	}
-	snprintf(helper_options, sizeof helper_options, "%s,auto_unmount", options);
-	int fd = helper_mount(m->helper, m->dir, helper_options, &m->watch);
+	int fd = helper_mount(m->helper, m->dir, options);
 	if (fd < 0) {
 		snprintf(m->reason, sizeof m->reason, "%.100s could not mount", m->helper);
 		return -1;
@@ -141,8 +149,5 @@ void fuse_detach(const char *helper, const char *dir)
 		return;
 	}
 	char *argv[] = {(char *)helper, "-u", "-q", "-z", "--", (char *)dir, NULL};
-	pid_t pid = run_helper(helper, argv, -1);
-	if (pid > 0)
-		while (waitpid(pid, NULL, 0) < 0 && errno == EINTR)
-			;
+	wait_for(run_helper(helper, argv, -1));
 }

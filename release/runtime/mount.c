@@ -8,8 +8,12 @@
  * needed; once the last one is gone (and, for a shared mount, nobody came back within the linger
  * time) it unmounts, removes the mount point and exits. The server leaves the terminal's session,
  * so a Ctrl-C aimed at the application does not tear the filesystem down under it; SIGTERM,
- * SIGINT, SIGHUP and SIGQUIT sent to it end it cleanly. Killed outright, it leaves the unmount to
- * fusermount's auto_unmount.
+ * SIGINT, SIGHUP and SIGQUIT sent to it end it cleanly.
+ *
+ * Killed outright, the server leaves the unmount to its guard: a process of its own session that
+ * ignores every signal it can and waits on a pipe from the server. The server tells it when it
+ * has cleaned up; if the pipe closes without a word, the server died, and the guard unmounts
+ * (lazily, as the mount's owner) and removes the mount point. So no mount outlives its server.
  */
 #include <dirent.h>
 #include <errno.h>
@@ -66,14 +70,47 @@ static void detach(const int *keep, size_t nkeep)
 		_exit(1);
 }
 
-/* Unmount, remove the mount point, exit: once, whichever thread gets here first. */
+static void detach_and_remove(const struct mount *m)
+{
+	fuse_detach(m->helper, m->dir);
+	rmdir(m->dir);
+}
+
+/* Unmount, remove the mount point, dismiss the guard, exit: once, whichever thread comes first. */
 static void __attribute__((noreturn)) finish(void)
 {
 	static pthread_mutex_t once = PTHREAD_MUTEX_INITIALIZER;
 	pthread_mutex_lock(&once);
-	fuse_detach(served->helper, served->dir);
-	rmdir(served->dir);
+	detach_and_remove(served);
+	while (write(served->guard, "", 1) < 0 && errno == EINTR)
+		;
 	_exit(0);
+}
+
+/* Starts the guard (see above); the server keeps m->guard, the write end of its pipe. */
+static int start_guard(struct mount *m)
+{
+	int pipefd[2];
+	if (pipe2(pipefd, O_CLOEXEC) != 0)
+		return -1;
+	pid_t pid = fork();
+	if (pid == 0) {
+		sigset_t all;
+		char word;
+		sigfillset(&all);
+		sigprocmask(SIG_BLOCK, &all, NULL);
+		setsid();
+		detach(&pipefd[0], 1);
+		ssize_t got;
+		while ((got = read(pipefd[0], &word, 1)) < 0 && errno == EINTR)
+			;
+		if (got == 0)
+			detach_and_remove(m);
+		_exit(0);
+	}
+	close(pipefd[0]);
+	m->guard = pipefd[1];
+	return pid > 0 ? 0 : -1;
 }
 
 static void *serve_requests(void *session)
@@ -192,7 +229,7 @@ void serve(const struct image *img, struct mount *m, int ready, int client,
 		rmdir(m->dir);
 		_exit(1);
 	}
-	if (pthread_create(&thread, NULL, serve_requests, se) != 0)
+	if (start_guard(m) != 0 || pthread_create(&thread, NULL, serve_requests, se) != 0)
 		finish();
 	tell(ready, READY_MOUNTED, "");
 	watch_clients(&w);
@@ -219,14 +256,13 @@ int server_ready(int fd, struct mount *m, const struct image *img)
 	return 1;
 }
 
-/* /dev/fuse must be the FUSE device (misc 10:229); fusermount opens it for us, so we need no
- * access to it ourselves. */
+/* /dev/fuse must be the FUSE device (misc 10:229), and usable: fusermount opens it as the user. */
 int fuse_device_missing(struct mount *m)
 {
 	struct stat st;
 	errno = 0;
 	if (stat("/dev/fuse", &st) == 0 && S_ISCHR(st.st_mode) && major(st.st_rdev) == 10 &&
-	    minor(st.st_rdev) == 229)
+	    minor(st.st_rdev) == 229 && access("/dev/fuse", R_OK | W_OK) == 0)
 		return 0;
 	snprintf(m->reason, sizeof m->reason, "/dev/fuse: %s",
 		 errno ? strerror(errno) : "not the FUSE device");
