@@ -32,25 +32,20 @@ struct server_fs {
 /* fi->fh of an open regular file. */
 struct open_file {
 	sqfs_inode inode;
-	size_t blocks; /* full-size data blocks and a last partial one; a tail fragment is not one */
-	off_t *stored; /* where block i lies in the AppImage when stored verbatim, else -1 */
+	/* Where data block i lies in the AppImage when it is stored verbatim, else -1; one entry
+	 * more than the file has blocks, -1, standing for the tail fragment. NULL: squashfuse reads. */
+	off_t *stored;
 };
 
 static pthread_mutex_t fs_lock = PTHREAD_MUTEX_INITIALIZER;
 
-/* Where a data block can be read verbatim: stored uncompressed, as long as the file says it
- * is, and inside the AppImage (a corrupt table must not make us splice someone else's bytes). */
-static off_t verbatim_at(const struct server_fs *sfs, const sqfs_blocklist *bl, uint64_t file_size)
+/* Where a data block lies in the AppImage if it is stored uncompressed, else -1. */
+static off_t verbatim_at(const struct server_fs *sfs, const sqfs_blocklist *bl)
 {
 	bool compressed;
 	uint32_t size;
-	uint64_t block_size = sfs->ll.fs.sb.block_size;
-	uint64_t expected = file_size - bl->pos < block_size ? file_size - bl->pos : block_size;
 	sqfs_data_header(bl->header, &compressed, &size);
-	off_t at = (off_t)(sfs->ll.fs.offset + bl->block);
-	if (compressed || size != expected || at < 0 || at > sfs->image_size - (off_t)size)
-		return -1;
-	return at;
+	return compressed ? -1 : (off_t)(sfs->ll.fs.offset + bl->block);
 }
 
 /* Fills file->stored; on a metadata error the file just keeps squashfuse's read path. */
@@ -59,7 +54,7 @@ static void map_blocks(struct server_fs *sfs, struct open_file *file)
 	sqfs *fs = &sfs->ll.fs;
 	sqfs_blocklist bl;
 	size_t count = sqfs_blocklist_count(fs, &file->inode);
-	if (count == 0 || !(file->stored = malloc(count * sizeof *file->stored)))
+	if (count == 0 || !(file->stored = malloc((count + 1) * sizeof *file->stored)))
 		return;
 	sqfs_blocklist_init(fs, &file->inode, &bl);
 	for (size_t i = 0; i < count; i++) {
@@ -68,13 +63,14 @@ static void map_blocks(struct server_fs *sfs, struct open_file *file)
 			file->stored = NULL;
 			return;
 		}
-		file->stored[i] = verbatim_at(sfs, &bl, file->inode.xtra.reg.file_size);
+		file->stored[i] = verbatim_at(sfs, &bl);
 	}
-	file->blocks = count;
+	file->stored[count] = -1;
 }
 
-/* Where [off, off + *size) lies in the AppImage when all of it is stored verbatim and in one
- * piece (*size is clipped at the end of the file); -1 when squashfuse has to read it. */
+/* Where [off, off + *size) lies in the AppImage when all of it is stored verbatim (*size is
+ * clipped at the end of the file); -1 when squashfuse has to read it. A file's blocks lie one
+ * after the other, so verbatim blocks in a row are one range of the AppImage. */
 static off_t verbatim_range(const struct open_file *file, uint32_t block_size, off_t off,
 			    size_t *size)
 {
@@ -84,12 +80,9 @@ static off_t verbatim_range(const struct open_file *file, uint32_t block_size, o
 	if (*size > file_size - (uint64_t)off)
 		*size = (size_t)(file_size - (uint64_t)off);
 	uint64_t first = (uint64_t)off / block_size;
-	uint64_t last = ((uint64_t)off + *size - 1) / block_size;
-	if (last >= file->blocks)
-		return -1;
+	uint64_t last = ((uint64_t)off + *size - 1) / block_size; /* at most the fragment's entry */
 	for (uint64_t i = first; i <= last; i++)
-		if (file->stored[i] < 0 ||
-		    (i > first && file->stored[i] != file->stored[i - 1] + (off_t)block_size))
+		if (file->stored[i] < 0)
 			return -1;
 	return file->stored[first] + (off_t)((uint64_t)off % block_size);
 }
@@ -157,7 +150,9 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	struct open_file *file = (struct open_file *)(uintptr_t)fi->fh;
 	(void)ino;
 	off_t at = verbatim_range(file, sfs->ll.fs.sb.block_size, off, &size);
-	if (at < 0) {
+	/* Only ever splice from inside the AppImage: a corrupt block table must not become a short
+	 * read, which FUSE would take for the end of the file. squashfuse says EIO instead. */
+	if (at < 0 || at > sfs->image_size - (off_t)size) {
 		read_decoded(req, sfs, file, size, off);
 		return;
 	}
