@@ -78,7 +78,7 @@ int fuse_device_missing(struct mount *m);
 int shared_mount_enabled(void);
 int shared_mount(const struct image *img, struct mount *m);
 int shared_accept(struct listener *l, const char *mount_dir);
-int shared_may_stop(struct listener *l);
+void shared_stop_listening(struct listener *l);
 
 /* fusermount.c */
 struct fuse_session;

@@ -172,11 +172,9 @@ static void watch_clients(struct watch *w)
 	for (;;) {
 		int idle = w->count == FIRST_CLIENT;
 		int ready = poll(w->fds, w->count, idle ? w->linger_ms : -1);
-		if (ready < 0 && errno != EINTR)
+		if (ready == 0 || (ready < 0 && errno != EINTR))
 			return;
-		if (ready == 0 && (!w->listener || shared_may_stop(w->listener)))
-			return;
-		if (ready <= 0)
+		if (ready < 0)
 			continue;
 		if (w->fds[SIGNALS].revents)
 			return;
@@ -233,6 +231,8 @@ void serve(const struct image *img, struct mount *m, int ready, int client,
 		finish();
 	tell(ready, READY_MOUNTED, "");
 	watch_clients(&w);
+	if (listener)
+		shared_stop_listening(listener);
 	finish();
 }
 
@@ -261,8 +261,8 @@ int fuse_device_missing(struct mount *m)
 {
 	struct stat st;
 	errno = 0;
-	if (stat("/dev/fuse", &st) == 0 && S_ISCHR(st.st_mode) && major(st.st_rdev) == 10 &&
-	    minor(st.st_rdev) == 229 && access("/dev/fuse", R_OK | W_OK) == 0)
+	if (stat("/dev/fuse", &st) == 0 && S_ISCHR(st.st_mode) && st.st_rdev == makedev(10, 229) &&
+	    access("/dev/fuse", R_OK | W_OK) == 0)
 		return 0;
 	snprintf(m->reason, sizeof m->reason, "/dev/fuse: %s",
 		 errno ? strerror(errno) : "not the FUSE device");

@@ -8,10 +8,11 @@
  * directory of this user that nobody else can enter (checked on the opened directory: O_NOFOLLOW
  * and fstat, as lstat would, without a race); otherwise runs fall back to private mounts. Names
  * there are keyed by image_cache_key(), the image's content identity:
- *   <key>.lock         flock'ed while a run looks for the server or starts one, and while the
- *                      server decides to stop, so a run never joins a server that is leaving
+ *   <key>.lock         flock'ed while a run looks for the server or starts one, so concurrent
+ *                      first runs start one server, not several
  *   <key>.sock         the server's socket; a connected run is a client until its connection
- *                      closes (when it exits or is killed), and is told the mount point
+ *                      closes (when it exits or is killed), and is told the mount point. An idle
+ *                      server removes it before it stops.
  *   <key>.mnt-XXXXXX   the mount point
  * A run that finds no server (none yet, or a dead one whose socket refuses) clears what a dead one
  * left behind and starts one. APPIMAGE_SHARED_MOUNT=0 turns sharing off; APPIMAGE_MOUNT_LINGER
@@ -20,7 +21,6 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -94,42 +94,26 @@ static struct sockaddr_un socket_address(int dir_fd, const char *key)
 	return addr;
 }
 
-static int same_user(int sock)
-{
-	struct ucred peer;
-	socklen_t len = sizeof peer;
-	return getsockopt(sock, SOL_SOCKET, SO_PEERCRED, &peer, &len) == 0 && peer.uid == getuid();
-}
-
 /* Server side: accepts a waiting run and tells it the mount point; -1 when none is waiting. */
 int shared_accept(struct listener *l, const char *mount_dir)
 {
 	int fd = accept4(l->fd, NULL, NULL, SOCK_CLOEXEC);
 	if (fd < 0)
 		return -1;
-	if (!same_user(fd) || send(fd, mount_dir, strlen(mount_dir) + 1, MSG_NOSIGNAL) < 0) {
+	if (send(fd, mount_dir, strlen(mount_dir) + 1, MSG_NOSIGNAL) < 0) {
 		close(fd);
 		return shared_accept(l, mount_dir);
 	}
 	return fd;
 }
 
-/* Server side, idle for the linger time: stop, unless a run is looking for the server (it holds
- * the lock, and waits for this very thread to answer it) or has connected meanwhile. */
-int shared_may_stop(struct listener *l)
+/* Server side, idle for the linger time: stop taking runs. One that connects from now on finds
+ * no socket, or has its connection reset, and starts a new server. */
+void shared_stop_listening(struct listener *l)
 {
 	char name[64];
-	snprintf(name, sizeof name, "%s.lock", l->key);
-	int lock = openat(l->dir_fd, name, O_RDWR | O_NOFOLLOW | O_CLOEXEC);
-	struct pollfd pending = {.fd = l->fd, .events = POLLIN};
-	int stop = (lock < 0 || flock(lock, LOCK_EX | LOCK_NB) == 0) && poll(&pending, 1, 0) == 0;
-	if (stop) {
-		snprintf(name, sizeof name, "%s.sock", l->key);
-		unlinkat(l->dir_fd, name, 0);
-	}
-	if (lock >= 0)
-		close(lock);
-	return stop;
+	snprintf(name, sizeof name, "%s.sock", l->key);
+	unlinkat(l->dir_fd, name, 0);
 }
 
 /* Client side: a connection to a live server of this user, and the mount point it serves.
@@ -141,7 +125,7 @@ static int connect_server(int dir_fd, const char *key, char *mount_dir, size_t c
 	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	if (fd < 0 || connect(fd, (struct sockaddr *)&addr, sizeof addr) != 0)
 		goto fail;
-	if (!same_user(fd) || setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &patience, sizeof patience) != 0)
+	if (setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &patience, sizeof patience) != 0)
 		goto fail;
 	size_t got = 0;
 	ssize_t n = 0;
@@ -150,7 +134,7 @@ static int connect_server(int dir_fd, const char *key, char *mount_dir, size_t c
 		got += n > 0 ? (size_t)n : 0;
 	if (got >= 2 && mount_dir[got - 1] == '\0')
 		return fd;
-	errno = n == 0 ? ECONNREFUSED : ETIMEDOUT; /* it died before answering, or hangs */
+	errno = n < 0 && errno == EAGAIN ? ETIMEDOUT : ECONNREFUSED; /* hangs, or died before answering */
 fail:
 	if (fd >= 0)
 		close(fd);
@@ -193,29 +177,34 @@ static int listen_at(int dir_fd, const char *key)
 
 enum { NOT_SHARED = 2 }; /* a status besides mount_start's: fall back to a private mount */
 
-/* Starts a detached server (double fork: init reaps it) and waits until it has mounted. */
+/* Starts a detached server (double fork: init reaps it) with this run as its first client, and
+ * waits until it has mounted. */
 static int start_server(const struct image *img, struct listener *l, const char *dir, int lock,
 			struct mount *m)
 {
-	int ready[2];
+	int ready[2] = {-1, -1}, conn[2] = {-1, -1};
 	snprintf(m->dir, sizeof m->dir, "%s/%s.mnt-XXXXXX", dir, l->key);
 	if (!mkdtemp(m->dir) || (l->fd = listen_at(l->dir_fd, l->key)) < 0 ||
-	    pipe2(ready, O_CLOEXEC) != 0) {
+	    pipe2(ready, O_CLOEXEC) != 0 || pipe2(conn, O_CLOEXEC) != 0) {
 		report("not sharing the mount: cannot set it up in %s: %s", dir, strerror(errno));
-		if (l->fd >= 0)
-			close(l->fd);
+		for (int i = 0, fds[] = {l->fd, ready[0], ready[1], conn[0]}; i < 4; i++)
+			if (fds[i] >= 0)
+				close(fds[i]);
 		return NOT_SHARED;
 	}
 	pid_t child = fork();
 	if (child == 0) {
 		close(lock);
 		close(ready[0]);
+		close(conn[1]);
 		if (fork() == 0)
-			serve(img, m, ready[1], -1, l, linger_ms());
+			serve(img, m, ready[1], conn[0], l, linger_ms());
 		_exit(0);
 	}
 	close(ready[1]);
+	close(conn[0]);
 	close(l->fd);
+	m->conn = conn[1];
 	if (child < 0) {
 		close(ready[0]);
 		return NOT_SHARED;
@@ -237,12 +226,6 @@ static int join_or_start(const struct image *img, struct listener *l, const char
 	}
 	clear_stale(l->dir_fd, dir, l->key);
 	int status = start_server(img, l, dir, lock, m);
-	if (status == 0)
-		m->conn = connect_server(l->dir_fd, l->key, m->dir, sizeof m->dir);
-	if (status == 0 && m->conn < 0) {
-		report("not sharing the mount: its new server in %s does not answer", dir);
-		status = NOT_SHARED;
-	}
 	if (status != 0)
 		clear_stale(l->dir_fd, dir, l->key);
 	return status;

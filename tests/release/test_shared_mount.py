@@ -59,6 +59,15 @@ def test_back_to_back_runs_share_one_mount_that_lingers_then_goes(appimage, runt
     assert sorted(name[16:] for name in os.listdir(user_dir(tmpdir))) == [".lock", ".lock"]
 
 
+def test_runs_started_at_once_share_one_server(appimage, tmpdir_env):
+    runs = [subprocess.Popen([str(appimage)], env={**tmpdir_env, "APP_SLEEP": "1"}, stdout=subprocess.PIPE, text=True)
+            for _ in range(4)]
+    outputs = [process.communicate(timeout=TIMEOUT)[0] for process in runs]
+    assert [process.returncode for process in runs] == [0] * 4
+    assert len({reported(output)["APPDIR"][0] for output in outputs}) == 1
+    assert mounts_gone(tmpdir_env["TMPDIR"]) and eventually(lambda: only_lock_files(user_dir(tmpdir_env["TMPDIR"])))
+
+
 def test_a_running_app_keeps_the_mount_past_the_linger_time(appimage, tmpdir_env):
     tmpdir = tmpdir_env["TMPDIR"]
     first, app = start(appimage, tmpdir_env)
@@ -75,6 +84,12 @@ def test_the_default_linger_is_a_few_seconds(appimage, tmpdir_env):
     time.sleep(3)
     assert mounts_under(tmpdir_env["TMPDIR"])
     assert mounts_gone(tmpdir_env["TMPDIR"], timeout=6)
+
+
+def test_no_linger_unmounts_when_the_last_run_ends(appimage, tmpdir_env):
+    appdir = appdir_of(run(appimage, env={**tmpdir_env, "APPIMAGE_MOUNT_LINGER": "0"}))
+    assert_mounted_in(appdir, tmpdir_env["TMPDIR"], "shared")
+    assert mounts_gone(tmpdir_env["TMPDIR"], timeout=2)
 
 
 def test_switched_off_each_run_mounts_privately(appimage, tmpdir_env):
