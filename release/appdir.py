@@ -2,6 +2,9 @@
 
 Layout: AppRun, the desktop entry and icon at the root (the AppImage convention), the onedir app
 in usr/bin, desktop metadata under usr/share, and the model at usr/share/models/<filename>.
+AppRun is a symlink to usr/bin/tea: every start execs tea directly, no shell; tea finds the model
+under $APPDIR itself, and the frozen tea sets APPDIR when the AppDir is run directly
+(freeze.APPDIR_HOOK).
 Large files are hard-linked from the freeze output and the model cache instead of copied
 (4.5 GB of model), falling back to a reflink/copy across filesystems.
 """
@@ -49,7 +52,7 @@ def link_tree(source: Path, target: Path) -> None:
 
 def write_metadata(root: Path, version: str) -> None:
     """AppRun, desktop entry, icons and AppStream metadata, where AppImage tools look for them."""
-    shutil.copy2(ASSETS / "AppRun", root / "AppRun")
+    (root / "AppRun").symlink_to("usr/bin/tea")
     desktop = (ASSETS / f"{APP_ID}.desktop").read_text().format(version=version)
     for place in (root / f"{APP_ID}.desktop", root / "usr/share/applications" / f"{APP_ID}.desktop"):
         place.parent.mkdir(parents=True, exist_ok=True)

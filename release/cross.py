@@ -310,8 +310,7 @@ def freeze_in_build_root(settings: Settings, flavor: Flavor) -> dict:
     run_inside(settings, [f"{inside}/bin/pip", "install", "-q", "--no-deps", "--no-compile", "--target",
                           str(app), str(freeze.APP_SOURCE)],
                what="installing the_edge_agent for the build (emulated)")
-    entry = work / "tea_entry.py"
-    entry.write_text(freeze.ENTRY_SCRIPT)
+    entry = freeze.write_entry_scripts(work)
     args = freeze.pyinstaller_args(flavor, work, venv_dir(settings, flavor))
     args = [a.replace(str(build_root(settings)), "") if a.startswith(str(build_root(settings))) else a
             for a in args]

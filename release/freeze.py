@@ -25,6 +25,18 @@ from .pipeline import BaseStep, Context
 
 APP_SOURCE = REPO / "python"
 ENTRY_SCRIPT = "from the_edge_agent.cli import main\n\nraise SystemExit(main())\n"
+# AppRun is a symlink to usr/bin/tea (no shell at every start), so what the AppRun script did is
+# done here, before tea runs: the AppImage runtime sets APPDIR, but an AppDir run directly (an
+# extracted AppImage) has to find it from the executable's place, usr/bin/tea in the AppDir.
+APPDIR_HOOK = """\
+import os
+import sys
+
+os.environ.setdefault("PYTHONDONTWRITEBYTECODE", "1")
+_appdir = os.path.dirname(os.path.dirname(os.path.dirname(os.path.realpath(sys.executable))))
+if "APPDIR" not in os.environ and os.path.isfile(os.path.join(_appdir, "AppRun")):
+    os.environ["APPDIR"] = _appdir
+"""
 VARIANT_GLOB = "libggml-cpu-*.so"
 
 
@@ -49,11 +61,19 @@ def site_packages(venv: Path) -> Path:
     return next((venv / "lib").glob("python3*/site-packages"))
 
 
+def write_entry_scripts(work: Path) -> Path:
+    """The entry script and the runtime hook pyinstaller_args names, in work; returns the entry."""
+    (work / "appdir_hook.py").write_text(APPDIR_HOOK)
+    entry = work / "tea_entry.py"
+    entry.write_text(ENTRY_SCRIPT)
+    return entry
+
+
 def pyinstaller_args(flavor: Flavor, work: Path, venv: Path) -> list[str]:
     args = ["--noconfirm", "--clean", "--onedir", "--name", "tea",
             "--distpath", str(work / "dist"), "--workpath", str(work / "work"), "--specpath", str(work),
             "--collect-all", "the_edge_agent", "--copy-metadata", "the_edge_agent",
-            "--exclude-module", "tkinter"]
+            "--exclude-module", "tkinter", "--runtime-hook", str(work / "appdir_hook.py")]
     if flavor.llm:
         args += ["--collect-all", "llama_cpp"]
         variants = sorted((site_packages(venv) / "bin").glob(VARIANT_GLOB))
@@ -142,8 +162,7 @@ class FreezeStep(BaseStep):
         proc.run([pip, "install", "-q", "--no-deps", "--no-build-isolation", "--no-compile",
                   "--target", app_dir(settings, flavor), APP_SOURCE],
                  what="installing the_edge_agent for the build")
-        entry = work / "tea_entry.py"
-        entry.write_text(ENTRY_SCRIPT)
+        entry = write_entry_scripts(work)
         proc.run([deps.venv_bin(settings, flavor, "pyinstaller"), *pyinstaller_args(flavor, work, venv), entry],
                  what="PyInstaller", stream=True,
                  env={"PYTHONHASHSEED": "0", "SOURCE_DATE_EPOCH": "0", **source_tea(settings, flavor)[1]})

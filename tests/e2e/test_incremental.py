@@ -29,7 +29,7 @@ BOTH = (LLM, PLAIN)
 CASES = {
     "python/src/the_edge_agent/cli.py": [f"freeze-{f}" for f in BOTH],          # the app's source
     "python/pyproject.toml": [f"freeze-{f}" for f in BOTH],
-    "release/assets/AppRun": [f"appdir-{f}" for f in BOTH],                      # an AppDir input
+    "release/assets/tea-python.desktop": [f"appdir-{f}" for f in BOTH],          # an AppDir input
     "release/runtime/main.c": ["packager"],                                      # the C runtime
     "release/cross.py": ["system-packages", "packager"] + [f"venv-{f}" for f in BOTH]
     + [f"freeze-{f}" for f in BOTH],                                             # imported by deps/freeze/package
@@ -102,7 +102,7 @@ def test_no_change_rerun_runs_nothing(built_copy, invoke):
 def test_an_edit_reruns_exactly_its_steps_and_their_dependants(built_copy, invoke, edited):
     path = built_copy / edited
     original = path.read_bytes()
-    comment = b"\n# edited\n" if path.suffix in (".py", ".toml", "") else b"\n/* edited */\n"
+    comment = b"\n# edited\n" if path.suffix in (".py", ".toml", ".desktop", "") else b"\n/* edited */\n"
     path.write_bytes(original + comment)
     try:
         report = release_in(built_copy, invoke, "--dry-run")
@@ -113,7 +113,7 @@ def test_an_edit_reruns_exactly_its_steps_and_their_dependants(built_copy, invok
 
 @pytest.mark.parametrize("relative, step", [
     ("build/x86_64/python-llm/freeze/dist/tea/_internal/libpython3.11.so.1.0", "freeze-python-llm"),
-    ("build/x86_64/python/AppDir/AppRun", "appdir-python"),
+    ("build/x86_64/python/AppDir/tea-python.desktop", "appdir-python"),
     ("dist/SHA256SUMS", "checksums")])
 def test_a_removed_output_reruns_its_step(built_copy, invoke, tmp_path, relative, step):
     victim = built_copy / relative
@@ -129,11 +129,12 @@ def test_a_removed_output_reruns_its_step(built_copy, invoke, tmp_path, relative
 
 def test_a_changed_appdir_is_repackaged_and_checked_again(built_copy, invoke, tmp_path):
     """The reproduction of a stale dist/: the AppDir changes, so the AppImage and its checks rerun."""
-    apprun = built_copy / "release/assets/AppRun"
-    apprun.write_text(apprun.read_text() + "# a changed AppRun\n")
+    desktop = built_copy / "release/assets/tea-python.desktop"
+    desktop.write_text(desktop.read_text() + "# a changed desktop entry\n")
     report = release_in(built_copy, invoke)
     assert stale(report) == with_dependants([f"appdir-{f}" for f in BOTH]), report
     assert all(report[f"appimage-{f}"].startswith("running (after changed") for f in BOTH)
     appimage = next((built_copy / "dist").glob("tea-python-llm-*.AppImage"))
-    subprocess.run([str(appimage), "--appimage-extract", "AppRun"], cwd=tmp_path, check=True, capture_output=True)
-    assert (tmp_path / "squashfs-root/AppRun").read_text().endswith("# a changed AppRun\n")
+    subprocess.run([str(appimage), "--appimage-extract", "tea-python.desktop"], cwd=tmp_path, check=True,
+                   capture_output=True)
+    assert (tmp_path / "squashfs-root/tea-python.desktop").read_text().endswith("# a changed desktop entry\n")

@@ -66,6 +66,18 @@ def test_llm_appimage_carries_the_model_uncompressed_and_llama(llm_appimage):
         assert image.find(block) > 0, "the model's blocks are not stored verbatim (compressed?)"
 
 
+def test_apprun_is_tea_itself_and_an_extracted_appdir_finds_its_model(llm_appimage, tmp_path):
+    """No shell between the runtime and tea; run straight from the extracted AppDir (no runtime to
+    set APPDIR), tea still finds the bundled model (the frozen tea's runtime hook sets APPDIR)."""
+    subprocess.run([str(llm_appimage), "--appimage-extract"], cwd=tmp_path, check=True, capture_output=True)
+    apprun = tmp_path / "squashfs-root/AppRun"
+    assert os.readlink(apprun) == "usr/bin/tea"
+    env = {k: v for k, v in os.environ.items() if k not in ("APPDIR", "TEA_MODEL_PATH")}
+    done = subprocess.run([str(apprun), "models"], env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert f"model: {tmp_path}/squashfs-root/usr/share/models/gemma-3-270m-q4_k_m.gguf" in done.stdout.splitlines()
+
+
 def test_plain_appimage_has_neither_llama_nor_model(plain_appimage):
     listing = squashfs_listing(plain_appimage)
     assert "usr/bin/tea" in listing and "AppRun" in listing

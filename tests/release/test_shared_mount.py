@@ -87,8 +87,8 @@ def test_the_default_linger_is_a_few_seconds(appimage, tmpdir_env):
 
 
 def test_no_linger_unmounts_when_the_last_run_ends(appimage, tmpdir_env):
-    appdir = appdir_of(run(appimage, env={**tmpdir_env, "APPIMAGE_MOUNT_LINGER": "0"}))
-    assert_mounted_in(appdir, tmpdir_env["TMPDIR"], "shared")
+    mounted_at = appdir_of(run(appimage, env={**tmpdir_env, "APPIMAGE_MOUNT_LINGER": "0"}))
+    assert_mounted_in(mounted_at, tmpdir_env["TMPDIR"], "shared")
     assert mounts_gone(tmpdir_env["TMPDIR"], timeout=2)
 
 

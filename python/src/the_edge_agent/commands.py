@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -49,6 +48,8 @@ def dispatch(argv: list[str]) -> int:
 
 def read_input(value: str) -> dict[str, Any]:
     """`--input` as a JSON object, given inline or as @file."""
+    import json  # here, not at the top: `validate` and `models` need no JSON
+
     if value.startswith("@"):
         try:
             value = Path(value[1:]).read_text(encoding="utf-8")
@@ -85,6 +86,8 @@ class StderrOutput:
 
 
 def command_run(args: argparse.Namespace) -> int:
+    import json
+
     from .engine import run_agent
     from .schema import load_agent
 
