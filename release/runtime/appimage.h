@@ -10,8 +10,13 @@
  *     e_shoff + e_shnum * e_shentsize (the section header table is the last part of the ELF).
  *
  * Behaviour at run time (argv[1] selects; anything else is passed to AppRun untouched):
- *   (no option)                  mount the squashfs with FUSE at $TMPDIR/.mount_<name>XXXXXX, run
- *                                AppRun with every argument, unmount, exit with AppRun's status
+ *   (no option)                  join this user's shared mount of the image, mounting it if there
+ *                                is none (shared.c; it outlives the last run by
+ *                                APPIMAGE_MOUNT_LINGER seconds, default 5), run AppRun with every
+ *                                argument, exit with AppRun's status. APPIMAGE_SHARED_MOUNT=0: a
+ *                                private mount at $TMPDIR/.mount_<name>XXXXXX instead, unmounted
+ *                                before the runtime exits. FUSE mounts go through fusermount3 or
+ *                                fusermount (FUSE 2), or directly as root without either.
  *   --appimage-extract [pattern] extract (entries whose path matches the fnmatch pattern) to
  *                                ./squashfs-root
  *   --appimage-extract-and-run   extract to a cache dir, run AppRun from there (also when
@@ -56,7 +61,7 @@ struct mount {
 	char dir[PATH_MAX];
 	char reason[128];     /* why FUSE is unavailable, for the one-line fallback notice */
 	char helper[PATH_MAX]; /* server side: the fusermount that mounted, "" when mounted directly */
-	int guard;            /* server side: the guard process's pipe, see mount.c */
+	int watchdog;         /* server side: the pipe to its watchdog process, see mount.c */
 };
 
 /* The shared mount's socket, as its server holds it. */

@@ -11,8 +11,8 @@
  * With auto_unmount the helper stays behind in a session of its own, watching that socket, and
  * unmounts when the server dies, even if every process of the AppImage is killed. It is not
  * enough on its own: fusermount3 before 3.15 (Debian 12, Ubuntu 22.04) cannot tell that an
- * ordinary user's server died, and a direct mount has no helper at all; mount.c's guard covers
- * those.
+ * ordinary user's server died, and a direct mount has no helper at all; mount.c's watchdog
+ * covers those.
  */
 #include <errno.h>
 #include <stdio.h>

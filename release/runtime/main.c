@@ -21,7 +21,9 @@ static const char usage[] =
 	"  --appimage-offset             print the offset of the embedded squashfs\n"
 	"  --appimage-version            print the runtime version\n"
 	"  --appimage-help               print this help\n"
-	"Any other arguments are passed to the application.\n";
+	"Any other arguments are passed to the application.\n"
+	"Runs of one AppImage share one FUSE mount, kept APPIMAGE_MOUNT_LINGER seconds (default 5)\n"
+	"after the last run so the next one starts warm; APPIMAGE_SHARED_MOUNT=0 mounts per run.\n";
 
 void report(const char *fmt, ...)
 {

@@ -10,9 +10,9 @@
  * so a Ctrl-C aimed at the application does not tear the filesystem down under it; SIGTERM,
  * SIGINT, SIGHUP and SIGQUIT sent to it end it cleanly.
  *
- * Killed outright, the server leaves the unmount to its guard: a process of its own session that
+ * Killed outright, the server leaves the unmount to its watchdog: a process of its own session that
  * ignores every signal it can and waits on a pipe from the server. The server tells it when it
- * has cleaned up; if the pipe closes without a word, the server died, and the guard unmounts
+ * has cleaned up; if the pipe closes without a word, the server died, and the watchdog unmounts
  * (lazily, as the mount's owner) and removes the mount point. So no mount outlives its server.
  */
 #include <dirent.h>
@@ -76,19 +76,19 @@ static void detach_and_remove(const struct mount *m)
 	rmdir(m->dir);
 }
 
-/* Unmount, remove the mount point, dismiss the guard, exit: once, whichever thread comes first. */
+/* Unmount, remove the mount point, dismiss the watchdog, exit: once, whichever thread comes first. */
 static void __attribute__((noreturn)) finish(void)
 {
 	static pthread_mutex_t once = PTHREAD_MUTEX_INITIALIZER;
 	pthread_mutex_lock(&once);
 	detach_and_remove(served);
-	while (write(served->guard, "", 1) < 0 && errno == EINTR)
+	while (write(served->watchdog, "", 1) < 0 && errno == EINTR)
 		;
 	_exit(0);
 }
 
-/* Starts the guard (see above); the server keeps m->guard, the write end of its pipe. */
-static int start_guard(struct mount *m)
+/* Starts the watchdog (see above); the server keeps m->watchdog, the write end of its pipe. */
+static int start_watchdog(struct mount *m)
 {
 	int pipefd[2];
 	if (pipe2(pipefd, O_CLOEXEC) != 0)
@@ -109,7 +109,7 @@ static int start_guard(struct mount *m)
 		_exit(0);
 	}
 	close(pipefd[0]);
-	m->guard = pipefd[1];
+	m->watchdog = pipefd[1];
 	return pid > 0 ? 0 : -1;
 }
 
@@ -227,7 +227,7 @@ void serve(const struct image *img, struct mount *m, int ready, int client,
 		rmdir(m->dir);
 		_exit(1);
 	}
-	if (start_guard(m) != 0 || pthread_create(&thread, NULL, serve_requests, se) != 0)
+	if (start_watchdog(m) != 0 || pthread_create(&thread, NULL, serve_requests, se) != 0)
 		finish();
 	tell(ready, READY_MOUNTED, "");
 	watch_clients(&w);

@@ -123,11 +123,11 @@ def parent_of(pid: int) -> int:
     return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
 
 
-def server_and_guard(image: Path, runtime: int) -> tuple[int, int]:
-    """The mount's server and its guard (the server's child) among the image's processes."""
+def server_and_watchdog(image: Path, runtime: int) -> tuple[int, int]:
+    """The mount's server and its watchdog (the server's child) among the image's processes."""
     others = [pid for pid in processes_of(image) if pid != runtime]
-    guard = next(pid for pid in others if parent_of(pid) in others)
-    return parent_of(guard), guard
+    watchdog = next(pid for pid in others if parent_of(pid) in others)
+    return parent_of(watchdog), watchdog
 
 
 def fusermount3_before_3_15() -> bool:
@@ -148,7 +148,7 @@ def assert_next_run_recovers(image: Path, env: dict[str, str], desktop, prefix, 
 @pytest.mark.parametrize("user", ["root", "nobody"])
 def test_killed_processes_leave_no_mount_and_the_next_run_recovers(appimage, tmpdir_env, world_readable_dir,
                                                                   desktop, user, killed):
-    """SIGKILL to the server (its guard unmounts), or to every process of the AppImage and the app
+    """SIGKILL to the server (its watchdog unmounts), or to every process of the AppImage and the app
     (then fusermount's auto_unmount does)."""
     if shutil.which("fusermount3") is None:
         pytest.skip("needs fusermount3")
@@ -159,8 +159,8 @@ def test_killed_processes_leave_no_mount_and_the_next_run_recovers(appimage, tmp
     prefix, uid = (desktop.prefix, NOBODY) if user == "nobody" else (desktop.prefix[:2], 0)
     process, app = start(image, env, prefix)
     assert len(desktop.mounts_under(world_readable_dir)) == 1
-    server, guard = server_and_guard(image, process.pid)
-    for pid in [server] if killed == "server" else [server, guard, process.pid, app]:
+    server, watchdog = server_and_watchdog(image, process.pid)
+    for pid in [server] if killed == "server" else [server, watchdog, process.pid, app]:
         os.kill(pid, signal.SIGKILL)
     assert mounts_gone(str(world_readable_dir), timeout=10, table=desktop.table)
     if killed == "server":
