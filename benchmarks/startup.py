@@ -27,7 +27,7 @@ from _common import (alternate, first_and_back_to_back, header, input_flags, loa
 
 from release import freeze
 from release.config import Flavor
-from release.pipeline import hash_tree
+from release.digest import Digests
 
 LLM = Flavor("python-llm", "", llm=True)
 
@@ -38,7 +38,7 @@ def onefile_args(work: Path, venv: Path) -> list[str]:
 
 def ensure_onefile(root: Path, venv: Path, app_dir: Path) -> Path:
     """The cached onefile `tea` for this venv and app, built (~30 s) when missing."""
-    key = hashlib.sha256(f"{venv}\0{hash_tree(app_dir)}\0{onefile_args(root, venv)}".encode()).hexdigest()[:16]
+    key = hashlib.sha256(f"{venv}\0{Digests().tree(app_dir)}\0{onefile_args(root, venv)}".encode()).hexdigest()[:16]
     work = root / key
     tea = work / "dist" / "tea"
     if tea.exists():

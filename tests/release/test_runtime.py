@@ -27,7 +27,7 @@ from test_appimage_format import appdir, appimage, build_appimage, make_appdir, 
 
 TIMEOUT = 30
 MODES = {"private": {"APPIMAGE_SHARED_MOUNT": "0"}, "shared": {}}
-SHARED_MOUNT_NAME = re.compile(r"[0-9a-f]{16}\.mnt-\w{6}")
+SHARED_MOUNT_NAME = re.compile(r"[0-9a-f]{16,64}\.mnt-\w{6}")  # <image key>.mnt-XXXXXX
 
 
 @pytest.fixture
@@ -74,6 +74,11 @@ def mounts_gone(directory: str, timeout: float = 15, table: str = "/proc/mounts"
     return eventually(lambda: not mounts_under(directory, table), timeout)
 
 
+def suffix(name: str) -> str:
+    """What follows the image key in a name in the shared mounts' directory."""
+    return name.partition(".")[2]
+
+
 def only_lock_files(directory: Path) -> bool:
     return all(name.endswith(".lock") for name in os.listdir(directory))
 
@@ -97,7 +102,7 @@ def assert_cleaned_up(tmpdir: str, mode: str) -> None:
     else:
         assert os.listdir(tmpdir) == [user_dir(tmpdir).name]
         assert eventually(lambda: only_lock_files(user_dir(tmpdir)))
-        assert [name[16:] for name in os.listdir(user_dir(tmpdir))] == [".lock"]
+        assert [suffix(name) for name in os.listdir(user_dir(tmpdir))] == ["lock"]
 
 
 def tree(root: Path) -> dict[str, tuple]:

@@ -18,7 +18,7 @@ import pytest
 
 from test_appimage_format import appdir, appimage, build_appimage, make_appdir, runtime  # noqa: F401
 from test_runtime import (NOBODY, TIMEOUT, assert_mounted_in, desktop, eventually, mounts_gone,  # noqa: F401
-                          mounts_under, only_lock_files, reported, run, tmpdir_env, user_dir, wait_for_pid,
+                          mounts_under, only_lock_files, reported, run, suffix, tmpdir_env, user_dir, wait_for_pid,
                           world_readable_dir)
 
 
@@ -56,7 +56,7 @@ def test_back_to_back_runs_share_one_mount_that_lingers_then_goes(appimage, runt
     assert appdir_of(run(other, env=tmpdir_env)) != first  # another image, another mount
     assert len(mounts_under(tmpdir)) == 2
     assert mounts_gone(tmpdir) and eventually(lambda: only_lock_files(user_dir(tmpdir)))
-    assert sorted(name[16:] for name in os.listdir(user_dir(tmpdir))) == [".lock", ".lock"]
+    assert sorted(suffix(name) for name in os.listdir(user_dir(tmpdir))) == ["lock", "lock"]
 
 
 def test_runs_started_at_once_share_one_server(appimage, tmpdir_env):
@@ -141,7 +141,7 @@ def assert_next_run_recovers(image: Path, env: dict[str, str], desktop, prefix, 
     assert Path(appdir_of(again)).parent == user_dir(directory, uid)
     assert mounts_gone(str(directory), table=desktop.table)
     assert eventually(lambda: only_lock_files(user_dir(directory, uid)))
-    assert [name[16:] for name in os.listdir(user_dir(directory, uid))] == [".lock"]
+    assert [suffix(name) for name in os.listdir(user_dir(directory, uid))] == ["lock"]
 
 
 @pytest.mark.parametrize("killed", ["server", "everything"])
