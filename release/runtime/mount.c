@@ -222,6 +222,8 @@ void serve(const struct image *img, struct mount *m, int ready, int client,
 	}
 	fuse_mount_options(img->name, options, sizeof options);
 	struct fuse_session *se = fs_session(sfs, options);
+	if (!se)
+		snprintf(m->reason, sizeof m->reason, "libfuse refused the session");
 	if (!se || fuse_attach(se, options, m) != 0) {
 		tell(ready, READY_NO_FUSE, m->reason);
 		rmdir(m->dir);

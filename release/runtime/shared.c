@@ -54,11 +54,22 @@ static int linger_ms(void)
 	return (int)seconds * 1000;
 }
 
+/* Whether others can swap entries of the directory holding ours ($TMPDIR): only if they may write
+ * to it and it is not sticky (/tmp is sticky: nobody else may rename or remove our entry). */
+static int others_may_swap(const struct stat *parent)
+{
+	return (parent->st_mode & (S_IWGRP | S_IWOTH)) && !(parent->st_mode & S_ISVTX);
+}
+
 /* Opens the per-user directory; -1 (and why, in reason) if it is not safe to use. */
 static int open_user_dir(char *path, size_t cap, char *reason, size_t reason_cap)
 {
-	struct stat st;
+	struct stat st, parent;
 	snprintf(path, cap, "%s/appimage-mounts-%u", temp_dir(), (unsigned)getuid());
+	if (stat(temp_dir(), &parent) != 0 || others_may_swap(&parent)) {
+		snprintf(reason, reason_cap, "%s is writable by others and not sticky", temp_dir());
+		return -1;
+	}
 	if (mkdir(path, 0700) != 0 && errno != EEXIST) {
 		snprintf(reason, reason_cap, "cannot create %s: %s", path, strerror(errno));
 		return -1;

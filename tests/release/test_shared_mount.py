@@ -99,6 +99,17 @@ def test_switched_off_each_run_mounts_privately(appimage, tmpdir_env):
     assert os.listdir(tmpdir_env["TMPDIR"]) == []
 
 
+def test_a_tmpdir_where_others_could_swap_our_directory_is_not_used(appimage, tmpdir_env):
+    tmpdir = Path(tmpdir_env["TMPDIR"])
+    tmpdir.chmod(0o777)  # world-writable, not sticky: unlike /tmp
+    result = run(appimage, env=tmpdir_env)
+    assert_mounted_in(appdir_of(result), str(tmpdir), "private")
+    assert result.stderr.splitlines() == [f"appimage: not sharing the mount: {tmpdir} is writable by others and "
+                                          "not sticky"]
+    tmpdir.chmod(0o1777)
+    assert_mounted_in(appdir_of(run(appimage, env=tmpdir_env)), str(tmpdir), "shared")
+
+
 @pytest.mark.parametrize("flaw", ["group-readable", "symlink", "other owner"])
 def test_a_user_dir_that_is_not_private_is_not_used(appimage, tmpdir_env, tmp_path, flaw):
     shared = user_dir(tmpdir_env["TMPDIR"])
