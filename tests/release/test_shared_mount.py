@@ -78,6 +78,19 @@ def test_a_running_app_keeps_the_mount_past_the_linger_time(appimage, tmpdir_env
     assert first.wait(timeout=TIMEOUT) == -signal.SIGTERM and mounts_gone(tmpdir, timeout=5)
 
 
+def test_a_lingering_mount_holds_none_of_the_callers_files(appimage, tmpdir_env):
+    """Whoever reads the run's output (or any pipe it handed down) sees the end when the run ends,
+    not when the mount's server does."""
+    read_end, write_end = os.pipe()
+    process = subprocess.Popen([str(appimage)], env={**tmpdir_env, "APPIMAGE_MOUNT_LINGER": "60"},
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, pass_fds=(write_end,))
+    os.close(write_end)
+    output, _ = process.communicate(timeout=TIMEOUT)  # returns at EOF of stdout and stderr
+    assert process.returncode == 0 and mounts_under(tmpdir_env["TMPDIR"])  # the server lingers...
+    assert os.read(read_end, 1) == b""  # ...holding neither those nor the extra pipe
+    os.close(read_end)
+
+
 def test_the_default_linger_is_a_few_seconds(appimage, tmpdir_env):
     env = {k: v for k, v in tmpdir_env.items() if k != "APPIMAGE_MOUNT_LINGER"}
     appdir_of(run(appimage, env=env))
