@@ -62,6 +62,7 @@ struct mount {
 	char reason[128];     /* why FUSE is unavailable, for the one-line fallback notice */
 	char helper[PATH_MAX]; /* server side: the fusermount that mounted, "" when mounted directly */
 	int watchdog;         /* server side: the pipe to its watchdog process, see mount.c */
+	int point;            /* server side: the mount point, opened O_PATH before mounting */
 };
 
 /* The shared mount's socket, as its server holds it. */

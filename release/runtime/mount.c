@@ -70,8 +70,15 @@ static void detach(const int *keep, size_t nkeep)
 		_exit(1);
 }
 
-static void detach_and_remove(const struct mount *m)
+/* Unmounts and removes the mount point where it is now: a directory above it may have been
+ * renamed since it was made (m->point, opened then, still leads to it). */
+static void detach_and_remove(struct mount *m)
 {
+	char link[32];
+	snprintf(link, sizeof link, "/proc/self/fd/%d", m->point);
+	ssize_t len = readlink(link, m->dir, sizeof m->dir - 1);
+	if (len > 0)
+		m->dir[len] = '\0';
 	fuse_detach(m->helper, m->dir);
 	rmdir(m->dir);
 }
@@ -100,7 +107,7 @@ static int start_watchdog(struct mount *m)
 		sigfillset(&all);
 		sigprocmask(SIG_BLOCK, &all, NULL);
 		setsid();
-		detach(&pipefd[0], 1);
+		detach((int[]){pipefd[0], m->point}, 2);
 		ssize_t got;
 		while ((got = read(pipefd[0], &word, 1)) < 0 && errno == EINTR)
 			;
@@ -212,6 +219,7 @@ void serve(const struct image *img, struct mount *m, int ready, int client,
 	served = m;
 	setsid();
 	detach(keep, sizeof keep / sizeof keep[0]);
+	m->point = open(m->dir, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 	if (add_fd(&w, signal_fd()) != 0 || add_fd(&w, listener ? listener->fd : -1) != 0 ||
 	    (client >= 0 && add_fd(&w, client) != 0))
 		_exit(1);

@@ -89,6 +89,17 @@ def test_a_lingering_mount_holds_none_of_the_callers_files(appimage, tmpdir_env)
     assert process.returncode == 0 and mounts_under(tmpdir_env["TMPDIR"])  # the server lingers...
     assert os.read(read_end, 1) == b""  # ...holding neither those nor the extra pipe
     os.close(read_end)
+    stop_servers(appimage)
+    assert mounts_gone(tmpdir_env["TMPDIR"], timeout=5)
+
+
+def test_a_directory_renamed_above_a_lingering_mount_does_not_strand_it(appimage, tmpdir_env, tmp_path):
+    """The server unmounts where its mount point is now, not where it was made."""
+    first = Path(tmpdir_env["TMPDIR"])
+    appdir_of(run(appimage, env={**tmpdir_env, "APPIMAGE_MOUNT_LINGER": "1"}))
+    moved = first.rename(tmp_path / "moved")
+    assert mounts_under(str(moved))
+    assert mounts_gone(str(moved), timeout=10) and eventually(lambda: only_lock_files(user_dir(moved)))
 
 
 def test_the_default_linger_is_a_few_seconds(appimage, tmpdir_env):
@@ -141,6 +152,12 @@ def test_a_user_dir_that_is_not_private_is_not_used(appimage, tmpdir_env, tmp_pa
     assert len(notice) == 1 and notice[0].startswith(f"appimage: not sharing the mount: {shared}"), result.stderr
     assert mounts_under(tmpdir_env["TMPDIR"]) == []
     assert os.listdir(tmp_path / "elsewhere" if flaw == "symlink" else shared) == []
+
+
+def stop_servers(image: Path) -> None:
+    """SIGTERM to the image's lingering servers (their watchdogs ignore it): they unmount and go."""
+    for pid in processes_of(image):
+        os.kill(pid, signal.SIGTERM)
 
 
 def parent_of(pid: int) -> int:
