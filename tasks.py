@@ -72,11 +72,16 @@ functional = check_task("functional", "Run the example agents through the AppIma
 
 @task(help={"source": "AppImage path or URL, or a release directory / base URL",
             "sums": "SHA256SUMS path or URL the artifact must match",
-            "systems": "also run it in minimal Debian systems without Python (default: on)"})
+            "systems": "also run it in minimal Debian systems without Python (default: on)",
+            "keyring": "the publisher's public key (file): SHA256SUMS.asc and the AppImage's embedded "
+                       "signature must verify against it",
+            "cpus": "emulated CPUs, e.g. Westmere,SandyBridge,Haswell (aarch64: cortex-a53,max): on each, the"
+                    " llama.cpp CPU variant picked there must run and answer like on this host"})
 @commands.one_line_errors
-def test_appimage(c, source, sums=None, systems=True):
-    """Is this downloaded AppImage good? Verify its checksum, then smoke, functional, minimal systems."""
-    commands.test_downloaded(source, sums=sums, systems=systems)
+def test_appimage(c, source, sums=None, systems=True, keyring=None, cpus=None):
+    """Is this downloaded AppImage good? Verify checksum (and signatures), then smoke, functional, minimal systems."""
+    commands.test_downloaded(source, sums=sums, systems=systems, keyring=Path(keyring) if keyring else None,
+                             cpus=cpus)
 
 
 @task(help={"merge": "SHA256SUMS files to combine (repeatable)", "out": "where to write the result",

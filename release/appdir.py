@@ -2,6 +2,9 @@
 
 Layout: AppRun, the desktop entry and icon at the root (the AppImage convention), the onedir app
 in usr/bin, desktop metadata under usr/share, and the model at usr/share/models/<filename>.
+The desktop entry and the AppStream metadata are named after the reverse-DNS component id, as
+appimagetool and linuxdeploy expect (they look for usr/share/metainfo/<desktop name>.appdata.xml
+and run `appstreamcli validate-tree`, which this step runs too, so their gate is ours).
 AppRun is a symlink to usr/bin/tea: every start execs tea directly, no shell; tea finds the model
 under $APPDIR itself, and the frozen tea sets APPDIR when the AppDir is run directly
 (freeze.APPDIR_HOOK).
@@ -22,7 +25,8 @@ from .errors import BuildError
 from .pipeline import BaseStep, Context
 
 ASSETS = Path(__file__).with_name("assets")
-APP_ID = "tea-python"
+APP_ID = "tea-python"  # the icon's name
+COMPONENT_ID = "io.github.fabceolin.the_edge_agent"  # AppStream id: the desktop and metainfo file names
 
 
 def appdir_path(settings: Settings, flavor: Flavor) -> Path:
@@ -50,11 +54,11 @@ def link_tree(source: Path, target: Path) -> None:
             link_or_copy(path, dest)
 
 
-def write_metadata(root: Path, version: str) -> None:
+def write_metadata(root: Path, version: str, date: str) -> None:
     """AppRun, desktop entry, icons and AppStream metadata, where AppImage tools look for them."""
     (root / "AppRun").symlink_to("usr/bin/tea")
     desktop = (ASSETS / f"{APP_ID}.desktop").read_text().format(version=version)
-    for place in (root / f"{APP_ID}.desktop", root / "usr/share/applications" / f"{APP_ID}.desktop"):
+    for place in (root / f"{COMPONENT_ID}.desktop", root / "usr/share/applications" / f"{COMPONENT_ID}.desktop"):
         place.parent.mkdir(parents=True, exist_ok=True)
         place.write_text(desktop)
     icons = {root / f"{APP_ID}.svg": "svg", root / f"{APP_ID}.png": "png",
@@ -64,9 +68,9 @@ def write_metadata(root: Path, version: str) -> None:
         place.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(ASSETS / f"{APP_ID}.{kind}", place)
     (root / ".DirIcon").symlink_to(f"{APP_ID}.png")
-    metainfo = root / "usr/share/metainfo" / f"{APP_ID}.appdata.xml"
+    metainfo = root / "usr/share/metainfo" / f"{COMPONENT_ID}.appdata.xml"
     metainfo.parent.mkdir(parents=True, exist_ok=True)
-    metainfo.write_text((ASSETS / f"{APP_ID}.appdata.xml").read_text().format(version=version))
+    metainfo.write_text((ASSETS / metainfo.name).read_text().format(version=version, date=date))
 
 
 def validate_desktop_file(path: Path) -> None:
@@ -78,16 +82,28 @@ def validate_desktop_file(path: Path) -> None:
         raise BuildError(f"{path.name} is not a valid desktop entry: {(done.stdout + done.stderr).strip()}")
 
 
-def build_appdir(target: Path, onedir: Path, version: str, model: Path | None) -> None:
+def validate_appstream(root: Path) -> None:
+    """`appstreamcli validate-tree`, as appimagetool and linuxdeploy run it: errors and warnings
+    fail (infos and pedantic hints do not)."""
+    if not shutil.which("appstreamcli"):
+        raise BuildError("appstreamcli not found: apt-get install appstream (run `invoke deps`)")
+    done = proc.run(["appstreamcli", "validate-tree", "--no-net", root], check=False)
+    if done.returncode != 0:
+        issues = [line.strip() for line in done.stdout.splitlines() if line.strip().startswith(("E:", "W:"))]
+        raise BuildError(f"the AppStream metadata is not valid: {'; '.join(issues) or done.stdout.strip()[-200:]}")
+
+
+def build_appdir(target: Path, onedir: Path, version: str, model: Path | None, date: str) -> None:
     """Assemble next to `target`, then swap it in: never a half-built AppDir at the final path."""
     staging = target.with_name(target.name + ".partial")
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
-    write_metadata(staging, version)
+    write_metadata(staging, version, date)
     link_tree(onedir, staging / "usr/bin")
     if model is not None:
         link_or_copy(model, staging / "usr/share/models" / model.name)
-    validate_desktop_file(staging / f"{APP_ID}.desktop")
+    validate_desktop_file(staging / f"{COMPONENT_ID}.desktop")
+    validate_appstream(staging)
     shutil.rmtree(target, ignore_errors=True)
     os.replace(staging, target)
 
@@ -99,13 +115,14 @@ class AppDirStep(BaseStep):
         self.after = (f"freeze-{flavor.name}", "model") if flavor.llm else (f"freeze-{flavor.name}",)
 
     def inputs(self, ctx: Context) -> dict:
-        return {"assets": ASSETS, "version": ctx.settings.version}
+        return {"assets": ASSETS, "version": ctx.settings.version, "date": ctx.settings.release_date}
 
     def run(self, ctx: Context) -> dict:
         settings = ctx.settings
         model = ctx.artifacts.get(Kind.MODEL).path if self.flavor.llm else None
         target = appdir_path(settings, self.flavor)
-        build_appdir(target, ctx.artifacts.get(Kind.ONEDIR, self.flavor.name).path, settings.version, model)
+        build_appdir(target, ctx.artifacts.get(Kind.ONEDIR, self.flavor.name).path, settings.version, model,
+                     settings.release_date)
         report = audit.audit_appdir(target, arch=settings.arch)
         log.info(f"{self.name}: {report.elf_count} ELF files resolve; minimum glibc {report.min_glibc}")
         ctx.register(Kind.APPDIR, target, flavor=self.flavor.name, min_glibc=report.min_glibc)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import hashlib
 import os
 import shutil
 import struct
@@ -21,6 +22,7 @@ from .errors import VerifyError
 MAGIC_OFFSET = 8
 MAGIC = b"AI\x02"
 REQUIRED_SECTIONS = (".upd_info", ".sha256_sig")
+DIGEST_SECTION = ".sqfs_sha256"  # our runtime's extract-and-run cache key (release/runtime/sections.c)
 
 
 def elf_end_offset(path: Path) -> int:
@@ -51,9 +53,43 @@ def write_runtime_over(runtime: Path, image: Path, out: Path) -> Path:
             raise VerifyError(f"{image} was not built with a {len(data)}-byte runtime offset")
         handle.seek(0)
         handle.write(data)
+    embed_squashfs_digest(image, runtime)
     image.chmod(0o755)
     os.replace(image, out)
     return out
+
+
+def digest_section_offset(runtime: Path) -> int | None:
+    """Where the runtime keeps the squashfs sha256 in its file; None for a runtime without one."""
+    from elftools.elf.elffile import ELFFile
+
+    with runtime.open("rb") as handle:
+        section = ELFFile(handle).get_section_by_name(DIGEST_SECTION)
+        return section["sh_offset"] if section is not None and section["sh_size"] == 32 else None
+
+
+def embed_squashfs_digest(image: Path, runtime: Path) -> None:
+    """Write the sha256 of image's squashfs (all after the runtime) into the runtime's section.
+
+    The runtime keys its extract-and-run cache on it: a content identity without hashing a
+    multi-GB image at every start (one read of the image here, at build time, instead).
+    """
+    offset = digest_section_offset(runtime)
+    if offset is None:
+        return
+    with image.open("r+b") as handle:
+        handle.seek(runtime.stat().st_size)
+        digest = hashlib.file_digest(handle, "sha256").digest()
+        handle.seek(offset)
+        handle.write(digest)
+
+
+def _copy(src: int, dst: int, size: int) -> None:
+    while size > 0:
+        done = os.copy_file_range(src, dst, min(size, COPY_CHUNK))
+        if done == 0:
+            raise VerifyError("unexpected end of file while assembling the AppImage")
+        size -= done
 
 
 def validate_appimage(path: Path) -> None:

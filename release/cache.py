@@ -138,8 +138,10 @@ class Partial:
         return self.digest.hexdigest()
 
     def discard(self) -> None:
+        """Forget every byte (on disk and counted): the next attempt, maybe another mirror, starts at 0."""
         self.path.unlink(missing_ok=True)
         self.sidecar.unlink(missing_ok=True)
+        self.digest, self.size, self.validators = hashlib.sha256(), 0, {}
 
     def finish(self, dest: Path) -> Path:
         """Move the verified bytes to `dest` in one step: `dest` never holds a partial file."""

@@ -20,6 +20,7 @@ from .errors import ChecksumError
 SUMS_NAME = "SHA256SUMS"
 MANIFEST_NAME = "manifest.json"
 _LINE = re.compile(r"^([0-9a-fA-F]{64}) [ *](.+)$")
+PLAIN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]*")  # a file name that cannot leave its directory
 
 
 def write_text_atomic(path: Path, text: str, mode: int = 0o644) -> Path:
@@ -36,10 +37,12 @@ def format_sums(sums: dict[str, str]) -> str:
 
 
 def published_names(manifest: dict) -> list[str]:
-    """The binary files a release publishes: each artifact, or its parts when it was split."""
+    """The files a release publishes and SHA256SUMS lists: each artifact (or its parts when it was
+    split) and its SBOM."""
     names: list[str] = []
     for artifact in manifest.get("artifacts", []):
         names += [part["name"] for part in artifact.get("parts") or []] or [artifact["name"]]
+        names += [artifact["sbom"]["name"]] if artifact.get("sbom") else []
     return names
 
 

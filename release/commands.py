@@ -101,24 +101,45 @@ def is_llm_appimage(path: Path, entry: dict) -> bool:
     return entry.get("flavor", "python-llm" if "-llm-" in path.name else "python") == "python-llm"
 
 
+def has_prolog(entry: dict) -> bool:
+    """Whether the AppImage bundles SWI-Prolog: its manifest says; without a record, every flavor does."""
+    return entry.get("swi_prolog", "unknown") is not None
+
+
 def check_appimage(path: Path, *, smoke: bool = True, functional: bool = True, systems: bool = False,
-                   cache_dir: Path | None = None) -> None:
+                   cache_dir: Path | None = None, cpus: list[str] | None = None) -> None:
     from . import rootfs
     from . import systems as minimal_systems
 
     check_runnable_appimage(path)
     entry, version = manifest_record(path)
     llm = is_llm_appimage(path, entry)
+    if cpus and not llm:
+        raise ConfigError(f"--cpus checks the llama.cpp CPU variants: {path.name} has none (give the LLM AppImage)")
     model_filename = (entry.get("model") or {}).get("filename") if llm else None
     if smoke:
         log.info(f"smoke {path.name}: {verify.smoke(path, version)}")
     if functional:
-        result = verify.functional_llm(path, model_filename) if llm else verify.functional_plain(path)
+        prolog = has_prolog(entry)
+        result = (verify.functional_llm(path, model_filename, prolog=prolog) if llm
+                  else verify.functional_plain(path, prolog=prolog))
         log.info(f"functional {path.name}: {result}")
+        if cpus:
+            emulated_cpus(path, cpus, result["answer"])
     if systems:
         tarball = rootfs.ensure_rootfs(cache_dir or config.default_cache_dir(), arch=audit.elf_machine(path))
-        checked = minimal_systems.check_in_rootfs(tarball, path, version, model_filename=model_filename)
+        checked = minimal_systems.check_in_rootfs(tarball, path, version, model_filename=model_filename,
+                                                  prolog=has_prolog(entry))
         log.info(f"minimal systems {path.name}: {', '.join(checked)}")
+
+
+def emulated_cpus(path: Path, cpus: list[str], reference: str) -> None:
+    """On each of `cpus` (qemu-user models) the variant ggml picks there must answer like on this host."""
+    from . import variant_proof
+
+    with tempfile.TemporaryDirectory(prefix="tea-cpus-") as workdir:
+        record = variant_proof.prove_appimage(path, cpus, reference, Path(workdir))
+    log.info(f"emulated CPUs {path.name}: {variant_proof.describe_proof(record)}")
 
 
 def remove_outputs(build_dir: Path, dist_dir: Path, cache_dir: Path | None) -> None:
@@ -128,21 +149,43 @@ def remove_outputs(build_dir: Path, dist_dir: Path, cache_dir: Path | None) -> N
             log.info(f"removed {target}")
 
 
-def test_downloaded(source: str, *, sums: str | None, systems: bool) -> None:
-    """Fetch (if a URL), verify against SHA256SUMS/manifest (refuse on any mismatch), then check it."""
-    from . import artifact_source
+def test_downloaded(source: str, *, sums: str | None, systems: bool, keyring: Path | None = None,
+                    cpus: str | None = None) -> None:
+    """Fetch (if a URL), verify against SHA256SUMS/manifest (refuse on any mismatch) — and with a
+    keyring the signatures of SHA256SUMS and of the AppImage — then check it."""
+    from . import artifact_source, signing
 
     if not artifact_source.is_url(source) and not Path(source).exists():
         raise ConfigError(f"no such file or directory: {source}")
     cache_dir = config.default_cache_dir()
     with tempfile.TemporaryDirectory(prefix="tea-test-appimage-") as workdir, \
             proc.logging_to(cache_dir / "logs" / "test-appimage.log"):
-        path = artifact_source.resolve_artifact(source, sums=sums, cache_dir=cache_dir, workdir=Path(workdir))
-        check_appimage(path, systems=systems, cache_dir=cache_dir)
+        path = artifact_source.resolve_artifact(source, sums=sums, cache_dir=cache_dir, workdir=Path(workdir),
+                                                keyring=keyring)
+        if keyring is not None:
+            log.info(f"{path.name}: embedded signature by {signing.verify_appimage(path, keyring)}")
+        check_sbom_beside(path)
+        check_appimage(path, systems=systems, cache_dir=cache_dir, cpus=sorted(split_list(cpus)))
     log.info(f"test-appimage: {path.name} passed")
 
 
+def check_sbom_beside(appimage: Path) -> None:
+    """The SBOM the release lists for this AppImage (already checked against SHA256SUMS) must
+    describe exactly these bytes."""
+    from . import sbom
+    from .download import sha256_file
+
+    path = sbom.sbom_path(appimage)
+    if path.is_file():
+        sbom.check_sbom(path, appimage, sha256_file(appimage))
+        log.info(f"{path.name}: a valid CycloneDX SBOM of {appimage.name}")
+
+
 def checksums(dist: Path, merge: list[Path], out: Path | None) -> None:
+    """Write or merge SHA256SUMS, then sign it when TEA_RELEASE_SIGNING_KEY is set."""
+    from . import gpg, signing
+
+    key = gpg.key_from_environment()
     if merge:
         target = out or dist / "SHA256SUMS"
         checksums_module.merge_sums(merge, target)
@@ -151,7 +194,8 @@ def checksums(dist: Path, merge: list[Path], out: Path | None) -> None:
         if not names:
             raise ConfigError(f"{dist}: no manifest.json with artifacts; run `invoke release` first")
         target = checksums_module.write_sums(dist, names)
-    log.info(f"wrote {target}")
+    signature = signing.sign_sums(target, key)
+    log.info(f"wrote {target}" + (f" and {signature.name} (key {key.fingerprint})" if signature else ""))
 
 
 def merge_manifests(inputs: list[Path], out: Path) -> None:

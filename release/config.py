@@ -1,7 +1,7 @@
 """Options for one run, resolved once into frozen dataclasses.
 
 Cascade: `release/release.toml` (every pin and every default) → task flags → environment
-(`TEA_RELEASE_CACHE`, `TEA_RELEASE_OFFLINE`). The pins file is parsed and validated here, once, into
+(`TEA_RELEASE_CACHE`, `TEA_RELEASE_OFFLINE`, the signing key in `TEA_RELEASE_SIGNING_KEY`). The pins file is parsed and validated here, once, into
 typed `Pins`; a bad entry is one line naming its key. Nothing downstream reads flags, files or the
 environment for configuration again.
 """
@@ -10,12 +10,15 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import tomllib
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 from . import arch as arches
+from . import gpg, proc
 from .download import RemoteFile
 from .errors import ConfigError
 
@@ -34,6 +37,7 @@ class Flavor:
     name: str
     appimage_template: str
     llm: bool
+    prolog: bool = False  # SWI-Prolog and janus-swi bundled
 
     def appimage_name(self, version: str, arch: str) -> str:
         return self.appimage_template.format(version=version, arch=arch)
@@ -49,6 +53,8 @@ class Model:
     token_env: str | None = None
     python_package: str | None = None
     python_module: str | None = None
+    license: str = ""      # the model's licence (for the SBOM)
+    license_url: str = ""
 
     @property
     def source(self) -> str:
@@ -65,6 +71,16 @@ class PythonPins:
     requirements: tuple[str, ...]
     llama_cpp_python: str
     llama_cmake_args: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class SwiplPins:
+    """SWI-Prolog for `language: prolog` nodes: which Debian source package, and how it is built."""
+
+    source: str
+    suite: str
+    minimum: str
+    cmake_args: tuple[str, ...]
 
 
 @dataclass(frozen=True)
@@ -92,6 +108,14 @@ class CrossPins:
 
 
 @dataclass(frozen=True)
+class VariantProofPins:
+    """[variant_proof]: emulated CPU models per arch, and the small model emulated runs use."""
+
+    cpus: dict[str, tuple[str, ...]]
+    emulated_model: str | None
+
+
+@dataclass(frozen=True)
 class Pins:
     """Everything release.toml says, validated."""
 
@@ -101,9 +125,11 @@ class Pins:
     flavors: dict[str, Flavor]
     models: dict[str, Model]
     python: PythonPins
+    swipl: SwiplPins
     apt_packages: tuple[str, ...]
     tools: dict[str, Tool]
     cross: dict[str, CrossPins]
+    variant_proof: VariantProofPins
 
     def flavor_selection(self, requested: str) -> tuple[Flavor, ...]:
         names = list(self.flavors) if requested == "all" else [requested]
@@ -138,10 +164,17 @@ class Settings:
     require_pins: bool
     asset_size_cap: int
     pins: Pins
+    signing_key: gpg.SigningKey | None = None  # None: the release is not signed
+    version_date: int = 0  # when the version was set (provenance.version_epoch): the AppStream release date
 
     @property
     def arch_dir(self) -> Path:
         return self.build_dir / self.arch
+
+    @property
+    def release_date(self) -> str:
+        """The AppStream release date: the day the version was set (UTC)."""
+        return datetime.fromtimestamp(self.version_date, tz=timezone.utc).strftime("%Y-%m-%d")
 
     def flavor_dir(self, flavor: Flavor) -> Path:
         return self.arch_dir / flavor.name
@@ -223,8 +256,14 @@ class _Table:
         return value
 
 
+def _flavor(name: str, table: _Table) -> Flavor:
+    table.allow("appimage", "llm", "prolog")
+    return Flavor(name, table.text("appimage"), table.flag("llm"), table.flag("prolog"))
+
+
 def _model(name: str, table: _Table) -> Model:
-    table.allow("filename", "revision", "urls", "sha256", "size", "token_env", "python_package", "python_module")
+    table.allow("filename", "revision", "urls", "sha256", "size", "token_env", "python_package", "python_module",
+                "license", "license_url")
     revision = table.text("revision", "")
     urls = tuple(url.format(revision=revision) for url in table.strings("urls", ()))
     package = table.data.get("python_package")
@@ -233,7 +272,8 @@ def _model(name: str, table: _Table) -> Model:
     return Model(name=name, filename=table.text("filename"), sha256=table.sha256("sha256"),
                  size=table.integer("size", 0), urls=urls, token_env=table.data.get("token_env"),
                  python_package=table.text("python_package") if package else None,
-                 python_module=table.text("python_module") if package else None)
+                 python_module=table.text("python_module") if package else None,
+                 license=table.text("license", ""), license_url=table.text("license_url", ""))
 
 
 def _tool(name: str, table: _Table) -> Tool:
@@ -257,21 +297,31 @@ def parse_pins(data: dict) -> Pins:
     """release.toml as typed pins; ConfigError naming the key for anything malformed."""
     top = _Table(data, "")
     release, python, apt = top.table("release"), top.table("python"), top.table("apt")
-    flavors = {name: Flavor(name, t.text("appimage"), t.flag("llm")) for name, t in top.subtables("flavors").items()}
+    flavors = {name: _flavor(name, t) for name, t in top.subtables("flavors").items()}
+    swipl = top.table("swipl").allow("source", "suite", "minimum", "cmake_args")
     models = {name: _model(name, t) for name, t in top.subtables("models").items()}
     pins = Pins(
         default_model=release.text("default_model"), default_flavor=release.text("default_flavor"),
         asset_size_cap=release.integer("asset_size_cap"), flavors=flavors, models=models,
         python=PythonPins(python.strings("requirements"), python.text("llama_cpp_python"),
                           python.strings("llama_cmake_args")),
+        swipl=SwiplPins(swipl.text("source"), swipl.text("suite"), swipl.text("minimum"), swipl.strings("cmake_args")),
         apt_packages=apt.strings("packages"),
         tools=parse_tools(data.get("tools", {})),
         cross={arch: CrossPins(t.strings("toolchain"), t.strings("build_root_packages"),
                                t.strings("drop_cpu_variants", ()))
-               for arch, t in top.subtables("cross").items()})
+               for arch, t in top.subtables("cross").items()},
+        variant_proof=_variant_proof(_Table(data.get("variant_proof", {}), "variant_proof")))
     pins.model(pins.default_model)
     pins.flavor_selection(pins.default_flavor)
+    if pins.variant_proof.emulated_model:
+        pins.model(pins.variant_proof.emulated_model)
     return pins
+
+
+def _variant_proof(table: _Table) -> VariantProofPins:
+    cpus = {arch: table.strings(arch) for arch, value in table.data.items() if arch != "emulated_model"}
+    return VariantProofPins(cpus, table.text("emulated_model", "") or None)
 
 
 def load_pins(path: Path = PINS_FILE) -> Pins:
@@ -286,6 +336,20 @@ def project_version(pyproject: Path = PYPROJECT) -> str:
         return tomllib.loads(pyproject.read_text())["project"]["version"]
     except (OSError, KeyError, tomllib.TOMLDecodeError) as exc:
         raise ConfigError(f"cannot read [project].version from {pyproject}: {exc}") from None
+
+
+def version_epoch(pyproject: Path = PYPROJECT) -> int:
+    """When the version was set: the commit time of the last change to pyproject.toml. The same on
+    every rebuild of a commit (unlike the build time); outside git, SOURCE_DATE_EPOCH or the file's
+    modification time, both stable for one source tree."""
+    if shutil.which("git"):
+        done = proc.run(["git", "log", "-1", "--format=%ct", "--", pyproject.name], cwd=pyproject.parent,
+                        check=False)
+        if done.returncode == 0 and done.stdout.strip().isdigit():
+            return int(done.stdout.strip())
+    if os.environ.get("SOURCE_DATE_EPOCH", "").isdigit():
+        return int(os.environ["SOURCE_DATE_EPOCH"])
+    return int(pyproject.stat().st_mtime)
 
 
 def default_cache_dir() -> Path:
@@ -320,4 +384,6 @@ def resolve(*, arch: str | None = None, flavor: str | None = None, model: str | 
         offline=offline_mode(offline),
         require_pins=require_pins,
         asset_size_cap=asset_size_cap or pins.asset_size_cap,
-        pins=pins)
+        pins=pins,
+        signing_key=gpg.key_from_environment(),
+        version_date=version_epoch())

@@ -2,8 +2,10 @@
 
 Bytes are hashed while they stream into a `.part` file; only after size and SHA256 match does the
 file move to its final path. Interrupted transfers resume with `Range` + `If-Range`; flaky servers
-get bounded retries with backoff; dead mirrors are skipped. A bearer token goes only to the host of
-the first URL (host:port), never to a redirect target or another mirror, and is never printed.
+get bounded retries with backoff; dead mirrors, and mirrors that send wrong bytes, are skipped. A
+bearer token goes only to the host of the first URL (host:port), never to a redirect target or
+another mirror, and is never printed. Servers are not trusted: no more bytes are accepted than the
+pinned size (or the caller's limit), and malformed headers or a full disk end in one line.
 """
 
 from __future__ import annotations
@@ -41,6 +43,11 @@ class RemoteFile:
     sha256: str | None = None  # None/"" = not pinned yet
     size: int | None = None  # None/0 = unknown
     token_env: str | None = None  # env var holding a bearer token for the first URL's host
+    limit: int | None = None  # most bytes to accept when size is unknown (small metadata files)
+
+    @property
+    def cap(self) -> int | None:
+        return self.size or self.limit
 
 
 @dataclass(frozen=True)
@@ -78,13 +85,15 @@ def fetch(remote: RemoteFile, cache_dir: Path, *, offline: bool = False, require
 
     `verify=True` re-hashes a cache hit instead of trusting its size (the rename made it whole).
     """
-    if offline:
-        path = _offline_hit(_pinned(remote, None, retry, require_pins), cache_dir, verify)
-    else:
-        with _session(session) as http:
-            path = _cached_or_downloaded(_pinned(remote, http, retry, require_pins), cache_dir, http, retry, verify)
-    if not remote.sha256:
-        _remember_pin(remote, cache_dir, path)
+    with _disk_errors(remote, cache.downloads_dir(cache_dir)):
+        if offline:
+            path = _offline_hit(_pinned(remote, None, retry, require_pins), cache_dir, verify)
+        else:
+            with _session(session) as http:
+                path = _cached_or_downloaded(_pinned(remote, http, retry, require_pins), cache_dir, http, retry,
+                                             verify)
+        if not remote.sha256:
+            _remember_pin(remote, cache_dir, path)
     return path
 
 
@@ -94,11 +103,23 @@ def download(remote: RemoteFile, dest: Path, *, session: requests.Session | None
 
     `dest` only ever appears complete and verified.
     """
-    part = Partial(partial or dest.with_name(dest.name + ".part"))
-    with _session(session) as http:
-        digest = _transfer(remote, part, http, retry)
-    part.finish(dest)
+    with _disk_errors(remote, dest.parent):
+        part = Partial(partial or dest.with_name(dest.name + ".part"))
+        with _session(session) as http:
+            digest = _transfer(remote, part, http, retry)
+        part.finish(dest)
     return digest
+
+
+@contextlib.contextmanager
+def _disk_errors(remote: RemoteFile, where: Path) -> Iterator[None]:
+    """A full disk or a read-only cache is the user's to fix: one line, not a traceback."""
+    try:
+        yield
+    except OSError as exc:
+        if isinstance(exc, requests.RequestException):
+            raise
+        raise DownloadError(f"cannot store {remote.filename} under {where}: {exc.strerror or exc}") from None
 
 
 # --- the cache ---------------------------------------------------------------------------------
@@ -223,15 +244,19 @@ def _auth(remote: RemoteFile) -> _BearerFor | None:
 
 
 def _transfer(remote: RemoteFile, part: Partial, http: requests.Session, retry: RetryPolicy) -> str:
-    """Complete `part` from the first URL that works; return its verified sha256."""
-    reason = "no URL configured"
+    """Complete `part` from the first URL that gives the right bytes; return their sha256."""
+    reason, wrong_bytes = "no URL configured", None
     for url in remote.urls:
         try:
             _from_url(url, remote, part, http, retry)
             return _verify(remote, part)
         except _NextMirror as exc:
             reason = f"{_display(url)}: {exc}"
-            log.warn(f"{remote.filename}: {reason}")
+        except ChecksumError as exc:  # this mirror serves other bytes: another one may not
+            reason = wrong_bytes = f"{_display(url)}: {exc}"
+        log.warn(f"{remote.filename}: {reason}")
+    if wrong_bytes == reason:
+        raise ChecksumError(f"no URL gave the pinned bytes of {remote.filename}; last: {reason}")
     raise DownloadError(f"could not download {remote.filename} from {len(remote.urls)} URL(s); last error {reason}")
 
 
@@ -287,10 +312,10 @@ def _check_status(response: requests.Response) -> None:
 
 
 def _retry_after(value: str | None) -> float | None:
-    """Retry-After is seconds or an HTTP date."""
+    """Retry-After is seconds or an HTTP date; anything else is ignored (plain backoff)."""
     if not value:
         return None
-    if value.strip().isdigit():
+    if re.fullmatch(r"[0-9]{1,9}", value.strip()):
         return float(value)
     with contextlib.suppress(TypeError, ValueError):
         return max(0.0, email.utils.parsedate_to_datetime(value).timestamp() - time.time())
@@ -328,15 +353,37 @@ def _restart_unless_complete(url: str, remote: RemoteFile, part: Partial, http: 
     return _attempt(url, remote, part, http, retry)  # without Range now, so this recursion ends
 
 
+def _content_length(response: requests.Response) -> int:
+    """The body's announced length, -1 if none; repeated equal values count once (RFC 9110)."""
+    raw = response.headers.get("Content-Length")
+    if raw is None:
+        return -1
+    values = {value.strip() for value in raw.split(",")}
+    if len(values) != 1 or not re.fullmatch(r"[0-9]{1,18}", next(iter(values))):
+        raise _NextMirror(f"malformed Content-Length {raw[:40]!r}")
+    return int(values.pop())
+
+
 def _receive(response: requests.Response, remote: RemoteFile, part: Partial) -> None:
-    length = int(response.headers.get("Content-Length") or -1)
+    length = _content_length(response)
     start = part.size
+    if remote.cap and length > remote.cap - start:
+        raise _NextMirror(f"announces {start + length} bytes, more than the {remote.cap} expected")
     with log.Progress(remote.filename, remote.size or (start + length if length >= 0 else None), start) as bar:
-        part.append(_body(response), bar.update)
+        part.append(_capped(_body(response), part, remote), bar.update)
     received = part.size - start
     if 0 <= length != received or (remote.size and part.size < remote.size):
         expected = length if length >= 0 else remote.size - start
         raise _Retry(f"truncated body ({received} of {expected} bytes)")
+
+
+def _capped(chunks: Iterator[bytes], part: Partial, remote: RemoteFile) -> Iterator[bytes]:
+    """Stop a server that sends more than the file can hold, before the surplus is written."""
+    for chunk in chunks:
+        if remote.cap and part.size + len(chunk) > remote.cap:
+            part.discard()
+            raise _NextMirror(f"sent more than the {remote.cap} bytes expected")
+        yield chunk
 
 
 def _body(response: requests.Response) -> Iterator[bytes]:

@@ -10,17 +10,12 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from . import checksums, proc, reassemble, split
+from . import checksums, provenance, reassemble, signing, split, verify_steps
 from .artifacts import Artifact, Kind
-from .config import REPO, Flavor, Settings
+from .config import PINS_FILE, REPO, Flavor, Settings
 from .pipeline import BaseStep, Context
 
 MANIFEST = checksums.MANIFEST_NAME
-
-
-def git_commit() -> str:
-    done = proc.run(["git", "rev-parse", "HEAD"], cwd=REPO, check=False)
-    return done.stdout.strip() if done.returncode == 0 else "unknown"
 
 
 def artifact_record(ctx: Context, appimage: Artifact) -> dict:
@@ -28,11 +23,16 @@ def artifact_record(ctx: Context, appimage: Artifact) -> dict:
     flavor = appimage.flavor
     record = {"name": appimage.path.name, "kind": "appimage", "arch": ctx.settings.arch, "flavor": flavor,
               "size": appimage.extra["size"], "sha256": appimage.digest, "packager": appimage.extra["packager"],
-              "min_glibc": ctx.artifacts.get(Kind.APPDIR, flavor).extra["min_glibc"], "model": None}
+              "unsigned_sha256": appimage.extra["unsigned_sha256"], "signed_by": appimage.extra["signed_by"],
+              "min_glibc": ctx.artifacts.get(Kind.APPDIR, flavor).extra["min_glibc"], "model": None,
+              "swi_prolog": ctx.artifacts.get(Kind.ONEDIR, flavor).extra.get("swi_prolog")}
+    sbom = ctx.artifacts.get(Kind.SBOM, flavor)
+    record["sbom"] = {"name": sbom.path.name, "sha256": sbom.digest, "format": "CycloneDX 1.6 JSON"}
     if any(f.name == flavor and f.llm for f in ctx.settings.flavors):
         model = ctx.settings.model
         record["model"] = {"name": model.name, "filename": model.filename,
                            "sha256": ctx.artifacts.get(Kind.MODEL).digest, "source": model.source}
+        record["cpu_variants"] = verify_steps.read_report(ctx, "variant-proof", flavor)  # proven where, or not
     parts = split.split_if_needed(appimage.path, ctx.settings.asset_size_cap)
     for part in parts:
         ctx.register(Kind.PART, appimage.path.with_name(part.name), flavor=flavor, digest=part.sha256)
@@ -60,7 +60,8 @@ def write_manifest(dist: Path, manifest: dict) -> Path:
 
 def known_hashes(artifacts: list[dict]) -> dict[str, str]:
     """Hashes the manifest already holds, so SHA256SUMS does not re-read gigabytes."""
-    return {entry["name"]: entry["sha256"] for a in artifacts for entry in (a, *a.get("parts", []))}
+    return {entry["name"]: entry["sha256"] for a in artifacts
+            for entry in (a, *a.get("parts", []), *([a["sbom"]] if a.get("sbom") else []))}
 
 
 class FinalizeStep(BaseStep):
@@ -70,10 +71,12 @@ class FinalizeStep(BaseStep):
 
     def __init__(self, flavors: tuple[Flavor, ...]) -> None:
         self.after = tuple(f"{kind}-{flavor.name}" for flavor in flavors
-                           for kind in ("appimage", "smoke", "functional", "systems"))
+                           for kind in ("appimage", "sbom", "smoke", "functional", "variant-proof", "systems"))
 
     def inputs(self, ctx: Context) -> dict:
-        return {"cap": ctx.settings.asset_size_cap, "tools": tool_versions(ctx.settings)}
+        key = ctx.settings.signing_key
+        return {"cap": ctx.settings.asset_size_cap, "tools": tool_versions(ctx.settings),
+                "signing_key": key.fingerprint if key else None}
 
     def run(self, ctx: Context) -> dict:
         settings, dist = ctx.settings, ctx.settings.dist_dir
@@ -82,11 +85,15 @@ class FinalizeStep(BaseStep):
         kept = [a for a in read_dist_manifest(dist)["artifacts"]
                 if a["name"] not in names and (dist / a["name"]).exists()]
         artifacts = sorted(kept + ours, key=lambda a: a["name"])
-        manifest = {"schema": 1, "version": settings.version, "commit": git_commit(), "artifacts": artifacts,
-                    "tools": tool_versions(settings), "build_seconds": round(sum(ctx.timings.values()), 1),
-                    "step_seconds": ctx.timings}
-        ctx.register(Kind.CHECKSUMS, checksums.write_sums(dist, checksums.published_names(manifest),
-                                                          known=known_hashes(artifacts)))
+        manifest = {"schema": 1, "version": settings.version, "commit": provenance.git_commit(REPO),
+                    "artifacts": artifacts, "tools": tool_versions(settings),
+                    "provenance": provenance.record(PINS_FILE, settings.release_date),
+                    "build_seconds": round(sum(ctx.timings.values()), 1), "step_seconds": ctx.timings}
+        sums = ctx.register(Kind.CHECKSUMS, checksums.write_sums(dist, checksums.published_names(manifest),
+                                                                 known=known_hashes(artifacts))).path
+        signature = signing.sign_sums(sums, settings.signing_key)
+        if signature is not None:
+            ctx.register(Kind.SIGNATURE, signature)
         script = reassemble.write_reassemble_script(dist, manifest)
         if script is not None:
             ctx.register(Kind.SCRIPT, script)

@@ -154,9 +154,13 @@ class GitHub:
         releases = self._pages(f"/repos/{self.repo}/releases", f"listing releases of {self.repo}")
         return next((release for release in releases if release.get("tag_name") == tag), None)
 
-    def create_release(self, tag: str, *, draft: bool) -> dict:
+    def create_release(self, tag: str, *, draft: bool, commit: str) -> dict:
+        """A new release; a tag that does not exist yet is made at commit (not the default branch's HEAD)."""
+        if not re.fullmatch(r"[0-9a-f]{40}|[0-9a-f]{64}", commit or ""):
+            raise PublishError(f"manifest.json records no git commit ({commit!r}): cannot create tag {tag}"
+                               " at the commit the release was built from; build from a git checkout")
         response = self._call("POST", f"{self.api}/repos/{self.repo}/releases", f"creating release {tag}",
-                              json={"tag_name": tag, "name": tag, "draft": draft})
+                              json={"tag_name": tag, "name": tag, "draft": draft, "target_commitish": commit})
         return self._expect(response, (201,), f"creating release {tag} in {self.repo}").json()
 
     def assets(self, release: dict) -> list[Asset]:

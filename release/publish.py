@@ -21,6 +21,7 @@ from .download import sha256_file
 from .errors import ChecksumError, ConfigError, PublishError
 from .github import Asset, GitHub, github_token
 from .reassemble import SCRIPT_NAME
+from .signing import sums_signature_path
 
 
 @dataclass(frozen=True)
@@ -62,11 +63,15 @@ class Report:
 
 
 def published_files(dist_dir: Path, manifest: dict) -> list[Path]:
-    """Binaries first (parts instead of a split whole), then reassemble.sh, manifest, SHA256SUMS."""
+    """Binaries first (parts instead of a split whole), then reassemble.sh, manifest, SHA256SUMS
+    and its signature, when the release was signed."""
     names = published_names(manifest)
     if any(artifact.get("parts") for artifact in manifest["artifacts"]):
         names.append(SCRIPT_NAME)
-    paths = [Path(dist_dir) / name for name in [*names, MANIFEST_NAME, SUMS_NAME]]
+    names += [MANIFEST_NAME, SUMS_NAME]
+    if sums_signature_path(Path(dist_dir) / SUMS_NAME).is_file():
+        names.append(sums_signature_path(Path(dist_dir) / SUMS_NAME).name)
+    paths = [Path(dist_dir) / name for name in names]
     missing = [path.name for path in paths if not path.is_file()]
     if missing:
         raise PublishError(f"{dist_dir} lacks {', '.join(missing)}: run the release (and checksums) first")
@@ -119,12 +124,12 @@ class DirTarget:
 class GitHubTarget:
     """A GitHub release, created for the tag if missing; assets compared through their labels."""
 
-    def __init__(self, client: GitHub, tag: str, *, draft: bool, dry_run: bool) -> None:
+    def __init__(self, client: GitHub, tag: str, *, draft: bool, dry_run: bool, commit: str) -> None:
         self.client = client
         self.description = f"GitHub {client.repo} release {tag}"
         self.release = client.find_release(tag) if client.authenticated else None
         if self.release is None and not dry_run:
-            self.release = client.create_release(tag, draft=draft)
+            self.release = client.create_release(tag, draft=draft, commit=commit)
         self.assets: dict[str, Asset] = {a.name: a for a in client.assets(self.release)} if self.release else {}
 
     def action(self, item: Item) -> str:
@@ -149,7 +154,7 @@ def repo_from_git(cwd: Path | None = None) -> str:
 
 
 def open_target(target: str, *, tag: str, repo: str | None, draft: bool, dry_run: bool,
-                api_url: str | None, retries: int, retry_delay: float) -> Target:
+                api_url: str | None, retries: int, retry_delay: float, commit: str = "") -> Target:
     if target.startswith("dir:") and target[4:]:
         return DirTarget(Path(target[4:]).absolute(), dry_run)
     if target != "github":
@@ -158,7 +163,7 @@ def open_target(target: str, *, tag: str, repo: str | None, draft: bool, dry_run
                     retries=retries, retry_delay=retry_delay)
     if not client.authenticated:
         log.warn("no GITHUB_TOKEN/GH_TOKEN: the dry run cannot see which assets already exist")
-    return GitHubTarget(client, tag, draft=draft, dry_run=dry_run)
+    return GitHubTarget(client, tag, draft=draft, dry_run=dry_run, commit=commit)
 
 
 def publish(dist_dir: Path, target: str, *, tag: str, repo: str | None = None, draft: bool = False,
@@ -168,7 +173,7 @@ def publish(dist_dir: Path, target: str, *, tag: str, repo: str | None = None, d
     manifest = read_manifest(dist_dir / MANIFEST_NAME)
     items = verified_items(dist_dir, manifest)
     destination = open_target(target, tag=tag, repo=repo, draft=draft, dry_run=dry_run, api_url=api_url,
-                              retries=retries, retry_delay=retry_delay)
+                              retries=retries, retry_delay=retry_delay, commit=str(manifest.get("commit") or ""))
     split = {a["name"]: [p["name"] for p in a["parts"]] for a in manifest["artifacts"] if a.get("parts")}
     report = Report(destination.description, dry_run, split)
     for item in items:

@@ -10,11 +10,10 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from .checksums import write_text_atomic
+from .checksums import PLAIN_NAME, write_text_atomic
 from .errors import ConfigError
 
 SCRIPT_NAME = "reassemble.sh"
-_SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]*")
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 
 _HEADER = """\
@@ -68,8 +67,8 @@ def _checked(value: str, pattern: re.Pattern[str], what: str) -> str:
 
 def _assemble_call(artifact: dict) -> str:
     parts = artifact["parts"]
-    words = [_checked(artifact["name"], _SAFE_NAME, "name"), _checked(artifact["sha256"], _SHA256, "sha256")]
-    words += [_checked(part["name"], _SAFE_NAME, "part name") for part in parts]
+    words = [_checked(artifact["name"], PLAIN_NAME, "name"), _checked(artifact["sha256"], _SHA256, "sha256")]
+    words += [_checked(part["name"], PLAIN_NAME, "part name") for part in parts]
     lines = "".join(f"{_checked(part['sha256'], _SHA256, 'sha256')}  {part['name']}\n" for part in parts)
     return f"assemble {' '.join(words)} <<'EOF'\n{lines}EOF\n"
 

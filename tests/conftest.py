@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
+PLANTED_VARIANT_SOURCE = Path(__file__).with_name("planted_variant.c")
 GEMMA_270M_SHA256 = "a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818"
 GEMMA_270M_FILENAME = "gemma-3-270m-q4_k_m.gguf"
 
@@ -69,3 +70,49 @@ def gguf_model(tmp_path_factory) -> Path:
     )
     assert _sha256(target) == GEMMA_270M_SHA256
     return target
+
+
+@pytest.fixture(scope="session")
+def throwaway_key(tmp_path_factory) -> tuple[str, Path]:
+    """A fresh signing key made by this test session: (armored secret key, public key file)."""
+    from tests.keys import generate_key
+
+    secret, public = generate_key("tea-release test <test@example.invalid>")
+    keyring = tmp_path_factory.mktemp("keyring") / "publisher.asc"
+    keyring.write_bytes(public)
+    return secret, keyring
+
+
+@pytest.fixture(scope="session")
+def signing_key(throwaway_key):
+    from release.gpg import SigningKey, checked
+
+    return checked(SigningKey(throwaway_key[0]))
+
+
+@pytest.fixture(scope="session")
+def public_keyring(throwaway_key) -> Path:
+    return throwaway_key[1]
+
+
+@pytest.fixture(scope="session")
+def planted_variant(tmp_path_factory) -> Path:
+    """libggml-cpu-planted.so, built here with gcc: it outscores every real CPU variant and dies with
+    SIGILL as soon as ggml initialises it (see planted_variant.c)."""
+    library = tmp_path_factory.mktemp("planted") / "libggml-cpu-planted.so"
+    subprocess.run(["gcc", "-shared", "-fPIC", "-O2", "-o", str(library), str(PLANTED_VARIANT_SOURCE)], check=True)
+    return library
+
+
+@pytest.fixture
+def variant_dir(tmp_path):
+    """Make a variant directory: links to the real `libggml-cpu-*.so` in `real`, plus `extra` libraries."""
+
+    def make(real: Path, *extra: Path, name: str = "variants") -> Path:
+        target = tmp_path / name
+        target.mkdir()
+        for library in [*real.glob("libggml-cpu-*.so"), *extra]:
+            (target / library.name).symlink_to(library.resolve())
+        return target
+
+    return make

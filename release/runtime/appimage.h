@@ -4,8 +4,12 @@
  * File layout (what AppImage tools such as libappimage and appimagetool expect):
  *   - The file starts with this static ELF executable. Bytes 8..10 of the ELF header hold the
  *     magic "AI\x02" (written after linking by release/runtime_build.py; the kernel ignores them).
- *   - The ELF has the sections .upd_info (1024 bytes, update information), .sha256_sig (1024,
- *     signature) and .sig_key (8192, signing key), zero-filled, for tools that fill them in later.
+ *   - The ELF has the sections .digest_md5 (16 bytes, appimagetool's MD5), .upd_info (1024, update
+ *     information), .sha256_sig (1024, signature) and .sig_key (8192, signing key), zero-filled,
+ *     for tools that fill them in later (release/signing.py fills the last two).
+ *     Our own .sqfs_sha256 (32 bytes) holds the sha256 of the squashfs, written by the packager
+ *     (release/appimage.py): the extract-and-run cache and the shared mount are keyed on it
+ *     (zero: neither is shared).
  *   - A squashfs image follows right after the ELF: its offset is
  *     e_shoff + e_shnum * e_shentsize (the section header table is the last part of the ELF).
  *
@@ -13,19 +17,28 @@
  *   (no option)                  join this user's shared mount of the image, mounting it if there
  *                                is none (shared.c; it outlives the last run by
  *                                APPIMAGE_MOUNT_LINGER seconds, default 5), run AppRun with every
- *                                argument, exit with AppRun's status. APPIMAGE_SHARED_MOUNT=0: a
- *                                private mount at $TMPDIR/.mount_<name>XXXXXX instead, unmounted
- *                                before the runtime exits. FUSE mounts go through fusermount3 or
- *                                fusermount (FUSE 2), or directly as root without either.
- *   --appimage-extract [pattern] extract (entries whose path matches the fnmatch pattern) to
- *                                ./squashfs-root
- *   --appimage-extract-and-run   extract to a cache dir, run AppRun from there (also when
- *                                APPIMAGE_EXTRACT_AND_RUN=1, and automatically without FUSE)
+ *                                argument, exit with AppRun's status. APPIMAGE_SHARED_MOUNT=0, or
+ *                                no embedded .sqfs_sha256: a private mount at
+ *                                $TMPDIR/.mount_<name>XXXXXX instead, unmounted before the runtime
+ *                                exits. FUSE mounts go through fusermount3 or fusermount (FUSE 2),
+ *                                or directly as root without either.
+ *   --appimage-extract [pattern] extract (the paths matching the pattern, with type2-runtime's
+ *                                fnmatch FNM_FILE_NAME | FNM_LEADING_DIR: a directory brings its
+ *                                subtree) to ./squashfs-root
+ *   --appimage-extract-and-run   extract to a per-user cache dir, run AppRun from there (also
+ *                                when APPIMAGE_EXTRACT_AND_RUN is set to anything non-empty, and
+ *                                automatically without FUSE)
  *   --appimage-offset            print the squashfs offset
  *   --appimage-mount             mount, print the mount point, keep it until SIGINT/SIGTERM
+ *   --appimage-signature         print the .sha256_sig section (up to its first NUL)
+ *   --appimage-updateinformation (or --appimage-updateinfo) print the .upd_info section
+ *   --appimage-portable-home / --appimage-portable-config  create <file>.home / <file>.config
  *   --appimage-version, --appimage-help
- * AppRun sees APPDIR (the mounted/extracted tree), APPIMAGE (absolute path of this file),
- * ARGV0 (argv[0] as invoked) and OWD (the working directory at start).
+ * TARGET_APPIMAGE, when set, names the AppImage to operate on instead of this file (AppImage
+ * spec, for static runtimes). AppRun sees APPDIR (the mounted/extracted tree), APPIMAGE
+ * (absolute path of the AppImage), ARGV0 (argv[0] as invoked, or TARGET_APPIMAGE) and OWD (the
+ * working directory at start); HOME / XDG_CONFIG_HOME point at <file>.home / <file>.config when
+ * those directories exist.
  */
 #ifndef TEA_APPIMAGE_H
 #define TEA_APPIMAGE_H
@@ -46,13 +59,27 @@ struct image {
 
 /* elf.c */
 off_t elf_end_offset(int fd);
+int elf_section(int fd, const char *name, off_t *offset, size_t *size);
 
 /* image.c */
 struct sqfs;
-int image_open(struct image *img);
+int image_open(struct image *img, const char *source);
 int image_fs_init(const struct image *img, struct sqfs *fs, int *fd);
 int image_check(const struct image *img);
-uint64_t image_cache_key(const struct image *img);
+int image_content_id(char *hex, size_t cap);
+
+/* guard.c: 1 when squashfuse can act on this part of the image without reading out of bounds */
+struct sqfs_inode;
+int guard_tables(struct sqfs *fs);
+int guard_inode_ref(struct sqfs *fs, uint64_t id);
+int guard_directory(struct sqfs *fs, const struct sqfs_inode *dir);
+int guard_file(struct sqfs *fs, struct sqfs_inode *file);
+
+/* superblock.c: NULL when the superblock is sane for a squashfs of `available` bytes, else why not */
+const char *superblock_problem(const unsigned char raw[96], uint64_t available);
+
+/* sections.c: the squashfs sha256 the packager embedded (all zero when it did not) */
+extern volatile const unsigned char squashfs_sha256[32];
 
 /* A mount of the image, as a run sees it. */
 struct mount {
@@ -69,7 +96,7 @@ struct mount {
 struct listener {
 	int fd;
 	int dir_fd;           /* the per-user directory */
-	char key[17];         /* image_cache_key in hex */
+	char key[65];         /* image_content_id: the squashfs sha256 in hex */
 };
 
 /* mount.c: 0 = mounted, 1 = no FUSE (m->reason says why), -1 = bad image or error */
@@ -98,19 +125,39 @@ struct server_fs;
 struct server_fs *fs_open(const struct image *img);
 struct fuse_session *fs_session(struct server_fs *sfs, const char *options);
 
-/* extract.c */
+/* extract.c: into dest (created, or reused when it is a real directory); 0 or -1 (reported) */
 int extract_tree(const struct image *img, const char *dest, const char *pattern);
 
 /* run.c */
 int run_apprun(const struct image *img, const char *appdir, char *argv0, int argc, char **argv);
+void catch_signals(void);
+int signal_received(void);
 int wait_for_signal(const char *announcement);
 void exit_like(int status) __attribute__((noreturn));
 
+/* private_dir.c: directories only this user controls (owner, mode, no symlink) */
+int private_dir_ok(const char *path);
+int private_dir_make(const char *path);
+int user_private_base(char *out, size_t cap);
+
 /* cache.c */
 int extract_and_run(const struct image *img, char *argv0, int argc, char **argv);
+void remove_tree(const char *dir);
 
-/* main.c: print "appimage: <message>" on stderr as one line; $TMPDIR or /tmp. */
+/* info.c: --appimage-signature, --appimage-updateinformation */
+int print_section(const struct image *img, const char *name);
+
+/* portable.c: <file>.home and <file>.config */
+int portable_dir_create(const struct image *img, const char *suffix);
+void portable_dirs_apply(const struct image *img);
+
+/* pattern.c: which paths --appimage-extract PATTERN selects (all when pattern is NULL) */
+int extract_pattern_matches(const char *pattern, const char *path);
+
+/* main.c: print "appimage: <message>" on stderr as one line; $TMPDIR or /tmp; snprintf that
+ * reports and returns -1 when the result does not fit. */
 void report(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 const char *temp_dir(void);
+int path_printf(char *out, size_t cap, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 
 #endif

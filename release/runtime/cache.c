@@ -1,14 +1,20 @@
 /*
  * Extract-and-run: for systems without FUSE (containers, CI) and on request.
  *
- * The shared directory $TMPDIR/appimage_extracted_<key> (key: image_cache_key) is only ever
- * published complete, by an atomic rename, and only by runs with NO_CLEANUP set, which keep it
- * for later runs to reuse. Other runs reuse it if present, else extract into a private directory
- * that they delete afterwards, so concurrent runs never delete a tree another run is using.
+ * Everything lives in a per-user private directory, ${XDG_CACHE_HOME:-~/.cache}/appimage (see
+ * private_dir.c: disk-backed, since a model-sized tree does not belong in a RAM-backed runtime
+ * dir). The shared tree extracted_<sha256 of the squashfs> is only ever published complete, by an
+ * atomic rename, and only by runs with NO_CLEANUP set, which keep it for later runs to reuse; it is
+ * reused only while it is still a directory of ours that nobody else can write. Other runs extract
+ * into a private directory that they delete afterwards, so concurrent runs never delete a tree
+ * another run is using. A signal during the extraction deletes the partial tree before the runtime
+ * dies of it. Without an embedded sha256 or a usable home, nothing is shared: a private tree in
+ * $TMPDIR, deleted after the run.
  */
 #define _XOPEN_SOURCE 700
 #include <errno.h>
 #include <ftw.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -32,47 +38,58 @@ static int remove_entry(const char *path, const struct stat *st, int type, struc
 	return 0;
 }
 
-static void remove_tree(const char *dir)
+/* rm -rf that follows no symlink and gets into read-only directories (the tree is ours). */
+void remove_tree(const char *dir)
 {
 	nftw(dir, make_writable, 16, FTW_PHYS);
 	nftw(dir, remove_entry, 16, FTW_PHYS | FTW_DEPTH);
 }
 
-static int is_dir(const char *path)
+/* Where the shared tree for this image would be; 0 with shared[0] == '\0' when none can be. */
+static int shared_tree_path(char *shared, size_t cap)
 {
-	struct stat st;
-	return lstat(path, &st) == 0 && S_ISDIR(st.st_mode);
+	char base[PATH_MAX - 96], key[65];
+	shared[0] = '\0';
+	if (!image_content_id(key, sizeof key) || user_private_base(base, sizeof base) != 0)
+		return 0;
+	return path_printf(shared, cap, "%s/extracted_%s", base, key);
 }
 
-/* Extracts into a fresh private directory next to shared; publishes it there when keep is set. */
-static int extract_private(const struct image *img, const char *shared, int keep, char *out)
+/* Extracts into a fresh private directory (next to shared, else in $TMPDIR) into out. */
+static int extract_private(const struct image *img, const char *shared, char *out)
 {
-	snprintf(out, PATH_MAX, "%s.XXXXXX", shared);
+	if (shared[0] ? path_printf(out, PATH_MAX, "%s.XXXXXX", shared)
+		      : path_printf(out, PATH_MAX, "%s/appimage_extracted_XXXXXX", temp_dir()))
+		return -1;
 	if (!mkdtemp(out)) {
 		report("cannot create %s: %s", out, strerror(errno));
 		return -1;
 	}
-	if (extract_tree(img, out, NULL) != 0) {
-		remove_tree(out);
-		return -1;
+	catch_signals();
+	if (extract_tree(img, out, NULL) == 0)
+		return 0;
+	remove_tree(out);
+	if (signal_received()) {
+		signal(signal_received(), SIG_DFL);
+		raise(signal_received());
 	}
-	if (keep && rename(out, shared) == 0)
-		snprintf(out, PATH_MAX, "%s", shared);
-	return 0;
+	return -1;
 }
 
 int extract_and_run(const struct image *img, char *argv0, int argc, char **argv)
 {
-	int keep = getenv("NO_CLEANUP") != NULL;
 	char shared[PATH_MAX - 16], dir[PATH_MAX];
-	snprintf(shared, sizeof shared, "%s/appimage_extracted_%016llx", temp_dir(),
-		 (unsigned long long)image_cache_key(img));
-	if (is_dir(shared))
-		snprintf(dir, sizeof dir, "%s", shared);
-	else if (extract_private(img, shared, keep, dir) != 0)
+	if (shared_tree_path(shared, sizeof shared) != 0)
 		return 1;
+	int reuse = shared[0] && private_dir_ok(shared);
+	if (reuse)
+		snprintf(dir, sizeof dir, "%s", shared);
+	else if (extract_private(img, shared, dir) != 0)
+		return 1;
+	else if (shared[0] && getenv("NO_CLEANUP") && rename(dir, shared) == 0)
+		reuse = 1, snprintf(dir, sizeof dir, "%s", shared);
 	int status = run_apprun(img, dir, argv0, argc, argv);
-	if (strcmp(dir, shared) != 0 && !keep)
+	if (!reuse)
 		remove_tree(dir);
 	exit_like(status);
 }

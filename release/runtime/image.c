@@ -1,7 +1,8 @@
 /*
- * The running AppImage itself: its absolute path, where its squashfs starts, and an up-front
+ * The running AppImage itself: its absolute path, where its squashfs starts, an up-front
  * validation of that squashfs so a corrupt or truncated file fails with one clear line before
- * anything is mounted or extracted (rather than as a hang or an obscure I/O error later).
+ * anything is mounted or extracted (rather than as a hang, a crash or an obscure I/O error later),
+ * and its content identity.
  */
 #include <ctype.h>
 #include <errno.h>
@@ -25,12 +26,12 @@ static void safe_name(const char *path, char *out, size_t cap)
 	out[n] = '\0';
 }
 
-/* Fills img from /proc/self/exe; prints the reason and returns -1 on failure. */
-int image_open(struct image *img)
+/* Fills img from source (/proc/self/exe, or TARGET_APPIMAGE); prints the reason and returns -1 on failure. */
+int image_open(struct image *img, const char *source)
 {
 	struct stat st;
-	if (!realpath("/proc/self/exe", img->path)) {
-		report("cannot resolve /proc/self/exe: %s", strerror(errno));
+	if (!realpath(source, img->path)) {
+		report("cannot resolve %s: %s", source, strerror(errno));
 		return -1;
 	}
 	int fd = open(img->path, O_RDONLY | O_CLOEXEC);
@@ -67,71 +68,77 @@ static const char *init_error(sqfs_err err)
 	}
 }
 
-/* A superblock that claims more bytes than the file holds: a partial download or copy. */
-static int truncated(const struct image *img, const sqfs *fs)
+static int bad_image(const struct image *img, const char *why)
 {
-	if (fs->sb.s_magic != SQUASHFS_MAGIC || (off_t)fs->sb.bytes_used <= img->size - img->offset)
-		return 0;
-	report("squashfs image in %s is truncated: needs %llu bytes after offset %lld, has %lld",
-	       img->path, (unsigned long long)fs->sb.bytes_used, (long long)img->offset,
-	       (long long)(img->size - img->offset));
-	return 1;
+	report("bad squashfs image at offset %lld in %s: %s", (long long)img->offset, img->path, why);
+	return -1;
 }
 
-/* Opens the squashfs with the library and checks its recorded size against the file. */
+/* The superblock, checked by us first: squashfuse would trust its sizes and offsets. */
+static int superblock_check(const struct image *img, int fd)
+{
+	unsigned char raw[96];
+	off_t available = img->size - img->offset;
+	if (pread(fd, raw, sizeof raw, img->offset) != (ssize_t)sizeof raw)
+		return bad_image(img, "too short for a squashfs superblock");
+	const char *problem = superblock_problem(raw, (uint64_t)available);
+	if (problem)
+		return bad_image(img, problem);
+	uint64_t used = 0;
+	for (int i = 7; i >= 0; i--)
+		used = (used << 8) | raw[40 + i];
+	if (used <= (uint64_t)available)
+		return 0;
+	report("squashfs image in %s is truncated: needs %llu bytes after offset %lld, has %lld",
+	       img->path, (unsigned long long)used, (long long)img->offset, (long long)available);
+	return -1;
+}
+
+/* Checks the superblock, then opens the squashfs with the library and reads its root directory. */
 int image_check(const struct image *img)
 {
 	sqfs fs;
 	sqfs_inode root;
-	int fd;
-	sqfs_err err = image_fs_init(img, &fs, &fd);
+	int fd = open(img->path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0) {
 		report("cannot open %s: %s", img->path, strerror(errno));
 		return -1;
 	}
-	int status = truncated(img, &fs) ? -1 : 0;
-	if (status == 0 && err != SQFS_OK) {
-		report("bad squashfs image at offset %lld in %s: %s", (long long)img->offset,
-		       img->path, init_error(err));
-		status = -1;
-	} else if (status == 0 && sqfs_inode_get(&fs, &root, sqfs_inode_root(&fs)) != SQFS_OK) {
+	int status = superblock_check(img, fd);
+	close(fd);
+	if (status != 0)
+		return -1;
+	sqfs_err err = image_fs_init(img, &fs, &fd);
+	if (err != SQFS_OK)
+		status = bad_image(img, init_error(err));
+	else if (!guard_tables(&fs))
+		status = bad_image(img, "its fragment, uid/gid or export table is shorter than it claims");
+	else if (!guard_inode_ref(&fs, sqfs_inode_root(&fs)) ||
+		 sqfs_inode_get(&fs, &root, sqfs_inode_root(&fs)) != SQFS_OK || !S_ISDIR(root.base.mode)) {
 		report("squashfs image in %s is corrupt: its root directory cannot be read", img->path);
 		status = -1;
 	}
 	if (err == SQFS_OK)
 		sqfs_destroy(&fs);
-	close(fd);
+	if (fd >= 0)
+		close(fd);
 	return status;
 }
 
-static uint64_t fnv1a(uint64_t hash, const void *data, size_t size)
-{
-	const unsigned char *p = data;
-	for (size_t i = 0; i < size; i++)
-		hash = (hash ^ p[i]) * 0x100000001b3ULL;
-	return hash;
-}
-
 /*
- * A key for the extract-and-run cache that changes whenever the AppImage does, without hashing
- * gigabytes on every start: file size and mtime, the squashfs superblock (its table offsets move
- * with any content change) and the last 64 KiB, where squashfs keeps its tables.
+ * The extract-and-run cache key: the sha256 of the squashfs that the packager embedded in the
+ * runtime (.sqfs_sha256). A content identity at no cost at run time; a key made of size, mtime and
+ * a few sampled blocks let two images that differ only inside a same-size file share a cache.
+ * Returns 1 and the hex digest, or 0 when no digest was embedded (then nothing is shared).
  */
-uint64_t image_cache_key(const struct image *img)
+int image_content_id(char *hex, size_t cap)
 {
-	static unsigned char buf[65536];
-	struct stat st;
-	uint64_t hash = 0xcbf29ce484222325ULL;
-	int fd = open(img->path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0 || fstat(fd, &st) != 0)
-		return hash;
-	hash = fnv1a(hash, &st.st_size, sizeof st.st_size);
-	hash = fnv1a(hash, &st.st_mtim, sizeof st.st_mtim);
-	ssize_t got = pread(fd, buf, 96, img->offset);
-	hash = fnv1a(hash, buf, got > 0 ? (size_t)got : 0);
-	off_t tail = img->size - (off_t)sizeof buf;
-	got = pread(fd, buf, sizeof buf, tail > img->offset ? tail : img->offset);
-	hash = fnv1a(hash, buf, got > 0 ? (size_t)got : 0);
-	close(fd);
-	return hash;
+	int any = 0;
+	if (cap < 65)
+		return 0;
+	for (int i = 0; i < 32; i++) {
+		any |= squashfs_sha256[i];
+		snprintf(hex + 2 * i, 3, "%02x", squashfs_sha256[i]);
+	}
+	return any != 0;
 }

@@ -284,7 +284,8 @@ int fuse_device_missing(struct mount *m)
 int mount_start(const struct image *img, struct mount *m)
 {
 	int ready[2], conn[2];
-	snprintf(m->dir, sizeof m->dir, "%s/.mount_%sXXXXXX", temp_dir(), img->name);
+	if (path_printf(m->dir, sizeof m->dir, "%s/.mount_%sXXXXXX", temp_dir(), img->name) != 0)
+		return -1;
 	if (fuse_device_missing(m))
 		return 1;
 	if (!mkdtemp(m->dir) || pipe2(ready, O_CLOEXEC) != 0 || pipe2(conn, O_CLOEXEC) != 0) {

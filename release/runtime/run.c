@@ -42,6 +42,18 @@ static void handle_signals(sigset_t *blocked)
 	}
 }
 
+/* Signals only set a flag from here on (work in progress polls signal_received() to stop early). */
+void catch_signals(void)
+{
+	sigset_t unused;
+	handle_signals(&unused);
+}
+
+int signal_received(void)
+{
+	return received;
+}
+
 static void set_environment(const struct image *img, const char *appdir, const char *argv0)
 {
 	char cwd[PATH_MAX];
@@ -50,13 +62,15 @@ static void set_environment(const struct image *img, const char *appdir, const c
 	setenv("ARGV0", argv0, 1);
 	if (getcwd(cwd, sizeof cwd))
 		setenv("OWD", cwd, 1);
+	portable_dirs_apply(img);
 }
 
 static void exec_apprun(const char *appdir, int argc, char **argv)
 {
 	char apprun[PATH_MAX];
 	char **args = calloc((size_t)argc + 2, sizeof *args);
-	snprintf(apprun, sizeof apprun, "%s/AppRun", appdir);
+	if (!args || path_printf(apprun, sizeof apprun, "%s/AppRun", appdir) != 0)
+		_exit(127);
 	for (size_t i = 0; i < NFORWARDED; i++)
 		signal(forwarded[i], SIG_DFL);
 	sigset_t none;

@@ -7,7 +7,8 @@
  * Everything lives in $TMPDIR/appimage-mounts-<uid>, made 0700 and used only while it is a real
  * directory of this user that nobody else can enter (checked on the opened directory: O_NOFOLLOW
  * and fstat, as lstat would, without a race); otherwise runs fall back to private mounts. Names
- * there are keyed by image_cache_key(), the image's content identity:
+ * there are keyed by image_content_id(), the squashfs sha256 the packager embedded (an image
+ * without one is never shared: two images must not meet at one mount by chance):
  *   <key>.lock         flock'ed while a run looks for the server or starts one, so concurrent
  *                      first runs start one server, not several
  *   <key>.sock         the server's socket; a connected run is a client until its connection
@@ -65,7 +66,10 @@ static int others_may_swap(const struct stat *parent)
 static int open_user_dir(char *path, size_t cap, char *reason, size_t reason_cap)
 {
 	struct stat st, parent;
-	snprintf(path, cap, "%s/appimage-mounts-%u", temp_dir(), (unsigned)getuid());
+	if ((size_t)snprintf(path, cap, "%s/appimage-mounts-%u", temp_dir(), (unsigned)getuid()) >= cap) {
+		snprintf(reason, reason_cap, "$TMPDIR is too long a path");
+		return -1;
+	}
 	if (stat(temp_dir(), &parent) != 0 || others_may_swap(&parent)) {
 		snprintf(reason, reason_cap, "%s is writable by others and not sticky", temp_dir());
 		return -1;
@@ -89,7 +93,7 @@ static int open_user_dir(char *path, size_t cap, char *reason, size_t reason_cap
 
 static int lock_key(int dir_fd, const char *key)
 {
-	char name[64];
+	char name[96];
 	snprintf(name, sizeof name, "%s.lock", key);
 	int fd = openat(dir_fd, name, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
 	while (fd >= 0 && flock(fd, LOCK_EX) != 0 && errno == EINTR)
@@ -122,7 +126,7 @@ int shared_accept(struct listener *l, const char *mount_dir)
  * no socket, or has its connection reset, and starts a new server. */
 void shared_stop_listening(struct listener *l)
 {
-	char name[64];
+	char name[96];
 	snprintf(name, sizeof name, "%s.sock", l->key);
 	unlinkat(l->dir_fd, name, 0);
 }
@@ -155,7 +159,7 @@ fail:
 /* What a dead server left: its socket, and mount points (still mounted, if it was killed). */
 static void clear_stale(int dir_fd, const char *dir, const char *key)
 {
-	char name[64], path[PATH_MAX], helper[PATH_MAX] = "";
+	char name[96], path[PATH_MAX], helper[PATH_MAX] = "";
 	snprintf(name, sizeof name, "%s.sock", key);
 	unlinkat(dir_fd, name, 0);
 	snprintf(name, sizeof name, "%s.mnt-", key);
@@ -249,17 +253,18 @@ static int join_or_start(const struct image *img, struct listener *l, const char
  */
 int shared_mount(const struct image *img, struct mount *m)
 {
-	char dir[PATH_MAX - 64], reason[PATH_MAX];
+	char dir[PATH_MAX - 96], reason[PATH_MAX]; /* room in m->dir for /<key>.mnt-XXXXXX */
 	struct listener l = {.fd = -1};
 	memset(m, 0, sizeof *m);
 	if (fuse_device_missing(m))
 		return 1;
+	if (!image_content_id(l.key, sizeof l.key))
+		return mount_start(img, m);
 	l.dir_fd = open_user_dir(dir, sizeof dir, reason, sizeof reason);
 	if (l.dir_fd < 0) {
 		report("not sharing the mount: %s", reason);
 		return mount_start(img, m);
 	}
-	snprintf(l.key, sizeof l.key, "%016llx", (unsigned long long)image_cache_key(img));
 	int lock = lock_key(l.dir_fd, l.key);
 	int status = join_or_start(img, &l, dir, lock, m);
 	if (lock >= 0)

@@ -38,7 +38,7 @@ def test_validate_accepts_the_examples():
     for agent in (EXAMPLES / "hello.yaml", EXAMPLES / "llm" / "local-chat.yaml"):
         result = run_tea("validate", agent)
         assert result.returncode == 0, result.stderr
-        assert result.stdout.startswith(f"{agent}: ok")
+        assert result.stdout.startswith(f"OK: {agent} (")
 
 
 def test_run_prints_progress_on_stderr_and_state_on_stdout():
@@ -65,6 +65,6 @@ def test_cli_module_runs_as_a_script_like_the_frozen_app():
     """PyInstaller runs cli.py as __main__, outside its package: no relative imports allowed."""
     script = REPO / "python" / "src" / "the_edge_agent" / "cli.py"
     for args, expected in ((["--version", "--impl"], f"tea {VERSION} (python)"),
-                           (["validate", str(EXAMPLES / "hello.yaml")], f"{EXAMPLES / 'hello.yaml'}: ok")):
+                           (["validate", str(EXAMPLES / "hello.yaml")], f"OK: {EXAMPLES / 'hello.yaml'}")):
         result = subprocess.run([sys.executable, script, *args], capture_output=True, text=True)
         assert result.stdout.startswith(expected), result.stderr

@@ -69,19 +69,38 @@ def test_api_backend_round_trip(server, write_agent, backend):
     state = final_state(run_tea("run", write_agent(AGENT.format(backend=backend)), "--input",
                                 '{"question": "ping"}', env=env))
     assert state["reply"] == {"content": "echo: ping", "usage": {"prompt_tokens": 3, "completion_tokens": 2},
-                              "model": "tiny", "backend": "api"}
+                              "model": "tiny", "backend": "api", "tokens_used": 5}
     path, authorization, body = server.requests[0]
     assert (authorization, body["temperature"], body["max_tokens"]) == ("Bearer sk-test", 0.0, 8)
 
 
-def test_api_error_status_is_one_line(server, write_agent):
+def test_failed_call_returns_upstreams_error_shape_and_warns(server, write_agent):
+    """Upstream's LLM actions return {success: false, error} on a failed call: the agent goes on and can
+    branch on it; the warning is one stderr line."""
     env = {"OPENAI_API_BASE": f"http://127.0.0.1:{server.server_port}/wrong"}
-    result = run_tea("run", "--quiet", write_agent(AGENT.format(backend="api")), "--input", '{"question": "x"}',
-                     env=env)
-    assert_one_line_error(result, "HTTP 404")
+    result = run_tea("run", write_agent(AGENT.format(backend="api")), "--input", '{"question": "x"}', env=env)
+    reply = final_state(result)["reply"]
+    assert reply["success"] is False and "HTTP 404" in reply["error"]
+    warnings = [line for line in result.stderr.splitlines() if "warning" in line]
+    assert len(warnings) == 1 and "LLM call failed" in warnings[0] and "HTTP 404" in warnings[0]
+
+
+def test_unreachable_endpoint_is_an_error_result(write_agent):
+    env = {"OPENAI_API_BASE": "http://127.0.0.1:9/v1"}  # discard port: nothing listens
+    agent = write_agent(AGENT.format(backend="api"))
+    reply = final_state(run_tea("run", "-q", agent, "-i", '{"question": "x"}', env=env))["reply"]
+    assert reply == {"success": False, "error": "http://127.0.0.1:9/v1/chat/completions: request failed: ConnectionError"}
 
 
 def test_api_backend_without_endpoint(write_agent, monkeypatch):
     monkeypatch.delenv("OPENAI_API_BASE", raising=False)
     result = run_tea("run", "--quiet", write_agent(AGENT.format(backend="api")), "--input", '{"question": "x"}')
     assert_one_line_error(result, "needs settings.llm.api_base")
+
+
+def test_message_content_from_a_number_is_sent_as_text(server, write_agent):
+    env = {"OPENAI_API_BASE": f"http://127.0.0.1:{server.server_port}/v1"}
+    state = final_state(run_tea("run", "-q", write_agent(AGENT.format(backend="api")), "-i", '{"question": 4}',
+                                env=env))
+    assert state["reply"]["content"] == "echo: 4"
+    assert server.requests[0][2]["messages"] == [{"role": "user", "content": "4"}]

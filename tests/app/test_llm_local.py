@@ -58,7 +58,7 @@ def test_llm_call_twice_with_auto_backend(gguf_model, write_agent):
     for key in ("first", "second"):
         assert state[key]["backend"] == "local"
         assert state[key]["usage"]["completion_tokens"] > 0
-        assert set(state[key]) == {"content", "usage", "model", "backend"}
+        assert set(state[key]) == {"content", "usage", "model", "backend", "tokens_used"}
 
 
 def test_models_reports_the_registered_cpu_variants(gguf_model):

@@ -102,8 +102,19 @@ def test_release_workflow_has_the_named_jobs():
         for arch, runner in (("x86_64", "ubuntu-latest"), ("aarch64", "ubuntu-24.04-arm")):
             job = jobs[f"build-{flavor}-appimage-{arch}"]
             assert job["with"] == {"arch": arch, "flavor": flavor, "runs-on": runner}
-    assert jobs["release"]["permissions"] == {"contents": "write"}
+    assert jobs["release"]["permissions"] == {"contents": "write", "id-token": "write", "attestations": "write"}
     assert len(jobs["release"]["needs"]) == 4
+
+
+def test_release_job_attests_every_published_file_before_publishing():
+    steps = load_yaml(REPO / ".github/workflows/release.yaml")["jobs"]["release"]["steps"]
+    uses = [step.get("uses", "") for step in steps]
+    attest = next(i for i, name in enumerate(uses) if name.startswith("actions/attest-build-provenance@"))
+    assert steps[attest]["with"] == {"subject-path": "dist/*"}
+    publish = next(i for i, step in enumerate(steps) if "invoke publish" in step.get("run", ""))
+    merge = next(i for i, step in enumerate(steps) if "invoke checksums" in step.get("run", ""))
+    assert merge < attest < publish  # attests the merged, signed sums and what gets published
+    assert "TEA_RELEASE_SIGNING_KEY" in steps[merge]["env"]
 
 
 @pytest.mark.parametrize("path", WORKFLOWS, ids=lambda p: p.name)

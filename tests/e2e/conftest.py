@@ -49,8 +49,9 @@ def plain_appimage(dist) -> Path:
 def invoke(release_cache):
     """Run an invoke task of this repo against the real cache; returns the CompletedProcess."""
 
-    def run(*args: str, cwd: Path = REPO, timeout: float = 1800) -> subprocess.CompletedProcess:
-        env = {**os.environ, "TEA_RELEASE_CACHE": str(release_cache)}
+    def run(*args: str, cwd: Path = REPO, timeout: float = 1800, env: dict[str, str] | None = None
+            ) -> subprocess.CompletedProcess:
+        env = {**os.environ, "TEA_RELEASE_CACHE": str(release_cache), **(env or {})}
         return subprocess.run([sys.executable, "-m", "invoke", *args], cwd=cwd, env=env, capture_output=True,
                               text=True, timeout=timeout)
 

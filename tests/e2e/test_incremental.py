@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from release import config, plan
+from release.appdir import COMPONENT_ID
 
 # One copy and one build serve every test here: keep them on one xdist worker (--dist loadgroup).
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("incremental")]
@@ -24,6 +25,7 @@ RELEASE_ARGS = ("--arch", "x86_64", "--flavor", "all", "--model", "gemma-3-270m"
                 "--skip", "systems", "--build-dir", "build", "--out", "dist")
 LLM, PLAIN = "python-llm", "python"
 BOTH = (LLM, PLAIN)
+DESKTOP = f"{COMPONENT_ID}.desktop"  # the AppDir's desktop entry (AppRun is a symlink now)
 
 # file edited → the steps that must rerun because of it (their dependants are added by `after`)
 CASES = {
@@ -31,15 +33,19 @@ CASES = {
     "python/pyproject.toml": [f"freeze-{f}" for f in BOTH],
     "release/assets/tea-python.desktop": [f"appdir-{f}" for f in BOTH],          # an AppDir input
     "release/runtime/main.c": ["packager"],                                      # the C runtime
-    "release/cross.py": ["system-packages", "packager"] + [f"venv-{f}" for f in BOTH]
-    + [f"freeze-{f}" for f in BOTH],                                             # imported by deps/freeze/package
+    "release/cross.py": ["system-packages", "packager", "swipl"] + [f"venv-{f}" for f in BOTH]
+    + [f"freeze-{f}" for f in BOTH],                                             # imported by deps/freeze/swipl
+    "release/swipl.py": ["system-packages", "packager", "swipl"] + [f"venv-{f}" for f in BOTH]
+    + [f"{step}-{f}" for f in BOTH for step in ("freeze", "smoke", "functional")],  # imported by freeze and checks
     "release/audit.py": [f"appdir-{f}" for f in BOTH],
     "release/squashfs.py": [f"appimage-{f}" for f in BOTH],
     "release/packagers.py": ["packager"] + [f"appimage-{f}" for f in BOTH],
     "release/verify.py": [f"smoke-{f}" for f in BOTH] + [f"functional-{f}" for f in BOTH],
-    "release/checksums.py": ["checksums"],
+    "release/checksums.py": ["checksums"] + [f"sbom-{f}" for f in BOTH],          # the SBOM's atomic write
     "release/reassemble.py": ["checksums"],
     "release/model.py": ["model"],
+    "examples/hello.yaml": [f"functional-{f}" for f in BOTH],                   # an agent the checks run
+    "examples/prolog/neurosymbolic.yaml": [f"functional-{f}" for f in BOTH],
 }
 
 
@@ -102,7 +108,7 @@ def test_no_change_rerun_runs_nothing(built_copy, invoke):
 def test_an_edit_reruns_exactly_its_steps_and_their_dependants(built_copy, invoke, edited):
     path = built_copy / edited
     original = path.read_bytes()
-    comment = b"\n# edited\n" if path.suffix in (".py", ".toml", ".desktop", "") else b"\n/* edited */\n"
+    comment = b"\n/* edited */\n" if path.suffix in (".c", ".h") else b"\n# edited\n"
     path.write_bytes(original + comment)
     try:
         report = release_in(built_copy, invoke, "--dry-run")
@@ -113,7 +119,7 @@ def test_an_edit_reruns_exactly_its_steps_and_their_dependants(built_copy, invok
 
 @pytest.mark.parametrize("relative, step", [
     ("build/x86_64/python-llm/freeze/dist/tea/_internal/libpython3.11.so.1.0", "freeze-python-llm"),
-    ("build/x86_64/python/AppDir/tea-python.desktop", "appdir-python"),
+    (f"build/x86_64/python/AppDir/{DESKTOP}", "appdir-python"),
     ("dist/SHA256SUMS", "checksums")])
 def test_a_removed_output_reruns_its_step(built_copy, invoke, tmp_path, relative, step):
     victim = built_copy / relative
@@ -135,6 +141,5 @@ def test_a_changed_appdir_is_repackaged_and_checked_again(built_copy, invoke, tm
     assert stale(report) == with_dependants([f"appdir-{f}" for f in BOTH]), report
     assert all(report[f"appimage-{f}"].startswith("running (after changed") for f in BOTH)
     appimage = next((built_copy / "dist").glob("tea-python-llm-*.AppImage"))
-    subprocess.run([str(appimage), "--appimage-extract", "tea-python.desktop"], cwd=tmp_path, check=True,
-                   capture_output=True)
-    assert (tmp_path / "squashfs-root/tea-python.desktop").read_text().endswith("# a changed desktop entry\n")
+    subprocess.run([str(appimage), "--appimage-extract", DESKTOP], cwd=tmp_path, check=True, capture_output=True)
+    assert (tmp_path / "squashfs-root" / DESKTOP).read_text().endswith("# a changed desktop entry\n")

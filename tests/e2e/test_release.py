@@ -7,12 +7,17 @@ import json
 import mmap
 import os
 import re
+import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
 
 from release import appimage as appimage_format
+from release.sbom import check_sbom
+from release.gpg import SigningKey, checked
+from release.signing import appimage_digest, sections, sign_sums, verify_appimage, verify_sums, write_section
+from tests.keys import generate_key
 
 pytestmark = pytest.mark.slow
 REPO = Path(__file__).resolve().parents[2]
@@ -42,6 +47,17 @@ def test_dist_holds_both_flavors_checksums_and_manifest(dist, llm_appimage, plai
     assert plain["model"] is None and plain["flavor"] == "python"
     assert re.fullmatch(r"2\.\d+", llm["min_glibc"]) and llm["packager"] == "builtin"
     assert re.fullmatch(r"[0-9a-f]{40}", manifest["commit"]) and manifest["build_seconds"] > 0
+    for record in (llm, plain):
+        assert record["swi_prolog"]["version"] == "9.2.9" and record["swi_prolog"]["suite"] == "trixie"
+
+
+def test_both_appimages_carry_swi_prolog_and_janus(llm_appimage, plain_appimage):
+    for appimage in (llm_appimage, plain_appimage):
+        listing = squashfs_listing(appimage)
+        for bundled in ("usr/bin/_internal/swipl/boot.prc", "usr/bin/_internal/swipl/library/clp/clpfd.pl",
+                        "usr/bin/_internal/swipl/lib/x86_64-linux/time.so", "usr/bin/_internal/libswipl.so.9"):
+            assert bundled in listing, (appimage.name, bundled)
+        assert any(line.startswith("usr/bin/_internal/janus_swi/_swipl") for line in listing)
 
 
 def test_llm_appimage_answers_from_its_bundled_model(llm_appimage):
@@ -115,13 +131,112 @@ def test_second_release_run_skips_every_step(invoke):
     assert step_lines and all("up to date" in line for line in step_lines), done.stderr
 
 
-def test_plain_flavor_is_identical_when_built_alone(invoke, plain_appimage, tmp_path):
+@pytest.fixture(scope="module")
+def signed_dist(invoke, throwaway_key, tmp_path_factory) -> Path:
+    """The plain flavor built alone in a fresh build dir, signed with a throwaway key."""
+    work = tmp_path_factory.mktemp("signed")
     done = invoke("release", "--arch", "x86_64", "--flavor", "python", "--model", "gemma-3-270m",
-                  "--packager", "builtin", "--build-dir", str(tmp_path / "build"), "--out", str(tmp_path / "dist"),
-                  "--skip", "smoke,functional,systems")
+                  "--packager", "builtin", "--build-dir", str(work / "build"), "--out", str(work / "dist"),
+                  "--skip", "smoke,functional,systems", env={"TEA_RELEASE_SIGNING_KEY": throwaway_key[0]})
     assert done.returncode == 0, done.stderr
-    alone = tmp_path / "dist" / plain_appimage.name
-    assert sha256(alone) == sha256(plain_appimage)
+    assert throwaway_key[0].splitlines()[3] not in done.stdout + done.stderr  # the key is never printed
+    return work / "dist"
+
+
+def test_plain_flavor_built_alone_and_signed_is_the_same_image(signed_dist, plain_appimage, public_keyring):
+    """Reproducible: the signed build's unsigned form is byte-identical to the unsigned release's."""
+    signed = signed_dist / plain_appimage.name
+    record = json.loads((signed_dist / "manifest.json").read_text())["artifacts"][0]
+    assert record["unsigned_sha256"] == sha256(plain_appimage) == appimage_digest(signed)
+    assert record["signed_by"] == verify_appimage(signed, public_keyring)
+    assert sha256(signed) != sha256(plain_appimage)  # only the two signature sections differ
+    assert verify_sums(signed_dist / "SHA256SUMS", signed_dist / "SHA256SUMS.asc", public_keyring)
+
+
+def test_signed_appimage_prints_its_signature(signed_dist, plain_appimage):
+    done = subprocess.run([str(signed_dist / plain_appimage.name), "--appimage-signature"], capture_output=True,
+                          text=True, timeout=60)
+    assert done.returncode == 0 and done.stdout.startswith("-----BEGIN PGP SIGNATURE-----")
+
+
+def test_test_appimage_with_keyring_accepts_the_signed_release(invoke, signed_dist, plain_appimage, public_keyring):
+    done = invoke("test-appimage", str(signed_dist / plain_appimage.name), "--keyring", str(public_keyring),
+                  "--no-systems")
+    assert done.returncode == 0, done.stderr
+    assert "SHA256SUMS: signed by" in done.stderr and "embedded signature by" in done.stderr
+    assert "a valid CycloneDX SBOM" in done.stderr and "passed" in done.stderr
+
+
+def copy_release(dist: Path, target: Path) -> Path:
+    target.mkdir()
+    for path in dist.iterdir():
+        shutil.copy2(path, target / path.name)
+    return target
+
+
+@pytest.mark.parametrize("tamper, code, message", [
+    (lambda d, name, key: (d / "SHA256SUMS.asc").unlink(), 6, "has no signature SHA256SUMS.asc"),
+    (lambda d, name, key: (d / f"{name}.cdx.json").write_text("{}"), 4, "sha256"),
+    (lambda d, name, key: resign_sums(d, generate_key("mallory <m@example.invalid>")[0]), 6, "not in the keyring"),
+    (lambda d, name, key: zero_embedded_signature(d / name, key), 6, "carries no embedded signature"),
+], ids=["no-sums-signature", "tampered-sbom", "sums-signed-by-another-key", "no-embedded-signature"])
+def test_test_appimage_with_keyring_refuses_a_tampered_release(invoke, signed_dist, plain_appimage, public_keyring,
+                                                              throwaway_key, tmp_path, tamper, code, message):
+    release_dir = copy_release(signed_dist, tmp_path / "release")
+    tamper(release_dir, plain_appimage.name, throwaway_key[0])
+    done = invoke("test-appimage", str(release_dir / plain_appimage.name), "--keyring", str(public_keyring),
+                  "--no-systems")
+    assert done.returncode == code, done.stderr
+    assert message in done.stderr and "Traceback" not in done.stderr and "smoke" not in done.stderr
+
+
+def resign_sums(release_dir: Path, secret_key: str) -> None:
+    sign_sums(release_dir / "SHA256SUMS", checked(SigningKey(secret_key)))
+
+
+def zero_embedded_signature(appimage: Path, publisher_key: str) -> None:
+    """An unsigned AppImage in a release whose SHA256SUMS the publisher did sign (and lists it):
+    only the missing embedded signature can give it away."""
+    write_section(appimage, sections(appimage)[".sha256_sig"], b"", ".sha256_sig")
+    sums = appimage.with_name("SHA256SUMS")
+    lines = [line for line in sums.read_text().splitlines() if not line.endswith(f"  {appimage.name}")]
+    sums.write_text("\n".join(sorted([*lines, f"{sha256(appimage)}  {appimage.name}"])) + "\n")
+    manifest_path = appimage.with_name("manifest.json")  # consistent with the sums, as a publisher's would be
+    manifest = json.loads(manifest_path.read_text())
+    for record in manifest["artifacts"]:
+        if record["name"] == appimage.name:
+            record["sha256"] = sha256(appimage)
+    manifest_path.write_text(json.dumps(manifest))
+    resign_sums(appimage.parent, publisher_key)
+
+
+def test_dist_sboms_are_listed_valid_and_describe_their_appimage(dist, llm_appimage, plain_appimage):
+    listed = (dist / "SHA256SUMS").read_text()
+    for appimage in (llm_appimage, plain_appimage):
+        path = dist / f"{appimage.name}.cdx.json"
+        assert f"  {path.name}\n" in listed
+        check_sbom(path, appimage, sha256(appimage))
+    names = {c["name"] for c in json.loads((dist / f"{llm_appimage.name}.cdx.json").read_text())["components"]}
+    assert {"llama_cpp_python", "llama.cpp", "gemma-3-270m", "the_edge_agent", "tea-appimage-runtime"} <= names
+    plain = {c["name"] for c in json.loads((dist / f"{plain_appimage.name}.cdx.json").read_text())["components"]}
+    assert "llama_cpp_python" not in plain and "gemma-3-270m" not in plain
+
+
+def test_manifest_records_provenance(dist):
+    manifest = json.loads((dist / "manifest.json").read_text())
+    provenance = manifest["provenance"]
+    assert provenance["pins"]["sha256"] == hashlib.sha256((REPO / "release/release.toml").read_bytes()).hexdigest()
+    assert provenance["base_system"]["id"] == "debian" and "glibc" in provenance["base_system"]["libc"]
+    assert isinstance(provenance["source_date_epoch"], int) and re.fullmatch(r"\d{4}-\d\d-\d\d", provenance["version_date"])
+    assert provenance["tools"]["mksquashfs"] and provenance["tools"]["cyclonedx-bom"]
+    assert all(a["signed_by"] is None and a["unsigned_sha256"] == a["sha256"] for a in manifest["artifacts"])
+
+
+def test_appimage_carries_valid_appstream_metadata(plain_appimage, tmp_path):
+    subprocess.run([str(plain_appimage), "--appimage-extract"], cwd=tmp_path, check=True, capture_output=True)
+    done = subprocess.run(["appstreamcli", "validate-tree", "--no-net", str(tmp_path / "squashfs-root")],
+                          capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout
 
 
 def test_test_appimage_accepts_the_release_including_minimal_systems(invoke, llm_appimage, dist):
@@ -159,3 +274,23 @@ def test_split_release_round_trips_through_publish_and_test_appimage(invoke, tmp
     done = invoke("test-appimage", str(published), "--no-systems")
     assert done.returncode == 0, done.stderr
     assert f"test-appimage: {appimage.name} passed" in done.stderr
+
+
+def test_manifest_records_where_each_cpu_variant_was_proven(dist, llm_appimage, plain_appimage):
+    records = {a["name"]: a for a in json.loads((dist / "manifest.json").read_text())["artifacts"]}
+    proof = records[llm_appimage.name]["cpu_variants"]
+    shipped = set(proof["shipped"])
+    assert {"x64", "sse42", "sandybridge", "haswell"} <= shipped
+    assert shipped == set(proof["native"]) | set(proof["emulated"]) | set(proof["unproven"])
+    picked = {name: run["cpu"] for name, run in proof["emulated"].items()}
+    assert picked == {"x64": "qemu64", "sse42": "Westmere", "sandybridge": "SandyBridge", "haswell": "Haswell"}
+    assert all(run["probe"] == "identical to native" for run in proof["emulated"].values())
+    assert set(proof["answers"]) == set(proof["native"])
+    assert "cpu_variants" not in records[plain_appimage.name]
+
+
+def test_test_appimage_runs_the_llm_appimage_on_emulated_cpus(invoke, llm_appimage, dist):
+    done = invoke("test-appimage", str(llm_appimage), "--sums", str(dist / "SHA256SUMS"), "--no-systems",
+                  "--cpus", "Westmere")
+    assert done.returncode == 0, done.stderr
+    assert "emulated: sse42 on Westmere" in done.stderr and "passed" in done.stderr

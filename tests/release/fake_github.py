@@ -38,6 +38,7 @@ class FakeRelease:
     id: int
     tag_name: str
     draft: bool
+    target_commitish: str | None = None  # what GitHub creates a missing tag at (default: the default branch)
     assets: dict[int, FakeAsset] = field(default_factory=dict)
 
     def to_json(self, fake: "FakeGitHub") -> dict:
@@ -161,7 +162,7 @@ def _list_releases(h, fake: FakeGitHub, parts, query) -> None:
 def _create_release(h, fake: FakeGitHub, parts, query) -> None:
     body = json.loads(h.drain() or b"{}")
     with fake.lock:
-        release = FakeRelease(fake.next_id(), body["tag_name"], bool(body.get("draft")))
+        release = FakeRelease(fake.next_id(), body["tag_name"], bool(body.get("draft")), body.get("target_commitish"))
         fake.releases[release.id] = release
     h.send_json(201, release.to_json(fake))
 

@@ -7,6 +7,7 @@ everything is built for real with cc, mksquashfs and the runtime under test.
 from __future__ import annotations
 
 import functools
+import hashlib
 import os
 import shutil
 import struct
@@ -16,7 +17,7 @@ from pathlib import Path
 import pytest
 from elftools.elf.elffile import ELFFile
 
-from release.appimage import (MAGIC, appimage_type, elf_end_offset,
+from release.appimage import (MAGIC, appimage_type, digest_section_offset, elf_end_offset,
                               validate_appimage, write_runtime_over)
 from release.errors import BuildError, VerifyError
 from release.runtime_build import build_runtime, runtime_sources
@@ -27,6 +28,8 @@ echo "APPDIR=$APPDIR"
 echo "APPIMAGE=$APPIMAGE"
 echo "ARGV0=$ARGV0"
 echo "OWD=$OWD"
+echo "HOME=$HOME"
+echo "XDG_CONFIG_HOME=$XDG_CONFIG_HOME"
 echo "ZERO=$0"
 echo "PID=$$"
 for arg in "$@"; do echo "ARG=$arg"; done
@@ -95,6 +98,7 @@ def test_runtime_has_magic_and_reserved_sections(runtime):
     assert runtime.read_bytes()[8:11] == MAGIC
     with runtime.open("rb") as handle:
         sizes = {s.name: s["sh_size"] for s in ELFFile(handle).iter_sections()}
+    assert sizes[".digest_md5"] == 16  # appimagetool refuses a runtime without it
     assert sizes[".upd_info"] == 1024
     assert sizes[".sha256_sig"] == 1024
     assert sizes[".sig_key"] == 8192
@@ -167,6 +171,17 @@ def test_squashfs_is_byte_reproducible(appdir, tmp_path):
     assert first.read_bytes() == second.read_bytes()
 
 
+@pytest.mark.parametrize("given, used", [(None, "1"), ("0", "1"), ("2", "2")])
+def test_every_file_is_dated_after_the_epoch_itself(tmp_path, monkeypatch, given, used):
+    """SWI-Prolog takes a library file dated 0 for one it never loaded and loads it again, forever."""
+    if given is None:
+        monkeypatch.delenv("SOURCE_DATE_EPOCH", raising=False)
+    else:
+        monkeypatch.setenv("SOURCE_DATE_EPOCH", given)
+    command = mksquashfs_command(tmp_path, tmp_path / "x.sqfs")
+    assert command[command.index("-all-time") + 1] == used == command[command.index("-mkfs-time") + 1]
+
+
 def test_source_date_epoch_sets_the_image_time(appdir, tmp_path, monkeypatch):
     monkeypatch.setenv("SOURCE_DATE_EPOCH", "1700000000")
     image = make_squashfs(appdir, tmp_path / "x.sqfs").read_bytes()
@@ -178,10 +193,13 @@ def test_source_date_epoch_sets_the_image_time(appdir, tmp_path, monkeypatch):
 
 
 def test_appimage_is_runtime_followed_by_squashfs(appimage, runtime):
-    data = appimage.read_bytes()
-    offset = elf_end_offset(appimage)
-    assert offset == runtime.stat().st_size
-    assert data[:offset] == runtime.read_bytes()
+    """The runtime's bytes, except its .sqfs_sha256 section: the sha256 of the squashfs after it."""
+    data, plain = appimage.read_bytes(), runtime.read_bytes()
+    offset, at = elf_end_offset(appimage), digest_section_offset(runtime)
+    assert offset == len(plain)
+    assert data[:at] + data[at + 32:offset] == plain[:at] + plain[at + 32:]
+    assert plain[at:at + 32] == bytes(32)
+    assert data[at:at + 32] == hashlib.sha256(data[offset:]).digest()
     assert data[offset:offset + 4] == b"hsqs"
     assert appimage.stat().st_mode & 0o777 == 0o755
 
@@ -198,8 +216,12 @@ def test_offset_option_matches_elf_end(appimage):
 
 
 def test_one_pass_build_equals_concatenation(runtime, appdir, appimage, tmp_path):
-    image = make_squashfs(appdir, tmp_path / "plain.squashfs")
-    assert appimage.read_bytes() == runtime.read_bytes() + image.read_bytes()
+    """runtime ++ squashfs, with the squashfs's sha256 in the runtime's digest section."""
+    image = make_squashfs(appdir, tmp_path / "plain.squashfs").read_bytes()
+    expected = bytearray(runtime.read_bytes() + image)
+    offset = digest_section_offset(runtime)
+    expected[offset:offset + 32] = hashlib.sha256(image).digest()
+    assert appimage.read_bytes() == bytes(expected)
 
 
 def test_appimage_is_byte_reproducible(runtime, appdir, appimage, tmp_path):

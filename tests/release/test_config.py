@@ -77,7 +77,7 @@ def test_bad_options(kwargs, message):
 def test_plan_lists_every_stage_per_flavor():
     settings = config.resolve(flavor="all", model="gemma-3-270m")
     names = [step.name for stage, step in plan.release_plan(settings)]
-    assert names[:3] == ["system-packages", "packager", "model"]
+    assert names[:4] == ["system-packages", "packager", "swipl", "model"]
     assert "freeze-python" in names and "systems-python-llm" in names and names[-1] == "checksums"
     until_freeze = [step.name for step in plan.steps_until(settings, "freeze")]
     assert "appdir-python" not in until_freeze and "freeze-python-llm" in until_freeze
@@ -109,6 +109,9 @@ def test_invoke_list_from_a_fresh_clone(tmp_path):
     (["release", "--arch", "sparc"], "error: unknown arch 'sparc'"),
     (["release", "--flavor", "rust"], "error: unknown flavor 'rust'"),
     (["release", "--model", "nope"], "error: unknown model 'nope'"),
+    (["release", "--force", "freez-python"], "error: --force names no step of this run: freez-python"),
+    (["release", "--asset-size-cap", "2GB"], "error: not a number of bytes: '2GB'"),
+    (["test-appimage", "/nonexistent"], "error: no such file or directory: /nonexistent"),
 ])
 def test_user_mistakes_are_one_line_without_traceback(args, message):
     done = run_invoke(*args)
@@ -127,3 +130,37 @@ def test_checks_without_a_path_need_a_release_in_out(tmp_path):
     assert done.returncode == 2 and "Traceback" not in done.stderr
     assert done.stderr.strip() == (f"error: no {arch.host_arch()} AppImage in {tmp_path}/: "
                                    "run `invoke release` first, or pass --path")
+
+
+PINS = config.PINS_FILE.read_text()
+
+
+@pytest.mark.parametrize("edit, message", [
+    (lambda t: t.replace('sha256 = "a5fd3b62', 'sha256 = "A5FD3B62'),
+     r"\[models.gemma-3-270m\] sha256 must be empty \(not pinned yet\) or 64 lower-case hex digits"),
+    (lambda t: t.replace("size = 253113024", 'size = "big"'), r"\[models.gemma-3-270m\] size must be a non-negative"),
+    (lambda t: t.replace('filename = "gemma-3-270m-q4_k_m.gguf"', 'filenme = "x.gguf"'),
+     r"\[models.gemma-3-270m\] has unknown key\(s\) filenme"),
+    (lambda t: t.replace("llm = false", 'llm = "no"'), r"\[flavors.python\] llm must be true or false"),
+    (lambda t: t.replace('url = "https://github.com/AppImage/appimagetool/releases/download/1.9.0/appimagetool-x86_64',
+                         'url = "ftp://example/appimagetool-x86_64'),
+     r"\[tools.appimagetool.x86_64\] url must be an http\(s\) URL"),
+    (lambda t: t.replace('default_model = "gemma-3n-e4b"', 'default_model = "nope"'), r"unknown model 'nope'"),
+    (lambda t: t.replace("[python]", "[pythons]"), r"missing table \[python\]"),
+])
+def test_a_bad_pin_is_one_line_naming_its_key(tmp_path, edit, message):
+    pins = tmp_path / "release.toml"
+    pins.write_text(edit(PINS))
+    assert pins.read_text() != PINS
+    with pytest.raises(ConfigError, match=message) as error:
+        config.resolve(pins_file=pins)
+    assert "\n" not in str(error.value)
+
+
+def test_pins_are_typed_for_every_consumer():
+    pins = config.load_pins()
+    assert pins.python.llama_cpp_python and all(arg.startswith("-D") for arg in pins.python.llama_cmake_args)
+    assert pins.tools["appimagetool"].for_arch("x86_64").sha256
+    assert pins.cross_for("aarch64").toolchain
+    with pytest.raises(ConfigError, match=r"no pin for appimagetool on riscv64"):
+        pins.tools["appimagetool"].for_arch("riscv64")

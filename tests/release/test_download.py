@@ -6,8 +6,10 @@ and records every request's headers, so "the token went only to its host" is che
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
+import shutil
 import subprocess
 import sys
 import threading
@@ -25,13 +27,16 @@ REPO = Path(__file__).resolve().parents[2]
 SIZE = 3 * (1 << 20) + 12345  # a few MiB, not a multiple of the 1 MiB block
 TOKEN = "hf_s3cr3t-token-do-not-leak"
 FAST = RetryPolicy(attempts=3, base_delay=0.001, timeout=(5.0, 10.0))
+ENDLESS = 64 << 20
 
 
 class BlobServer:
     """One blob at /file (with Range/If-Range), a 302 at /redirect, a HuggingFace-like 302 at /hf.
 
     `faults` is consumed one per GET of /file: an int status, a (status, headers) pair, "drop"
-    (send half the body, then close) or "ignore-range" (answer 200 with everything).
+    (send half the body, then close), "ignore-range" (answer 200 with everything), "endless" (no
+    length, then the blob over and over, up to ENDLESS bytes), "dup-length" (Content-Length: N, N)
+    or "two-lengths" (Content-Length: N, N+1).
     """
 
     def __init__(self, data: bytes) -> None:
@@ -68,6 +73,10 @@ class BlobHandler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     blob: BlobServer
 
+    def handle(self) -> None:
+        with contextlib.suppress(ConnectionError):  # clients hang up on hostile answers, as they should
+            super().handle()
+
     def do_HEAD(self) -> None:
         self.route(body=False)
 
@@ -97,13 +106,17 @@ class BlobHandler(BaseHTTPRequestHandler):
         if isinstance(fault, (int, tuple)):
             status, headers = fault if isinstance(fault, tuple) else (fault, {})
             return self.empty(status, headers)
+        if fault == "endless":
+            return self.endless()
         data, start = self.blob.data, self.range_start(fault == "ignore-range")
         if start is not None and start >= len(data):
             return self.empty(416, {"Content-Range": f"bytes */{len(data)}"})
         self.send_response(200 if start is None else 206)
         if start is not None:
             self.send_header("Content-Range", f"bytes {start}-{len(data) - 1}/{len(data)}")
-        self.send_header("Content-Length", str(len(data) - (start or 0)))
+        length = len(data) - (start or 0)
+        self.send_header("Content-Length", {"dup-length": f"{length}, {length}",
+                                            "two-lengths": f"{length}, {length + 1}"}.get(fault, str(length)))
         self.send_header("ETag", self.blob.etag)
         self.send_header("Accept-Ranges", "bytes")
         self.end_headers()
@@ -111,6 +124,16 @@ class BlobHandler(BaseHTTPRequestHandler):
         if body:
             self.send_body(payload[: len(payload) // 2] if fault == "drop" else payload)
         self.close_connection = fault == "drop"
+
+    def endless(self) -> None:
+        """A hostile server: no length, and bytes until the client hangs up (or ENDLESS)."""
+        self.send_response(200)
+        self.send_header("Connection", "close")
+        self.end_headers()
+        self.close_connection = True
+        with contextlib.suppress(OSError):
+            while self.blob.bytes_sent < ENDLESS:
+                self.count(self.blob.data)
 
     def range_start(self, ignore: bool) -> int | None:
         wanted, if_range = self.headers.get("Range", ""), self.headers.get("If-Range")
@@ -390,3 +413,92 @@ def test_sha256_file_matches_hashlib(tmp_path):
     data = os.urandom(SIZE)
     (tmp_path / "f").write_bytes(data)
     assert sha256_file(tmp_path / "f") == hashlib.sha256(data).hexdigest()
+
+
+# --- hostile servers (issue 13) -------------------------------------------------------------------
+
+
+def test_endless_body_stops_at_the_pinned_size(tmp_path, server):
+    server.faults.extend(["endless"] * 3)
+    with pytest.raises(DownloadError, match=f"sent more than the {SIZE} bytes expected"):
+        fetch(server.remote(), tmp_path / "cache", retry=FAST)
+    assert server.bytes_sent < ENDLESS // 2  # the client hung up; it did not drain 64 MiB
+    assert not [p for p in (tmp_path / "cache").rglob("*") if p.is_file() and p.stat().st_size > SIZE]
+
+
+def test_endless_body_of_an_unpinned_small_file_stops_at_its_limit(tmp_path, server):
+    server.faults.append("endless")
+    with pytest.raises(DownloadError, match="sent more than the 65536 bytes expected"):
+        download(server.remote(sha256=None, size=None, limit=65536), tmp_path / "SHA256SUMS", retry=FAST)
+    assert not (tmp_path / "SHA256SUMS").exists()
+
+
+def test_announced_length_beyond_the_pin_is_refused_before_the_body(tmp_path, servers):
+    small = servers(os.urandom(1000))
+    remote = RemoteFile("blob.bin", (small.url + "/file",), None, None, limit=999)
+    with pytest.raises(DownloadError, match="announces 1000 bytes, more than the 999 expected"):
+        download(remote, tmp_path / "x", retry=FAST)
+
+
+def test_wrong_bytes_from_one_mirror_fall_back_to_the_next(tmp_path, servers):
+    liar, good = servers(os.urandom(SIZE)), servers()
+    remote = good.remote(urls=(liar.url + "/file", good.url + "/file"))
+    assert fetch(remote, tmp_path / "cache", retry=FAST).read_bytes() == good.data
+    assert len(liar.gets()) == 1 and len(good.gets()) == 1
+    assert [headers.get("Range") for headers in good.gets()] == [None]  # nothing of the liar's kept
+
+
+def test_wrong_bytes_from_every_mirror_is_a_checksum_error(tmp_path, servers):
+    liar, other = servers(os.urandom(SIZE)), servers(os.urandom(SIZE))
+    remote = RemoteFile("blob.bin", (liar.url + "/file", other.url + "/file"), "0" * 64, SIZE)
+    with pytest.raises(ChecksumError, match="no URL gave the pinned bytes of blob.bin"):
+        fetch(remote, tmp_path / "cache", retry=FAST)
+
+
+def test_repeated_equal_content_length_is_accepted(tmp_path, server):
+    server.faults.append("dup-length")
+    assert fetch(server.remote(), tmp_path / "cache", retry=FAST).read_bytes() == server.data
+
+
+def test_conflicting_content_lengths_are_one_line(tmp_path, server):
+    server.faults.extend(["two-lengths"] * 3)
+    with pytest.raises(DownloadError, match="blob.bin") as error:
+        fetch(server.remote(), tmp_path / "cache", retry=FAST)
+    assert "\n" not in str(error.value)
+
+
+@pytest.mark.parametrize("value", ["\u00b2", "1e9", "-5", "soon", "99999999999999999999"])
+def test_odd_retry_after_falls_back_to_backoff(tmp_path, server, value):
+    delays: list[float] = []
+    server.faults.append((503, {"Retry-After": value}))
+    retry = RetryPolicy(attempts=3, base_delay=0.01, sleep=delays.append)
+    assert fetch(server.remote(), tmp_path / "cache", retry=retry).read_bytes() == server.data
+    assert len(delays) == 1 and delays[0] <= 0.01
+
+
+def test_download_never_leaves_a_partial_dest(tmp_path, server):
+    server.faults.extend(["drop"] * 3)
+    dest = tmp_path / "out" / "blob.bin"
+    with pytest.raises(DownloadError):
+        download(server.remote(), dest, retry=FAST)
+    assert not dest.exists()
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or shutil.which("unshare") is None, reason="needs root and unshare")
+def test_a_full_disk_is_one_line_with_the_download_exit_code(tmp_path, server):
+    """A real ENOSPC: the cache on a 1 MiB tmpfs in a private mount namespace."""
+    cache_dir = tmp_path / "small"
+    cache_dir.mkdir()
+    script = ("import sys; from pathlib import Path\n"
+              "from release.download import RemoteFile, RetryPolicy, fetch\n"
+              "from release.errors import ReleaseError\n"
+              "try:\n"
+              f"    fetch(RemoteFile('blob.bin', ('{server.url}/file',), '{server.sha256}', {SIZE}), Path('{cache_dir}'),"
+              " retry=RetryPolicy(attempts=1))\n"
+              "except ReleaseError as error:\n"
+              "    print(error); sys.exit(error.exit_code)\n")
+    result = subprocess.run(["unshare", "--mount", "sh", "-c", f"mount -t tmpfs -o size=1m tmpfs {cache_dir} && "
+                             f'exec "$0" -c "$1"', sys.executable, script], cwd=REPO, capture_output=True, text=True,
+                            env={**os.environ, "PYTHONPATH": str(REPO)}, timeout=60)
+    assert result.returncode == 3, result.stderr[-2000:]
+    assert result.stdout.count("\n") == 1 and "No space left on device" in result.stdout

@@ -16,6 +16,7 @@ from release.checksums import published_names, write_sums
 from release.errors import ChecksumError, ConfigError, PublishError
 from release.publish import publish, published_files
 from release.reassemble import write_reassemble_script
+from release.signing import sign_sums, verify_sums
 from release.split import split_if_needed
 
 MiB = 1 << 20
@@ -181,6 +182,39 @@ def test_token_never_appears_in_output_or_errors(dist, github, capfd):
     assert TOKEN not in out + err + str(error.value)
 
 
+def test_token_never_appears_in_4xx_refusals(tmp_path, github, monkeypatch, capfd):
+    big = tmp_path / "big"
+    make_dist(big, cap=64 * MiB)  # unsplit: the fake refuses the upload with a 422
+    with pytest.raises(PublishError) as refused:
+        to_github(big)
+    monkeypatch.setenv("GITHUB_TOKEN", "ghp_wrongTokenAlsoSecret5678")
+    with pytest.raises(PublishError) as unauthorized:  # 401 Bad credentials
+        to_github(big)
+    out, err = capfd.readouterr()
+    assert "HTTP 422" in str(refused.value) and "HTTP 401" in str(unauthorized.value)
+    for secret in (TOKEN, "ghp_wrongTokenAlsoSecret5678", "Bearer"):
+        assert secret not in out + err + str(refused.value) + str(unauthorized.value)
+
+
+def test_a_new_release_is_tagged_at_the_manifests_commit(tmp_path, github):
+    """The issue's finding 14: without target_commitish GitHub tags the default branch's HEAD."""
+    dist = tmp_path / "dist"
+    manifest = make_dist(dist, CAP)
+    commit = "1234abcd" * 5
+    (dist / "manifest.json").write_text(json.dumps({**manifest, "commit": commit}))
+    to_github(dist)
+    assert github.release(TAG).target_commitish == commit
+
+
+def test_a_manifest_without_a_commit_creates_no_release(tmp_path, github):
+    dist = tmp_path / "dist"
+    manifest = make_dist(dist, CAP)
+    (dist / "manifest.json").write_text(json.dumps({**manifest, "commit": "unknown"}))
+    with pytest.raises(PublishError, match="records no git commit"):
+        to_github(dist)
+    assert github.releases == {} and github.uploads == []
+
+
 def test_missing_token_is_one_clear_error(dist, github, monkeypatch):
     monkeypatch.delenv("GITHUB_TOKEN")
     monkeypatch.delenv("GH_TOKEN", raising=False)
@@ -216,3 +250,20 @@ def test_part_corrupted_on_the_server_is_caught_before_reassembly(dist, github, 
         resolve_artifact(f"{github.url}/download/{TAG}/", sums=None, cache_dir=tmp_path / "cache",
                          workdir=workdir, name=LLM)
     assert not (workdir / LLM).exists()
+
+
+def test_a_signed_release_publishes_its_sboms_and_the_sums_signature_last(dist, tmp_path, signing_key, public_keyring):
+    manifest = json.loads((dist / "manifest.json").read_text())
+    sbom = dist / f"{PLAIN}.cdx.json"
+    sbom.write_text('{"bomFormat": "CycloneDX"}\n')
+    manifest["artifacts"][1]["sbom"] = {"name": sbom.name, "sha256": sha256(sbom.read_bytes())}
+    (dist / "manifest.json").write_text(json.dumps(manifest))
+    sign_sums(write_sums(dist, published_names(manifest)), signing_key)
+    names = [p.name for p in published_files(dist, manifest)]
+    assert names == [*PARTS, PLAIN, sbom.name, "reassemble.sh", "manifest.json", "SHA256SUMS", "SHA256SUMS.asc"]
+    publish(dist, f"dir:{tmp_path / 'mirror'}", tag=TAG)
+    mirror = tmp_path / "mirror"
+    assert verify_sums(mirror / "SHA256SUMS", mirror / "SHA256SUMS.asc", public_keyring)
+    sbom.write_text("{}\n")  # changed after SHA256SUMS was written: refused like a binary
+    with pytest.raises(ChecksumError, match="changed since SHA256SUMS"):
+        publish(dist, f"dir:{tmp_path / 'again'}", tag=TAG)

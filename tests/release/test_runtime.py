@@ -42,6 +42,15 @@ def tmpdir_env(tmp_path) -> dict[str, str]:
     return env
 
 
+def extraction_cache(env: dict[str, str]) -> Path:
+    """Where extract-and-run keeps its trees: per user, under the (test's own) cache home."""
+    return Path(env["XDG_CACHE_HOME"]) / "appimage"
+
+
+def squashfs_sha256(appimage: Path) -> str:
+    return hashlib.sha256(appimage.read_bytes()[elf_end_offset(appimage):]).hexdigest()
+
+
 def run(appimage: Path | str, *args: str, env: dict[str, str], cwd: Path | None = None,
         prefix: tuple[str, ...] = ()) -> subprocess.CompletedProcess:
     return subprocess.run([*prefix, str(appimage), *args], env=env, cwd=cwd, capture_output=True,
@@ -163,11 +172,12 @@ def test_extract_and_run_passes_args_and_cleans_up(appimage, tmpdir_env, tmp_pat
     result = run(appimage, *args, env=env, cwd=tmp_path)
     assert result.returncode == code, result.stderr
     seen = reported(result.stdout)
-    assert Path(seen["APPDIR"][0]).name.startswith("appimage_extracted_")
+    assert Path(seen["APPDIR"][0]).parent == extraction_cache(env)
+    assert Path(seen["APPDIR"][0]).name.startswith(f"extracted_{squashfs_sha256(appimage)}.")
     assert seen["ARG"] == ["a b", "c"]
     assert seen["TOOL"] == ["ok"]
     assert seen["OWD"] == [str(tmp_path)]
-    assert os.listdir(tmpdir_env["TMPDIR"]) == []
+    assert os.listdir(tmpdir_env["TMPDIR"]) == [] and os.listdir(extraction_cache(env)) == []
 
 
 def test_no_cleanup_keeps_the_extraction_for_the_next_run(appimage, tmpdir_env):
@@ -177,7 +187,8 @@ def test_no_cleanup_keeps_the_extraction_for_the_next_run(appimage, tmpdir_env):
     marker.write_text("kept")
     second = reported(run(appimage, env=env).stdout)["APPDIR"]
     assert first == second and marker.exists()
-    assert os.listdir(tmpdir_env["TMPDIR"]) == [Path(first[0]).name]
+    assert os.listdir(extraction_cache(env)) == [f"extracted_{squashfs_sha256(appimage)}"]
+    assert os.listdir(tmpdir_env["TMPDIR"]) == []
 
 
 def test_extract_yields_exactly_the_appdir(appimage, appdir, tmpdir_env, tmp_path):
@@ -279,7 +290,7 @@ def test_without_fuse_it_extracts_and_runs_with_one_notice(appimage, tmpdir_env,
                  prefix=("unshare", "--mount", "sh", "-c", hide_fuse))
     assert result.returncode == 7
     seen = reported(result.stdout)
-    assert Path(seen["APPDIR"][0]).name.startswith("appimage_extracted_")
+    assert Path(seen["APPDIR"][0]).parent == extraction_cache(env)
     assert seen["ARG"] == ["x y"]
     notice = result.stderr.splitlines()
     assert len(notice) == 1 and "FUSE is not available" in notice[0], result.stderr

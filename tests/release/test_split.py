@@ -140,6 +140,27 @@ def test_reassemble_sh_refuses_a_corrupted_part_and_leaves_no_file(appimage, tmp
     assert not (copy / appimage.name).exists() and not (copy / f"{appimage.name}.partial").exists()
 
 
+@pytest.mark.parametrize("how", ["parts swapped", "whole hash"])
+def test_reassemble_sh_checks_the_joined_file_not_only_the_parts(appimage, tmp_path, how):
+    """Every part is intact, but the script joins them in another order, or expects another whole."""
+    parts = split_if_needed(appimage, CAP)
+    write_reassemble_script(appimage.parent, manifest_for(appimage, parts))
+    copy = published_copy(appimage, parts, tmp_path / "downloaded")
+    script = (copy / "reassemble.sh").read_text()
+    first, second = parts[0].name, parts[1].name
+    if how == "parts swapped":
+        edited = script.replace(f" {first} {second} ", f" {second} {first} ")
+    else:
+        edited = script.replace(sha256(appimage.read_bytes()), "0" * 64)
+    assert edited != script
+    (copy / "reassemble.sh").write_text(edited)
+
+    result = run_script(copy)
+
+    assert result.returncode != 0 and "the joined file does not match its sha256" in result.stderr
+    assert not (copy / appimage.name).exists() and not (copy / f"{appimage.name}.partial").exists()
+
+
 def test_reassemble_sh_reports_missing_parts(appimage, tmp_path):
     parts = split_if_needed(appimage, CAP)
     write_reassemble_script(appimage.parent, manifest_for(appimage, parts))

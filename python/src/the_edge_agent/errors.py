@@ -31,7 +31,20 @@ class LlmError(TeaError):
     """No usable LLM backend, no model, or a model that cannot be loaded."""
 
 
+class LlmRequestError(LlmError):
+    """A call to a working backend failed (HTTP error, no answer, generation error): the action returns
+    upstream's `{success: false, error}` instead of stopping the run."""
+
+
 class LlamaNotInstalled(LlmError):
     """Printed verbatim (AC-13): packaging tests compare this exact line."""
 
     locatable = False
+
+
+class PrologError(TeaError):
+    """A Prolog node failed: a syntax error, a failed query, a Prolog error or its time limit."""
+
+
+class PrologNotInstalled(PrologError):
+    """No janus-swi (SWI-Prolog's Python binding) in this installation: the message is the install hint."""

@@ -34,10 +34,12 @@ class GenerationOptions:
 
 
 def check_messages(messages: Any) -> list[Message]:
-    """`messages` must be a list of {role, content} with string values."""
+    """`messages` must be a list of {role, content}; a number or a missing value as content (a template
+    over a state key) becomes text, as it would in a prompt."""
     valid = isinstance(messages, list) and messages and all(
-        isinstance(m, dict) and isinstance(m.get("role"), str) and isinstance(m.get("content"), str)
+        isinstance(m, dict) and isinstance(m.get("role"), str)
+        and (m.get("content") is None or isinstance(m.get("content"), (str, int, float, bool)))
         for m in messages)
     if not valid:
         raise ActionError("messages must be a non-empty list of {role: ..., content: ...} strings")
-    return [{"role": m["role"], "content": m["content"]} for m in messages]
+    return [{"role": m["role"], "content": "" if m.get("content") is None else str(m["content"])} for m in messages]

@@ -6,7 +6,7 @@ import os
 from collections.abc import Callable
 from typing import Any
 
-from ..errors import LlmError
+from ..errors import LlmError, LlmRequestError
 from .generation import GenerationOptions, Message
 
 REQUESTS_HINT = "requests not installed. Install with: pip install the_edge_agent[full]"
@@ -28,9 +28,9 @@ def complete_api(api_base: str, model: str | None, messages: list[Message], opti
     try:
         response = requests.post(url, json=body, headers=headers, timeout=TIMEOUT_SECONDS)
     except requests.RequestException as error:
-        raise LlmError(f"{url}: request failed: {error.__class__.__name__}") from None
+        raise LlmRequestError(f"{url}: request failed: {error.__class__.__name__}") from None
     if response.status_code != 200:
-        raise LlmError(f"{url}: HTTP {response.status_code}: {response.text[:200]!r}")
+        raise LlmRequestError(f"{url}: HTTP {response.status_code}: {response.text[:200]!r}")
     return _result(url, response, on_token)
 
 
@@ -39,7 +39,7 @@ def _result(url: str, response: Any, on_token: Callable[[str], None] | None) -> 
         payload = response.json()
         content = payload["choices"][0]["message"]["content"] or ""
     except (ValueError, KeyError, IndexError, TypeError):
-        raise LlmError(f"{url}: not an OpenAI-compatible chat completion response") from None
+        raise LlmRequestError(f"{url}: not an OpenAI-compatible chat completion response") from None
     if on_token:
         on_token(content)
     return {"content": content, "usage": payload.get("usage", {}), "model": payload.get("model", ""),
