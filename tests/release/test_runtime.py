@@ -27,7 +27,7 @@ from test_appimage_format import appdir, appimage, build_appimage, make_appdir, 
 
 TIMEOUT = 30
 MODES = {"private": {"APPIMAGE_SHARED_MOUNT": "0"}, "shared": {}}
-SHARED_MOUNT_NAME = re.compile(r"[0-9a-f]{16,64}\.mnt-\w{6}")  # <image key>.mnt-XXXXXX
+SHARED_MOUNT_NAME = re.compile(r"[0-9a-f]{64}\.mnt-\w{6}")  # <squashfs sha256>.mnt-XXXXXX
 
 
 @pytest.fixture

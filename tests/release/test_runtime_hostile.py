@@ -291,10 +291,11 @@ needs_root = pytest.mark.skipif(os.geteuid() != 0 or shutil.which("setpriv") is 
 
 @needs_root
 def test_a_dead_fuse_server_leaves_no_mount(runtime, tmp_path, tmpdir_env):
-    """As root there is no fusermount auto_unmount: the runtime itself must lazily unmount."""
+    """As root there is no fusermount auto_unmount: the runtime itself must lazily unmount. A private
+    mount, whose server is the runtime's child (a shared one: test_shared_mount.py's killed server)."""
     appimage = appimage_of(runtime, mksquashfs(tiny_tree(tmp_path / "tree"), tmp_path / "t.sqfs"),
                            tmp_path / "T.AppImage")
-    process = subprocess.Popen([str(appimage)], env={**tmpdir_env, "APP_SLEEP": "60"},
+    process = subprocess.Popen([str(appimage)], env={**tmpdir_env, "APP_SLEEP": "60", "APPIMAGE_SHARED_MOUNT": "0"},
                                stdout=subprocess.PIPE, text=True)
     app = int(next(line for line in process.stdout if line.startswith("PID="))[4:])
     children = Path(f"/proc/{process.pid}/task/{process.pid}/children").read_text().split()
