@@ -12,8 +12,14 @@
  *
  * squashfuse's caches are not thread-safe, so every call into it holds fs_lock; the spliced
  * reads need no lock, which is what lets several server threads serve the model in parallel.
+ *
+ * A hostile image (TARGET_APPIMAGE may name any file) gets guard.c's checks here too, as in
+ * extract.c: a file's blocks and fragment when it is opened, a directory's listing when it is
+ * opened or searched, an entry's inode reference before it is read. Lookup and readdir are ours,
+ * with a name buffer as long as squashfs can store (squashfuse's hold 256 bytes).
  */
 #include <errno.h>
+#include <float.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
@@ -37,7 +43,12 @@ struct open_file {
 	off_t *stored;
 };
 
+/* In libsquashfuse_ll (its stat.h is not installed): an inode's attributes as stat(2) gives them. */
+sqfs_err sqfs_stat(sqfs *fs, sqfs_inode *inode, struct stat *st);
+
 static pthread_mutex_t fs_lock = PTHREAD_MUTEX_INITIALIZER;
+static char entry_name[65537]; /* a directory entry's name (up to 64 KiB), under fs_lock */
+static const double FOREVER = DBL_MAX; /* the image never changes: the kernel may cache all of it */
 
 /* Where a data block lies in the AppImage if it is stored uncompressed, else -1. */
 static off_t verbatim_at(const struct server_fs *sfs, const sqfs_blocklist *bl)
@@ -101,6 +112,8 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		err = ENOENT;
 	else if (!err && !S_ISREG(file->inode.base.mode))
 		err = EISDIR;
+	else if (!err && !guard_file(&sfs->ll.fs, &file->inode))
+		err = EIO;
 	else if (!err)
 		map_blocks(sfs, file);
 	pthread_mutex_unlock(&fs_lock);
@@ -176,9 +189,52 @@ static void op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 	LOCKED(sqfs_ll_op_getattr(req, ino, fi));
 }
 
+/* The directory inode of ino, if its listing can be read; else the errno to answer. */
+static int directory_of(struct server_fs *sfs, fuse_ino_t ino, sqfs_inode *dir)
+{
+	if (sqfs_ll_inode(&sfs->ll, dir, ino) != SQFS_OK)
+		return ENOENT;
+	if (!S_ISDIR(dir->base.mode))
+		return ENOTDIR;
+	return guard_directory(&sfs->ll.fs, dir) ? 0 : EIO;
+}
+
+/* squashfuse's lookup, guarded: fills out for name in parent, or returns the errno. */
+static int lookup_entry(struct server_fs *sfs, fuse_ino_t parent, const char *name,
+			struct fuse_entry_param *out)
+{
+	sqfs *fs = &sfs->ll.fs;
+	sqfs_inode dir, inode;
+	sqfs_dir_entry entry;
+	bool found = false;
+	int err = directory_of(sfs, parent, &dir);
+	if (err)
+		return err;
+	sqfs_dentry_init(&entry, entry_name);
+	if (sqfs_dir_lookup(fs, &dir, name, strlen(name), &entry, &found) != SQFS_OK)
+		return EIO;
+	if (!found)
+		return ENOENT;
+	if (!guard_inode_ref(fs, sqfs_dentry_inode(&entry)) ||
+	    sqfs_inode_get(fs, &inode, sqfs_dentry_inode(&entry)) != SQFS_OK ||
+	    sqfs_stat(fs, &inode, &out->attr) != SQFS_OK)
+		return EIO;
+	out->ino = sfs->ll.ino_register(&sfs->ll, &entry);
+	out->attr.st_ino = out->ino;
+	out->attr_timeout = out->entry_timeout = FOREVER;
+	return out->ino == SQFS_FUSE_INODE_NONE ? ENOMEM : 0;
+}
+
 static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 {
-	LOCKED(sqfs_ll_op_lookup(req, parent, name));
+	struct fuse_entry_param entry = {0};
+	pthread_mutex_lock(&fs_lock);
+	int err = lookup_entry(fuse_req_userdata(req), parent, name, &entry);
+	pthread_mutex_unlock(&fs_lock);
+	if (err)
+		fuse_reply_err(req, err);
+	else
+		fuse_reply_entry(req, &entry);
 }
 
 static void op_forget(fuse_req_t req, fuse_ino_t ino, unsigned long nlookup)
@@ -188,18 +244,70 @@ static void op_forget(fuse_req_t req, fuse_ino_t ino, unsigned long nlookup)
 
 static void op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
-	LOCKED(sqfs_ll_op_opendir(req, ino, fi));
+	sqfs_inode *dir = malloc(sizeof *dir);
+	pthread_mutex_lock(&fs_lock);
+	int err = dir ? directory_of(fuse_req_userdata(req), ino, dir) : ENOMEM;
+	pthread_mutex_unlock(&fs_lock);
+	if (err) {
+		free(dir);
+		fuse_reply_err(req, err);
+		return;
+	}
+	fi->fh = (uintptr_t)dir;
+	fuse_reply_open(req, fi);
+}
+
+/* Fills buf with the entries of dir from off on, as many as fit; the bytes used, or -errno. */
+static ssize_t list_entries(fuse_req_t req, sqfs *fs, sqfs_inode *dir, char *buf, size_t size,
+			    off_t off)
+{
+	struct server_fs *sfs = fuse_req_userdata(req);
+	struct stat st = {0};
+	sqfs_dir listing;
+	sqfs_dir_entry entry;
+	sqfs_err err = SQFS_OK;
+	size_t used = 0;
+	if (sqfs_dir_open(fs, dir, &listing, off) != SQFS_OK)
+		return -EINVAL;
+	sqfs_dentry_init(&entry, entry_name);
+	while (sqfs_dir_next(fs, &listing, &entry, &err)) {
+		entry_name[sqfs_dentry_name_size(&entry)] = '\0';
+		st.st_ino = sfs->ll.ino_fuse_num(&sfs->ll, &entry);
+		st.st_mode = sqfs_dentry_mode(&entry);
+		size_t need = fuse_add_direntry(req, buf + used, size - used, entry_name, &st,
+						sqfs_dentry_next_offset(&entry));
+		if (need > size - used)
+			break;
+		used += need;
+	}
+	return err == SQFS_OK ? (ssize_t)used : -EIO;
 }
 
 static void op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		       struct fuse_file_info *fi)
 {
-	LOCKED(sqfs_ll_op_readdir(req, ino, size, off, fi));
+	struct server_fs *sfs = fuse_req_userdata(req);
+	char *buf = malloc(size ? size : 1);
+	(void)ino;
+	if (!buf) {
+		fuse_reply_err(req, ENOMEM);
+		return;
+	}
+	pthread_mutex_lock(&fs_lock);
+	ssize_t used = list_entries(req, &sfs->ll.fs, (sqfs_inode *)(uintptr_t)fi->fh, buf, size, off);
+	pthread_mutex_unlock(&fs_lock);
+	if (used < 0)
+		fuse_reply_err(req, (int)-used);
+	else
+		fuse_reply_buf(req, buf, (size_t)used);
+	free(buf);
 }
 
 static void op_releasedir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
-	LOCKED(sqfs_ll_op_releasedir(req, ino, fi));
+	(void)ino;
+	free((sqfs_inode *)(uintptr_t)fi->fh);
+	fuse_reply_err(req, 0);
 }
 
 static void op_readlink(fuse_req_t req, fuse_ino_t ino)

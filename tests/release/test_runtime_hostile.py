@@ -9,6 +9,7 @@ not crash the static build. A second, unprivileged uid plays the other local use
 
 from __future__ import annotations
 
+import errno
 import os
 import shutil
 import signal
@@ -283,6 +284,64 @@ def test_images_the_fuzzer_found_fail_cleanly(sanitized_runtime, tmp_path, tmpdi
         assert result.returncode in (0, 1) and "Sanitizer" not in result.stderr, result.stderr[-3000:]
         assert len(result.stderr.splitlines()) <= 1
         assert os.listdir(tmp_path / "work") in ([], ["squashfs-root"])
+
+
+def read_everything(point: Path) -> set[int]:
+    """Walk the mount and read every file; the errnos met on the way."""
+    errors: set[int] = set()
+    for directory, _, files in os.walk(point, onerror=lambda error: errors.add(error.errno)):
+        for name in files:
+            try:
+                Path(directory, name).read_bytes()
+            except OSError as error:
+                errors.add(error.errno)
+    return errors
+
+
+def long_name_image(tmp_path: Path) -> bytearray:
+    """A directory whose entry name is 301 bytes long (test_a_name_longer_than_squashfs_allows_is_refused)."""
+    tree = tiny_tree(tmp_path / "tree")
+    (tree / "usr/aaa-longname").mkdir()
+    for number in range(100):
+        (tree / f"usr/f{number:03d}").write_text("")
+    image = crafted(tree, tmp_path)
+    at = entry_name_at(image, b"aaa-longname")
+    image[at - 2:at] = (300).to_bytes(2, "little")
+    image[at + 12:at + 301] = b"x" * 289
+    return image
+
+
+def listing_past_its_block_image(tmp_path: Path) -> bytearray:
+    """The root directory's listing starts past its metadata block (as in the extraction test below)."""
+    image = crafted(tiny_tree(tmp_path / "tree"), tmp_path)
+    listing_offset = root_inode_position(image) + 26
+    image[listing_offset:listing_offset + 2] = (0xFFF0).to_bytes(2, "little")
+    return image
+
+
+CRAFTED = {"long-name": long_name_image, "listing-past-its-block": listing_past_its_block_image}
+
+
+@pytest.mark.parametrize("crash", [*sorted(FUZZ_CRASHES.glob("*.sqfs")), *CRAFTED],
+                         ids=lambda crash: getattr(crash, "stem", crash))
+def test_hostile_images_mounted_answer_eio_and_the_server_lives(sanitized_runtime, tmp_path, tmpdir_env, crash):
+    """Through FUSE (fs.c) the same guards as extraction: a bad part of the image is EIO, never a
+    crash of the server (the mount would answer ENOTCONN) nor a sanitizer report."""
+    image = CRAFTED[crash](tmp_path) if crash in CRAFTED else crash
+    appimage = appimage_of(sanitized_runtime, image, tmp_path / "T.AppImage")
+    process = subprocess.Popen([str(appimage), "--appimage-mount"], env=tmpdir_env, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)
+    point = process.stdout.readline().strip()
+    if not point:  # refused before mounting (image_check): one line
+        assert process.wait(timeout=TIMEOUT) == 1 and len(process.stderr.read().splitlines()) == 1
+        return
+    try:
+        assert read_everything(Path(point)) <= {errno.EIO}
+        assert len(mounts_under(tmpdir_env["TMPDIR"])) == 1 and process.poll() is None
+        assert os.stat(point).st_ino == 1  # the server still answers (a dead one: ENOTCONN)
+    finally:
+        process.terminate()
+        process.wait(timeout=TIMEOUT)
 
 
 needs_root = pytest.mark.skipif(os.geteuid() != 0 or shutil.which("setpriv") is None,
