@@ -101,9 +101,8 @@ def test_unsafe_entry_names_stop_the_extraction(sanitized_runtime, tmp_path, tmp
     assert sorted(os.listdir(work / "squashfs-root")) == ["AppRun", "usr"]
 
 
-def test_a_name_longer_than_squashfs_allows_is_refused(sanitized_runtime, tmp_path, tmpdir_env):
-    """The size field allows 64 KiB names and squashfuse reads them whole: a 301-byte name, with no
-    NUL or '/' in it (the entries after it overwritten), must neither overflow a buffer nor pass."""
+def long_name_image(tmp_path: Path) -> bytearray:
+    """A directory whose entry name is 301 bytes long (test_a_name_longer_than_squashfs_allows_is_refused)."""
     tree = tiny_tree(tmp_path / "tree")
     (tree / "usr/aaa-longname").mkdir()
     for number in range(100):
@@ -112,7 +111,13 @@ def test_a_name_longer_than_squashfs_allows_is_refused(sanitized_runtime, tmp_pa
     at = entry_name_at(image, b"aaa-longname")
     image[at - 2:at] = (300).to_bytes(2, "little")  # the entry's name size field holds size - 1
     image[at + 12:at + 301] = b"x" * 289
-    appimage = appimage_of(sanitized_runtime, image, tmp_path / "T.AppImage")
+    return image
+
+
+def test_a_name_longer_than_squashfs_allows_is_refused(sanitized_runtime, tmp_path, tmpdir_env):
+    """The size field allows 64 KiB names and squashfuse reads them whole: a 301-byte name, with no
+    NUL or '/' in it (the entries after it overwritten), must neither overflow a buffer nor pass."""
+    appimage = appimage_of(sanitized_runtime, long_name_image(tmp_path), tmp_path / "T.AppImage")
     one_line(extract(appimage, tmp_path / "work", tmpdir_env), "unsafe entry name")
 
 
@@ -254,11 +259,16 @@ def test_fragment_outside_the_image_says_corrupt_not_a_stale_errno(sanitized_run
     assert "No such file" not in line
 
 
-def test_directory_listing_past_its_metadata_block_is_corrupt(sanitized_runtime, tmp_path, tmpdir_env):
+def listing_past_its_block_image(tmp_path: Path) -> bytearray:
+    """The root directory's listing starts past its metadata block."""
     image = crafted(tiny_tree(tmp_path / "tree"), tmp_path)
     listing_offset = root_inode_position(image) + 26  # a basic directory inode's offset field
     image[listing_offset:listing_offset + 2] = (0xFFF0).to_bytes(2, "little")
-    appimage = appimage_of(sanitized_runtime, image, tmp_path / "T.AppImage")
+    return image
+
+
+def test_directory_listing_past_its_metadata_block_is_corrupt(sanitized_runtime, tmp_path, tmpdir_env):
+    appimage = appimage_of(sanitized_runtime, listing_past_its_block_image(tmp_path), tmp_path / "T.AppImage")
     one_line(extract(appimage, tmp_path / "work", tmpdir_env), "corrupt", "directory cannot be read")
 
 
@@ -296,27 +306,6 @@ def read_everything(point: Path) -> set[int]:
             except OSError as error:
                 errors.add(error.errno)
     return errors
-
-
-def long_name_image(tmp_path: Path) -> bytearray:
-    """A directory whose entry name is 301 bytes long (test_a_name_longer_than_squashfs_allows_is_refused)."""
-    tree = tiny_tree(tmp_path / "tree")
-    (tree / "usr/aaa-longname").mkdir()
-    for number in range(100):
-        (tree / f"usr/f{number:03d}").write_text("")
-    image = crafted(tree, tmp_path)
-    at = entry_name_at(image, b"aaa-longname")
-    image[at - 2:at] = (300).to_bytes(2, "little")
-    image[at + 12:at + 301] = b"x" * 289
-    return image
-
-
-def listing_past_its_block_image(tmp_path: Path) -> bytearray:
-    """The root directory's listing starts past its metadata block (as in the extraction test below)."""
-    image = crafted(tiny_tree(tmp_path / "tree"), tmp_path)
-    listing_offset = root_inode_position(image) + 26
-    image[listing_offset:listing_offset + 2] = (0xFFF0).to_bytes(2, "little")
-    return image
 
 
 CRAFTED = {"long-name": long_name_image, "listing-past-its-block": listing_past_its_block_image}
