@@ -8,8 +8,8 @@ What the bundled model costs at every `tea run`: the AppImage's AppRun is `cat "
 of the same file, already in the page cache (the AppImage file is too, after the warm-up round).
 The AppImage is timed as a first run (its own mount: the FUSE file's pages are not cached yet),
 back-to-back (a run right after another one, joining its lingering shared mount) and with
-extract-and-run (the fallback without FUSE: it copies the image to $TMPDIR first, and deletes the
-copy after; the disk it needs is printed). Goal: at most 1.3x the page-cache read. --baseline-runtime adds an AppImage of the same contents made with
+extract-and-run (the fallback without FUSE: it copies the image to ~/.cache/appimage first, here
+under --scratch, and deletes the copy after; the disk it needs is printed). Goal: at most 1.3x the page-cache read. --baseline-runtime adds an AppImage of the same contents made with
 another runtime (e.g. an older release's), for before/after in one run. The data file (random
 bytes, GGUF-named so mksquashfs stores it uncompressed) and the AppImages are kept in --scratch,
 keyed by the runtime they were made with.
@@ -83,7 +83,7 @@ def main() -> None:
     for start, measure in first_and_back_to_back(args.scratch / "tmp", lambda env: run_measure([str(ours)], env)).items():
         variants[f"AppImage, {start}"] = measure
     variants["AppImage, extract-and-run"] = run_measure([str(ours)], {"APPIMAGE_EXTRACT_AND_RUN": "1",
-                                                                      "TMPDIR": str(args.scratch / "tmp")})
+                                                                      "XDG_CACHE_HOME": str(args.scratch / "cache")})
     if args.baseline_runtime:
         variants["baseline runtime"] = run_measure([str(appimage_with(args.baseline_runtime, appdir, args.scratch))])
     header(f"reading a {args.size_mb} MB file stored uncompressed in an AppImage", args.runs)
@@ -91,7 +91,7 @@ def main() -> None:
     for name, result in results.items():
         print(f"{name:28s} {result['wall']:6.2f} s  CPU {result['cpu']:6.2f} s  "
               f"{args.size_mb / result['wall']:6.0f} MB/s")
-    print(f"extract-and-run needs {disk_of(appdir) / 1e6:.0f} MB in $TMPDIR during each run; "
+    print(f"extract-and-run needs {disk_of(appdir) / 1e6:.0f} MB in ~/.cache/appimage during each run; "
           f"load average after: {load_average()}")
     page_cache = results["page cache"]["wall"]
     for name in results:
