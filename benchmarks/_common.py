@@ -13,6 +13,7 @@ import resource
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -120,6 +121,34 @@ def mounted(appimage: Path) -> Iterator[Path]:
     finally:
         runtime.terminate()
         runtime.wait()
+
+
+def first_and_back_to_back(scratch: Path, make: Callable[[dict[str, str]], Callable[[], dict[str, float]]]
+                           ) -> dict[str, Callable[[], dict[str, float]]]:
+    """The two ways a run of an AppImage starts, as measures for `alternate`:
+    - first run: it mounts the image itself (APPIMAGE_MOUNT_LINGER=0: the mount goes with the run),
+      so nothing of the image's files is in the kernel's cache of that mount;
+    - back-to-back: right after another run, whose shared mount it joins, files still cached.
+    Each has a TMPDIR of its own, so one never joins the other's mount. make(env) returns a timed
+    run with env added to the environment (a runtime without shared mounts ignores both)."""
+    first, again = scratch / "first-run", scratch / "back-to-back"
+    for directory in (first, again):
+        directory.mkdir(parents=True, exist_ok=True)
+    cold = make({"TMPDIR": str(first), "APPIMAGE_MOUNT_LINGER": "0"})
+    before, timed_again = (make({"TMPDIR": str(again), "APPIMAGE_MOUNT_LINGER": "2"}) for _ in range(2))
+    return {"first run": cold, "back-to-back": lambda: (before(), timed_again())[1]}
+
+
+@contextlib.contextmanager
+def scratch_dir(prefix: str) -> Iterator[Path]:
+    """A temporary directory that is removed only once no shared mount lingers in it any more."""
+    with tempfile.TemporaryDirectory(prefix=prefix) as scratch:
+        try:
+            yield Path(scratch)
+        finally:
+            deadline = time.monotonic() + 30
+            while scratch in Path("/proc/mounts").read_text() and time.monotonic() < deadline:
+                time.sleep(0.1)
 
 
 def header(title: str, runs: int) -> None:

@@ -8,8 +8,8 @@ writes the image behind a gap the size of the runtime, then the runtime is writt
 (a missing --runtime is compiled into the scratch dir first).
 Baseline: `cp` of the GGUF to the same file system, the least any packager has to do. Outputs are
 deleted after every run. The breakdown packs the two halves of the AppDir on their own: the code
-(zstd) and the model (stored uncompressed); for a multi-GB model the ratio tends to the model
-part's. `--explain` also times the code part at zstd levels 3/9/15, and both parts with one
+(zstd, as in the plain flavor; the LLM flavor stores it uncompressed) and the model (stored
+uncompressed); for a multi-GB model the ratio tends to the model part's. `--explain` also times the code part at zstd levels 3/9/15, and both parts with one
 mksquashfs processor, without duplicate detection and with 1 MiB blocks: where the time goes.
 """
 
@@ -37,7 +37,8 @@ def build_appimage(appdir: Path, runtime: Path, out: Path) -> None:
     """Exactly the pipeline's calls, quiet (they log a line each)."""
     with contextlib.redirect_stderr(io.StringIO()):
         image = squashfs.make_squashfs(appdir, out.with_name(f".{out.name}.building"),
-                                       offset=runtime.stat().st_size)
+                                       offset=runtime.stat().st_size,
+                                       uncompressed_globs=squashfs.stored_uncompressed(llm=True))
         appimage.write_runtime_over(runtime, image, out)
 
 

@@ -1,24 +1,29 @@
 """Benchmark: `tea --version` through the AppImage vs the onedir run directly vs a PyInstaller onefile.
 
     python benchmarks/startup.py [--appimage FILE] [--onedir-tea FILE] [--venv DIR] [--app-dir DIR]
-                                 [--onefile-dir DIR] [--runs 20]
+                                 [--onefile-dir DIR] [--baseline-appimage FILE] [--runs 20]
 
 Goals: the AppImage (runtime + FUSE mount + AppRun + the onedir) within 1.3x of the onedir, and a
 onefile build (which unpacks itself to /tmp on every start) at least 5x slower than the AppImage.
+The AppImage is timed as a first run (it mounts the image itself, nothing of it cached) and
+back-to-back (right after another run, whose lingering shared mount it joins).
 The onefile is built once with the LLM build venv's PyInstaller, on the release's build host (the
 build root), with the pipeline's own arguments (release/freeze.py) except `--onefile`, and kept in
 --onefile-dir, keyed by what went into it.
-"AppRun in a held mount" runs the mounted AppImage's AppRun while one mount stays up: the
-difference to "AppImage" is the runtime's own cost (open, mount, unmount, cold FUSE cache).
+"AppRun in a held mount" runs the mounted AppImage's AppRun while one mount stays up (its files
+cached): the floor for any run through FUSE. --baseline-appimage adds another AppImage (e.g. an
+older release's) for before/after in one run.
 """
 
 from __future__ import annotations
 
 import argparse
 import hashlib
+import os
 from pathlib import Path
 
-from _common import alternate, header, input_flags, load_average, mounted, ratio, require, timed_run
+from _common import (alternate, first_and_back_to_back, header, input_flags, load_average, mounted, ratio,
+                     require, scratch_dir, timed_run)
 
 from release import config, freeze, hosts
 from release.config import Flavor
@@ -41,8 +46,7 @@ def ensure_onefile(root: Path, venv: Path, app_dir: Path) -> Path:
     if tea.exists():
         return tea
     work.mkdir(parents=True, exist_ok=True)
-    entry = work / "tea_entry.py"
-    entry.write_text(freeze.ENTRY_SCRIPT)
+    entry = freeze.write_entry_scripts(work)
     print(f"building the onefile tea in {work} on the {host.kind} (once)", flush=True)
     host.run([host.inside(venv / "bin" / "pyinstaller"), *onefile_args(work, venv, host), "--log-level", "WARN",
               str(entry)], what="PyInstaller --onefile",
@@ -50,28 +54,43 @@ def ensure_onefile(root: Path, venv: Path, app_dir: Path) -> Path:
     return tea
 
 
-def version_runner(command: Path):
-    return lambda: timed_run([str(command), "--version"])[0]
+def version_runner(command: Path, extra_env: dict[str, str] | None = None):
+    env = {**os.environ, **(extra_env or {})}
+    return lambda: timed_run([str(command), "--version"], env=env)[0]
+
+
+def variants(args: argparse.Namespace, onefile: Path, scratch: Path, held: Path) -> dict:
+    chosen = {f"AppImage, {start}": measure for start, measure in
+              first_and_back_to_back(scratch, lambda env: version_runner(args.appimage, env)).items()}
+    chosen |= {"onedir": version_runner(args.onedir_tea), "onefile": version_runner(onefile),
+               "AppRun in a held mount": version_runner(held / "AppRun")}
+    if args.baseline_appimage:
+        chosen["baseline AppImage"] = version_runner(args.baseline_appimage)
+    return chosen
+
+
+def report(results: dict[str, dict[str, float]]) -> None:
+    for name, result in results.items():
+        print(f"{name:23s} {result['wall'] * 1000:7.1f} ms  CPU {result['cpu'] * 1000:7.1f} ms")
+    print(f"load average after: {load_average()}")
+    onedir, onefile = results["onedir"]["wall"], results["onefile"]["wall"]
+    for name in [name for name in results if "AppImage" in name]:
+        ratio(f"{name} / onedir", results[name]["wall"] / onedir, 1.3, at_most=True)
+        ratio(f"onefile / {name}", onefile / results[name]["wall"], 5.0, at_most=False)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     input_flags(parser, "appimage", "onedir_tea", "venv", "app_dir")
     parser.add_argument("--onefile-dir", type=Path, default=Path("/tmp/tea-bench-onefile"))
+    parser.add_argument("--baseline-appimage", type=Path, help="also time this AppImage")
     parser.add_argument("--runs", type=int, default=20)
     args = parser.parse_args()
     require(args, "appimage", "onedir_tea", "venv", "app_dir")
     onefile = ensure_onefile(args.onefile_dir, args.venv, args.app_dir)
     header("tea --version", args.runs)
-    with mounted(args.appimage) as mountpoint:
-        results = alternate({"AppImage": version_runner(args.appimage), "onedir": version_runner(args.onedir_tea),
-                             "onefile": version_runner(onefile),
-                             "AppRun in a held mount": version_runner(mountpoint / "AppRun")}, args.runs, warmup=1)
-    for name, result in results.items():
-        print(f"{name:23s} {result['wall'] * 1000:7.1f} ms  CPU {result['cpu'] * 1000:7.1f} ms")
-    print(f"load average after: {load_average()}")
-    ratio("AppImage / onedir", results["AppImage"]["wall"] / results["onedir"]["wall"], 1.3, at_most=True)
-    ratio("onefile / AppImage", results["onefile"]["wall"] / results["AppImage"]["wall"], 5.0, at_most=False)
+    with scratch_dir("tea-startup-bench-") as scratch, mounted(args.appimage) as held:
+        report(alternate(variants(args, onefile, scratch, held), args.runs, warmup=1))
 
 
 if __name__ == "__main__":

@@ -7,6 +7,9 @@ AppRun (release/runtime/floor.c): below it, one line instead of a loader error.
 The desktop entry and the AppStream metadata are named after the reverse-DNS component id, as
 appimagetool and linuxdeploy expect (they look for usr/share/metainfo/<desktop name>.appdata.xml
 and run `appstreamcli validate-tree`, which this step runs too, so their gate is ours).
+AppRun is a symlink to usr/bin/tea: every start execs tea directly, no shell; tea finds the model
+under $APPDIR itself, and the frozen tea sets APPDIR when the AppDir is run directly
+(freeze.APPDIR_HOOK).
 Large files are hard-linked from the freeze output and the model cache instead of copied
 (4.5 GB of model), falling back to a reflink/copy across filesystems.
 """
@@ -56,7 +59,7 @@ def link_tree(source: Path, target: Path) -> None:
 
 def write_metadata(root: Path, version: str, date: str) -> None:
     """AppRun, desktop entry, icons and AppStream metadata, where AppImage tools look for them."""
-    shutil.copy2(ASSETS / "AppRun", root / "AppRun")
+    (root / "AppRun").symlink_to("usr/bin/tea")
     desktop = (ASSETS / f"{APP_ID}.desktop").read_text().format(version=version)
     for place in (root / f"{COMPONENT_ID}.desktop", root / "usr/share/applications" / f"{COMPONENT_ID}.desktop"):
         place.parent.mkdir(parents=True, exist_ok=True)

@@ -85,14 +85,6 @@ def embed_squashfs_digest(image: Path, runtime: Path) -> None:
         handle.write(digest)
 
 
-def _copy(src: int, dst: int, size: int) -> None:
-    while size > 0:
-        done = os.copy_file_range(src, dst, min(size, COPY_CHUNK))
-        if done == 0:
-            raise VerifyError("unexpected end of file while assembling the AppImage")
-        size -= done
-
-
 def validate_appimage(path: Path) -> None:
     """Raise VerifyError unless `path` is a type-2 AppImage that independent tools can read."""
     offset = _check_header(path)

@@ -30,6 +30,18 @@ from .pipeline import BaseStep, Context
 
 APP_SOURCE = REPO / "python"
 ENTRY_SCRIPT = "from the_edge_agent.cli import main\n\nraise SystemExit(main())\n"
+# AppRun is a symlink to usr/bin/tea (no shell at every start), so what the AppRun script did is
+# done here, before tea runs: the AppImage runtime sets APPDIR, but an AppDir run directly (an
+# extracted AppImage) has to find it from the executable's place, usr/bin/tea in the AppDir.
+APPDIR_HOOK = """\
+import os
+import sys
+
+os.environ.setdefault("PYTHONDONTWRITEBYTECODE", "1")
+_appdir = os.path.dirname(os.path.dirname(os.path.dirname(os.path.realpath(sys.executable))))
+if "APPDIR" not in os.environ and os.path.isfile(os.path.join(_appdir, "AppRun")):
+    os.environ["APPDIR"] = _appdir
+"""
 SWIPL_HOME = "swipl"  # the_edge_agent.prolog.BUNDLED_HOME
 VARIANT_GLOB = "libggml-cpu-*.so"
 
@@ -55,13 +67,21 @@ def site_packages(venv: Path) -> Path:
     return next((venv / "lib").glob("python3*/site-packages"))
 
 
+def write_entry_scripts(work: Path) -> Path:
+    """The entry script and the runtime hook pyinstaller_args names, in work; returns the entry."""
+    (work / "appdir_hook.py").write_text(APPDIR_HOOK)
+    entry = work / "tea_entry.py"
+    entry.write_text(ENTRY_SCRIPT)
+    return entry
+
+
 def pyinstaller_args(flavor: Flavor, work: Path, venv: Path, inside: Callable[[Path], str] = str,
                      swipl_prefix: Path | None = None) -> list[str]:
     """PyInstaller's options; `inside` names a venv path as the build host sees it."""
     args = ["--noconfirm", "--clean", "--onedir", "--name", "tea",
             "--distpath", str(work / "dist"), "--workpath", str(work / "work"), "--specpath", str(work),
             "--collect-all", "the_edge_agent", "--copy-metadata", "the_edge_agent",
-            "--exclude-module", "tkinter"]
+            "--exclude-module", "tkinter", "--runtime-hook", str(work / "appdir_hook.py")]
     if swipl_prefix is not None:
         args += ["--collect-all", "janus_swi"]
         args += [arg for source, dest in swipl.runtime_data(swipl_prefix, SWIPL_HOME)
@@ -173,8 +193,7 @@ def freeze(ctx: Context, flavor: Flavor, prolog: Artifact | None) -> dict:
     if prolog is not None:
         janus = swipl.ensure_janus_wheel(settings, host, prolog.path, prolog.extra["tarball"], venv)
         host.run([*install, str(janus)], what="installing janus-swi for the build")
-    entry = work / "tea_entry.py"
-    entry.write_text(ENTRY_SCRIPT)
+    entry = write_entry_scripts(work)
     swipl_prefix = prolog.path if prolog else None
     host.run([host.inside(venv / "bin" / "pyinstaller"),
               *pyinstaller_args(flavor, work, venv, host.inside, swipl_prefix), str(entry)],

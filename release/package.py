@@ -36,7 +36,8 @@ class AppImageStep(BaseStep):
             # One pass: mksquashfs writes behind a gap the runtime then fills, so the model is
             # written once, next to its final name (a rename, not another multi-GB copy).
             image = squashfs.make_squashfs(tree, out.with_name(f".{out.name}.building"),
-                                           offset=packager.path.stat().st_size)
+                                           offset=packager.path.stat().st_size,
+                                           uncompressed_globs=squashfs.stored_uncompressed(self.flavor.llm))
             appimage.write_runtime_over(packager.path, image, staging)
         else:
             packagers.build_with_tool(chosen, tree, staging, arch=settings.arch, toolbox=packagers.Toolbox.of(settings))

@@ -1,11 +1,15 @@
 """Reproducible squashfs images of an AppDir with `mksquashfs` (squashfs-tools 4.5+).
 
 The GGUF model is stored uncompressed through mksquashfs's `uncompressed` action: it compresses
-by ~6% at 10-50x the time, and uncompressed blocks are also the fastest to read through FUSE.
-Code is compressed with zstd level 3, measured against gzip and other zstd levels on a 47 MB
-Python tree (2 cores): zstd-3 0.3 s/13.2 MB, zstd-9 1.2 s/12.1 MB, zstd-15 (default) 8.2 s/11.4 MB,
-gzip-6 2.0 s/12.7 MB, gzip-9 5.2 s/12.6 MB, xz 19 s/10.6 MB; on the 91 MB LLM onedir zstd-3 takes
-0.6 s against 2.5 s for zstd-9, for 1% more AppImage (benchmarks/packaging.py --explain).
+by ~6% at 10-50x the time, and uncompressed blocks are also the fastest to read through FUSE
+(the runtime splices them straight from the AppImage file, release/runtime/fs.c). In the LLM
+flavor the code is stored uncompressed too (stored_uncompressed): the model makes up ~98% of that
+AppImage, so compressing the code saves ~1.5% of it (71 MiB of 4.6 GB), while decompressing it
+made a first `tea --version` ~70 ms slower (368 vs 296 ms median, onedir 173 ms, at load 5 on
+2 cores). Elsewhere code is compressed with zstd level 3, measured against gzip and other zstd
+levels on a 47 MB Python tree (2 cores): zstd-3 0.3 s/13.2 MB, zstd-9 1.2 s/12.1 MB, zstd-15
+(default) 8.2 s/11.4 MB, gzip-6 2.0 s/12.7 MB, gzip-9 5.2 s/12.6 MB, xz 19 s/10.6 MB
+(benchmarks/packaging.py --explain).
 """
 
 from __future__ import annotations
@@ -19,6 +23,12 @@ from . import log, proc
 from .errors import BuildError
 
 DEFAULT_LEVELS = {"zstd": 3, "gzip": 9, "xz": None, "lz4": None, "lzo": None}
+MODELS = ("*.gguf",)
+
+
+def stored_uncompressed(llm: bool) -> tuple[str, ...]:
+    """The names mksquashfs stores uncompressed: the models, and in the LLM flavor everything."""
+    return ("*",) if llm else MODELS
 
 
 EARLIEST_TIME = 1  # SWI-Prolog takes a library file dated 0 for one never loaded and reloads it forever
@@ -34,7 +44,7 @@ def source_date_epoch() -> int:
 
 
 def mksquashfs_command(appdir: Path, out: Path, *, compression: str = "zstd",
-                       level: int | None = None, uncompressed_globs=("*.gguf",),
+                       level: int | None = None, uncompressed_globs=MODELS,
                        offset: int = 0) -> list[str]:
     """The mksquashfs invocation: deterministic (fixed times, root ownership, no host xattrs)."""
     if compression not in DEFAULT_LEVELS:
@@ -55,7 +65,7 @@ def mksquashfs_command(appdir: Path, out: Path, *, compression: str = "zstd",
 
 
 def make_squashfs(appdir: Path, out: Path, *, compression: str = "zstd", level: int | None = None,
-                  uncompressed_globs=("*.gguf",), offset: int = 0) -> Path:
+                  uncompressed_globs=MODELS, offset: int = 0) -> Path:
     """Deterministic image of `appdir` at `out` (after `offset` reserved bytes, if given)."""
     if shutil.which("mksquashfs") is None:
         raise BuildError("mksquashfs not found: apt-get install squashfs-tools")

@@ -8,13 +8,20 @@
  *     information), .sha256_sig (1024, signature) and .sig_key (8192, signing key), zero-filled,
  *     for tools that fill them in later (release/signing.py fills the last two).
  *     Our own .sqfs_sha256 (32 bytes) holds the sha256 of the squashfs, written by the packager
- *     (release/appimage.py): the extract-and-run cache is keyed on it (zero: no shared cache).
+ *     (release/appimage.py): the extract-and-run cache and the shared mount are keyed on it
+ *     (zero: neither is shared).
  *   - A squashfs image follows right after the ELF: its offset is
  *     e_shoff + e_shnum * e_shentsize (the section header table is the last part of the ELF).
  *
  * Behaviour at run time (argv[1] selects; anything else is passed to AppRun untouched):
- *   (no option)                  mount the squashfs with FUSE at $TMPDIR/.mount_<name>XXXXXX, run
- *                                AppRun with every argument, unmount, exit with AppRun's status
+ *   (no option)                  join this user's shared mount of the image, mounting it if there
+ *                                is none (shared.c; it outlives the last run by
+ *                                APPIMAGE_MOUNT_LINGER seconds, default 5), run AppRun with every
+ *                                argument, exit with AppRun's status. APPIMAGE_SHARED_MOUNT=0, or
+ *                                no embedded .sqfs_sha256: a private mount at
+ *                                $TMPDIR/.mount_<name>XXXXXX instead, unmounted before the runtime
+ *                                exits. FUSE mounts go through fusermount3 or fusermount (FUSE 2),
+ *                                or directly as root without either.
  *   --appimage-extract [pattern] extract (the paths matching the pattern, with type2-runtime's
  *                                fnmatch FNM_FILE_NAME | FNM_LEADING_DIR: a directory brings its
  *                                subtree) to ./squashfs-root
@@ -74,14 +81,49 @@ const char *superblock_problem(const unsigned char raw[96], uint64_t available);
 /* sections.c: the squashfs sha256 the packager embedded (all zero when it did not) */
 extern volatile const unsigned char squashfs_sha256[32];
 
-/* mount.c: the FUSE server runs in a child process; 0 = mounted, 1 = no FUSE, -1 = bad image */
+/* A mount of the image, as a run sees it. */
 struct mount {
-	pid_t server;
+	pid_t server;         /* the private mount's server process; 0 for a shared mount */
+	int conn;             /* this run's connection to the server: closing it lets the server go */
 	char dir[PATH_MAX];
 	char reason[128];     /* why FUSE is unavailable, for the one-line fallback notice */
+	char helper[PATH_MAX]; /* server side: the fusermount that mounted, "" when mounted directly */
+	int watchdog;         /* server side: the pipe to its watchdog process, see mount.c */
+	int point;            /* server side: the mount point, opened O_PATH before mounting */
 };
+
+/* The shared mount's socket, as its server holds it. */
+struct listener {
+	int fd;
+	int dir_fd;           /* the per-user directory */
+	char key[65];         /* image_content_id: the squashfs sha256 in hex */
+};
+
+/* mount.c: 0 = mounted, 1 = no FUSE (m->reason says why), -1 = bad image or error */
 int mount_start(const struct image *img, struct mount *m);
 void mount_stop(struct mount *m);
+void serve(const struct image *img, struct mount *m, int ready, int client,
+	   struct listener *listener, int linger_ms) __attribute__((noreturn));
+int server_ready(int fd, struct mount *m, const struct image *img);
+int fuse_device_missing(struct mount *m);
+
+/* shared.c: the per-user mount shared by runs of the same image (returns like mount_start) */
+int shared_mount_enabled(void);
+int shared_mount(const struct image *img, struct mount *m);
+int shared_accept(struct listener *l, const char *mount_dir);
+void shared_stop_listening(struct listener *l);
+
+/* fusermount.c */
+struct fuse_session;
+void fuse_mount_options(const char *fsname, char *out, size_t cap);
+int fusermount_find(char *out, size_t cap);
+int fuse_attach(struct fuse_session *se, const char *options, struct mount *m);
+void fuse_detach(const char *helper, const char *dir);
+
+/* fs.c */
+struct server_fs;
+struct server_fs *fs_open(const struct image *img);
+struct fuse_session *fs_session(struct server_fs *sfs, const char *options);
 
 /* extract.c: into dest (created, or reused when it is a real directory); 0 or -1 (reported) */
 int extract_tree(const struct image *img, const char *dest, const char *pattern);

@@ -25,7 +25,9 @@ static const char usage[] =
 	"  --appimage-portable-config    create <this file>.config, used as $XDG_CONFIG_HOME\n"
 	"  --appimage-version            print the runtime version\n"
 	"  --appimage-help               print this help\n"
-	"Any other arguments are passed to the application. TARGET_APPIMAGE=FILE operates on FILE.\n";
+	"Any other arguments are passed to the application. TARGET_APPIMAGE=FILE operates on FILE.\n"
+	"Runs of one AppImage share one FUSE mount, kept APPIMAGE_MOUNT_LINGER seconds (default 5)\n"
+	"after the last run so the next one starts warm; APPIMAGE_SHARED_MOUNT=0 mounts per run.\n";
 
 void report(const char *fmt, ...)
 {
@@ -58,7 +60,7 @@ int path_printf(char *out, size_t cap, const char *fmt, ...)
 static int run_mounted(const struct image *img, char *argv0, int argc, char **argv)
 {
 	struct mount m;
-	int mounted = mount_start(img, &m);
+	int mounted = shared_mount_enabled() ? shared_mount(img, &m) : mount_start(img, &m);
 	if (mounted < 0)
 		return 1;
 	if (mounted > 0) {

@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from release import config, plan
+from release.appdir import COMPONENT_ID
 
 # One copy and one build serve every test here: keep them on one xdist worker (--dist loadgroup).
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("incremental")]
@@ -24,12 +25,13 @@ RELEASE_ARGS = ("--arch", "x86_64", "--flavor", "all", "--model", "gemma-3-270m"
                 "--skip", "variants,systems", "--build-dir", "build", "--out", "dist")
 LLM, PLAIN = "python-llm", "python"
 BOTH = (LLM, PLAIN)
+DESKTOP = f"{COMPONENT_ID}.desktop"  # the AppDir's desktop entry (AppRun is a symlink now)
 
 # file edited → the steps that must rerun because of it (their dependants are added by `after`)
 CASES = {
     "python/src/the_edge_agent/cli.py": [f"freeze-{f}" for f in BOTH],          # the app's source
     "python/pyproject.toml": [f"freeze-{f}" for f in BOTH],
-    "release/assets/AppRun": [f"appdir-{f}" for f in BOTH],                      # an AppDir input
+    "release/assets/tea-python.desktop": [f"appdir-{f}" for f in BOTH],          # an AppDir input
     "release/runtime/main.c": ["packager"],                                      # the C runtime
     "release/runtime/floor.c": ["packager"],                                     # its glibc floor check
     "release/hosts/root.py": ["system-packages", "build-root", "packager", "swipl", "llama-wheel", "checksums"]
@@ -120,7 +122,7 @@ def test_an_edit_reruns_exactly_its_steps_and_their_dependants(built_copy, invok
 
 @pytest.mark.parametrize("relative, step", [
     ("build/x86_64/python-llm/freeze/dist/tea/_internal/libpython3.11.so.1.0", "freeze-python-llm"),
-    ("build/x86_64/python/AppDir/AppRun", "appdir-python"),
+    (f"build/x86_64/python/AppDir/{DESKTOP}", "appdir-python"),
     ("dist/SHA256SUMS", "checksums")])
 def test_a_removed_output_reruns_its_step(built_copy, invoke, tmp_path, relative, step):
     victim = built_copy / relative
@@ -136,11 +138,11 @@ def test_a_removed_output_reruns_its_step(built_copy, invoke, tmp_path, relative
 
 def test_a_changed_appdir_is_repackaged_and_checked_again(built_copy, invoke, tmp_path):
     """The reproduction of a stale dist/: the AppDir changes, so the AppImage and its checks rerun."""
-    apprun = built_copy / "release/assets/AppRun"
-    apprun.write_text(apprun.read_text() + "# a changed AppRun\n")
+    desktop = built_copy / "release/assets/tea-python.desktop"
+    desktop.write_text(desktop.read_text() + "# a changed desktop entry\n")
     report = release_in(built_copy, invoke)
     assert stale(report) == with_dependants([f"appdir-{f}" for f in BOTH]), report
     assert all(report[f"appimage-{f}"].startswith("running (after changed") for f in BOTH)
     appimage = next((built_copy / "dist").glob("tea-python-llm-*.AppImage"))
-    subprocess.run([str(appimage), "--appimage-extract", "AppRun"], cwd=tmp_path, check=True, capture_output=True)
-    assert (tmp_path / "squashfs-root/AppRun").read_text().endswith("# a changed AppRun\n")
+    subprocess.run([str(appimage), "--appimage-extract", DESKTOP], cwd=tmp_path, check=True, capture_output=True)
+    assert (tmp_path / "squashfs-root" / DESKTOP).read_text().endswith("# a changed desktop entry\n")

@@ -1,18 +1,23 @@
 """The runtime's behaviour, run for real: FUSE mounts, extraction, signals, corruption, no FUSE.
 
 Every run gets its own TMPDIR, so "no stale mount" means no line of /proc/mounts mentions it,
-even while other tests mount their own images in parallel.
+even while other tests mount their own images in parallel. Runs through FUSE are checked with a
+private mount (APPIMAGE_SHARED_MOUNT=0: unmounted when the run ends) and with the default shared
+mount, which outlives the run by its linger time (1 s here, see tmpdir_env).
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
+import re
 import shutil
 import signal
 import stat
 import subprocess
 import tempfile
+import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -21,15 +26,18 @@ from release.appimage import elf_end_offset, validate_appimage
 from test_appimage_format import appdir, appimage, build_appimage, make_appdir, runtime  # noqa: F401
 
 TIMEOUT = 30
+MODES = {"private": {"APPIMAGE_SHARED_MOUNT": "0"}, "shared": {}}
+SHARED_MOUNT_NAME = re.compile(r"[0-9a-f]{64}\.mnt-\w{6}")  # <squashfs sha256>.mnt-XXXXXX
 
 
 @pytest.fixture
 def tmpdir_env(tmp_path) -> dict[str, str]:
-    """Environment of a run whose mount points and extractions land in a private TMPDIR."""
+    """Environment of a run whose mount points and extractions land in a private TMPDIR; a shared
+    mount lingers 1 s after its last run."""
     private = tmp_path / "tmp"
     private.mkdir()
-    env = {**os.environ, "TMPDIR": str(private)}
-    for name in ("APPIMAGE_EXTRACT_AND_RUN", "NO_CLEANUP", "APP_EXIT", "APP_SLEEP"):
+    env = {**os.environ, "TMPDIR": str(private), "APPIMAGE_MOUNT_LINGER": "1"}
+    for name in ("APPIMAGE_EXTRACT_AND_RUN", "APPIMAGE_SHARED_MOUNT", "NO_CLEANUP", "APP_EXIT", "APP_SLEEP"):
         env.pop(name, None)
     return env
 
@@ -58,8 +66,52 @@ def reported(stdout: str) -> dict[str, list[str]]:
     return values
 
 
-def mounts_under(directory: str) -> list[str]:
-    return [line for line in Path("/proc/mounts").read_text().splitlines() if directory in line]
+def mounts_under(directory: str, table: str = "/proc/mounts") -> list[str]:
+    return [line for line in Path(table).read_text().splitlines() if directory in line]
+
+
+def eventually(condition, timeout: float = 15) -> bool:
+    """Polls condition() until it holds or timeout seconds pass (a shared mount lingers after its
+    last run, and its server removes the mount point just after unmounting)."""
+    deadline = time.monotonic() + timeout
+    while not condition() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return condition()
+
+
+def mounts_gone(directory: str, timeout: float = 15, table: str = "/proc/mounts") -> bool:
+    return eventually(lambda: not mounts_under(directory, table), timeout)
+
+
+def suffix(name: str) -> str:
+    """What follows the image key in a name in the shared mounts' directory."""
+    return name.partition(".")[2]
+
+
+def only_lock_files(directory: Path) -> bool:
+    return all(name.endswith(".lock") for name in os.listdir(directory))
+
+
+def user_dir(tmpdir: str | Path, uid: int | None = None) -> Path:
+    return Path(tmpdir) / f"appimage-mounts-{os.getuid() if uid is None else uid}"
+
+
+def assert_mounted_in(appdir: str, tmpdir: str, mode: str, name: str = "Test-x86_64") -> None:
+    if mode == "private":
+        assert Path(appdir).parent == Path(tmpdir) and Path(appdir).name.startswith(f".mount_{name}")
+    else:
+        assert Path(appdir).parent == user_dir(tmpdir) and SHARED_MOUNT_NAME.fullmatch(Path(appdir).name)
+
+
+def assert_cleaned_up(tmpdir: str, mode: str) -> None:
+    """No mount left, and nothing in TMPDIR but, for a shared mount, its lock file."""
+    assert mounts_gone(tmpdir)
+    if mode == "private":
+        assert os.listdir(tmpdir) == []
+    else:
+        assert os.listdir(tmpdir) == [user_dir(tmpdir).name]
+        assert eventually(lambda: only_lock_files(user_dir(tmpdir)))
+        assert [suffix(name) for name in os.listdir(user_dir(tmpdir))] == ["lock"]
 
 
 def tree(root: Path) -> dict[str, tuple]:
@@ -81,15 +133,15 @@ def tree(root: Path) -> dict[str, tuple]:
 # Running through FUSE and through extraction
 
 
+@pytest.mark.parametrize("mode", MODES)
 @pytest.mark.parametrize("code", [0, 3, 42])
-def test_fuse_run_passes_args_env_and_exit_code(appimage, tmpdir_env, tmp_path, code):
-    env = {**tmpdir_env, "APP_EXIT": str(code)}
+def test_fuse_run_passes_args_env_and_exit_code(appimage, tmpdir_env, tmp_path, code, mode):
+    env = {**tmpdir_env, **MODES[mode], "APP_EXIT": str(code)}
     result = run(appimage, "two words", "", "--flag=x y", env=env, cwd=tmp_path)
     assert result.returncode == code, result.stderr
     seen = reported(result.stdout)
     appdir_path = seen["APPDIR"][0]
-    assert Path(appdir_path).name.startswith(".mount_Test-x86_64")
-    assert Path(appdir_path).parent == Path(tmpdir_env["TMPDIR"])
+    assert_mounted_in(appdir_path, tmpdir_env["TMPDIR"], mode)
     assert seen["APPIMAGE"] == [str(appimage)]
     assert seen["ARGV0"] == [str(appimage)]
     assert seen["OWD"] == [str(tmp_path)]
@@ -97,8 +149,9 @@ def test_fuse_run_passes_args_env_and_exit_code(appimage, tmpdir_env, tmp_path, 
     assert seen["ARG"] == ["two words", "", "--flag=x y"]
     assert seen["TOOL"] == ["ok"]  # an executable reached through a symlink inside the image
     assert result.stderr == ""
-    assert mounts_under(tmpdir_env["TMPDIR"]) == []
-    assert os.listdir(tmpdir_env["TMPDIR"]) == []
+    if mode == "private":
+        assert mounts_under(tmpdir_env["TMPDIR"]) == []  # at once, not after a while
+    assert_cleaned_up(tmpdir_env["TMPDIR"], mode)
 
 
 def test_argv0_is_the_name_the_appimage_was_called_by(appimage, tmpdir_env):
@@ -184,9 +237,10 @@ def wait_for_pid(process: subprocess.Popen) -> int:
     raise AssertionError("AppRun never started")
 
 
+@pytest.mark.parametrize("mode", MODES)
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
-def test_signal_during_a_run_kills_the_app_and_unmounts(appimage, tmpdir_env, sig):
-    env = {**tmpdir_env, "APP_SLEEP": "120"}
+def test_signal_during_a_run_kills_the_app_and_unmounts(appimage, tmpdir_env, sig, mode):
+    env = {**tmpdir_env, **MODES[mode], "APP_SLEEP": "120"}
     process = subprocess.Popen([str(appimage)], env=env, stdout=subprocess.PIPE, text=True)
     app_pid = wait_for_pid(process)
     assert len(mounts_under(tmpdir_env["TMPDIR"])) == 1
@@ -194,8 +248,7 @@ def test_signal_during_a_run_kills_the_app_and_unmounts(appimage, tmpdir_env, si
     assert process.wait(timeout=TIMEOUT) == -sig  # the runtime dies the way its app did
     with pytest.raises(ProcessLookupError):
         os.kill(app_pid, 0)
-    assert mounts_under(tmpdir_env["TMPDIR"]) == []
-    assert os.listdir(tmpdir_env["TMPDIR"]) == []
+    assert_cleaned_up(tmpdir_env["TMPDIR"], mode)
 
 
 def corrupt(appimage: Path, how: str) -> None:
@@ -253,23 +306,56 @@ def world_readable_dir():
     shutil.rmtree(directory)
 
 
-@needs_root
-def test_unprivileged_user_mounts_through_fusermount3(appimage, tmpdir_env, world_readable_dir):
-    """As on a desktop: /dev/fuse open to all (a private 0666 node here), fusermount3 mounts."""
-    if shutil.which("setpriv") is None or shutil.which("fusermount3") is None:
-        pytest.skip("needs setpriv and fusermount3")
+NOBODY = 65534
+
+
+@dataclass(frozen=True)
+class Desktop:
+    """Where runs happen as an ordinary user with /dev/fuse open to all, as on a desktop: a mount
+    namespace of its own (a 0666 node bound over /dev/fuse), held open by a sleeping process."""
+
+    holder: int
+    prefix: tuple[str, ...]
+
+    @property
+    def table(self) -> str:
+        return f"/proc/{self.holder}/mounts"
+
+    def mounts_under(self, directory: str | Path) -> list[str]:
+        return mounts_under(str(directory), self.table)
+
+
+@pytest.fixture
+def desktop(tmp_path) -> Desktop:
+    if os.geteuid() != 0 or not all(map(shutil.which, ("unshare", "nsenter", "setpriv"))):
+        pytest.skip("needs root, unshare, nsenter and setpriv")
+    node = tmp_path / "fuse"
+    setup = f"mknod -m 666 {node} c 10 229 && mount --bind {node} /dev/fuse && echo ready && exec sleep 600"
+    holder = subprocess.Popen(["unshare", "--mount", "sh", "-c", setup], stdout=subprocess.PIPE, text=True)
+    assert holder.stdout.readline().strip() == "ready"
+    yield Desktop(holder.pid, ("nsenter", f"--mount=/proc/{holder.pid}/ns/mnt", "setpriv", f"--reuid={NOBODY}",
+                               f"--regid={NOBODY}", "--clear-groups"))
+    holder.kill()
+    holder.wait()
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_unprivileged_user_mounts_through_fusermount3(appimage, tmpdir_env, world_readable_dir, desktop, mode):
+    """fusermount3 (setuid) mounts for an ordinary user, and unmounts."""
     image = Path(shutil.copy2(appimage, world_readable_dir / appimage.name))
-    node = world_readable_dir / "fuse"
-    open_fuse = (f"mknod -m 666 {node} c 10 229 && mount --bind {node} /dev/fuse && "
-                 "exec setpriv --reuid=65534 --regid=65534 --clear-groups \"$0\" \"$@\"")
-    env = {**tmpdir_env, "TMPDIR": str(world_readable_dir), "APP_EXIT": "5"}
-    result = run(image, "arg", env=env, cwd=world_readable_dir,
-                 prefix=("unshare", "--mount", "sh", "-c", open_fuse))
+    env = {**tmpdir_env, **MODES[mode], "TMPDIR": str(world_readable_dir), "APP_EXIT": "5"}
+    result = run(image, "arg", env=env, cwd=world_readable_dir, prefix=desktop.prefix)
     assert result.returncode == 5, result.stderr
-    assert Path(reported(result.stdout)["APPDIR"][0]).name.startswith(".mount_")
+    appdir = reported(result.stdout)["APPDIR"][0]
     assert result.stderr == ""
-    assert mounts_under(str(world_readable_dir)) == []
-    assert sorted(os.listdir(world_readable_dir)) == sorted([image.name, "fuse"])
+    if mode == "private":
+        assert Path(appdir).name.startswith(".mount_") and desktop.mounts_under(world_readable_dir) == []
+        assert os.listdir(world_readable_dir) == [image.name]
+    else:
+        assert Path(appdir).parent == user_dir(world_readable_dir, NOBODY)
+        assert desktop.mounts_under(world_readable_dir)  # lingering
+        assert sorted(os.listdir(world_readable_dir)) == sorted([image.name, user_dir(world_readable_dir, NOBODY).name])
+    assert mounts_gone(str(world_readable_dir), table=desktop.table)
 
 
 # ------------------------------------------------------------------------------------------------

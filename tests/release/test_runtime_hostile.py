@@ -9,6 +9,7 @@ not crash the static build. A second, unprivileged uid plays the other local use
 
 from __future__ import annotations
 
+import errno
 import os
 import shutil
 import signal
@@ -100,9 +101,8 @@ def test_unsafe_entry_names_stop_the_extraction(sanitized_runtime, tmp_path, tmp
     assert sorted(os.listdir(work / "squashfs-root")) == ["AppRun", "usr"]
 
 
-def test_a_name_longer_than_squashfs_allows_is_refused(sanitized_runtime, tmp_path, tmpdir_env):
-    """The size field allows 64 KiB names and squashfuse reads them whole: a 301-byte name, with no
-    NUL or '/' in it (the entries after it overwritten), must neither overflow a buffer nor pass."""
+def long_name_image(tmp_path: Path) -> bytearray:
+    """A directory whose entry name is 301 bytes long (test_a_name_longer_than_squashfs_allows_is_refused)."""
     tree = tiny_tree(tmp_path / "tree")
     (tree / "usr/aaa-longname").mkdir()
     for number in range(100):
@@ -111,7 +111,13 @@ def test_a_name_longer_than_squashfs_allows_is_refused(sanitized_runtime, tmp_pa
     at = entry_name_at(image, b"aaa-longname")
     image[at - 2:at] = (300).to_bytes(2, "little")  # the entry's name size field holds size - 1
     image[at + 12:at + 301] = b"x" * 289
-    appimage = appimage_of(sanitized_runtime, image, tmp_path / "T.AppImage")
+    return image
+
+
+def test_a_name_longer_than_squashfs_allows_is_refused(sanitized_runtime, tmp_path, tmpdir_env):
+    """The size field allows 64 KiB names and squashfuse reads them whole: a 301-byte name, with no
+    NUL or '/' in it (the entries after it overwritten), must neither overflow a buffer nor pass."""
+    appimage = appimage_of(sanitized_runtime, long_name_image(tmp_path), tmp_path / "T.AppImage")
     one_line(extract(appimage, tmp_path / "work", tmpdir_env), "unsafe entry name")
 
 
@@ -253,11 +259,16 @@ def test_fragment_outside_the_image_says_corrupt_not_a_stale_errno(sanitized_run
     assert "No such file" not in line
 
 
-def test_directory_listing_past_its_metadata_block_is_corrupt(sanitized_runtime, tmp_path, tmpdir_env):
+def listing_past_its_block_image(tmp_path: Path) -> bytearray:
+    """The root directory's listing starts past its metadata block."""
     image = crafted(tiny_tree(tmp_path / "tree"), tmp_path)
     listing_offset = root_inode_position(image) + 26  # a basic directory inode's offset field
     image[listing_offset:listing_offset + 2] = (0xFFF0).to_bytes(2, "little")
-    appimage = appimage_of(sanitized_runtime, image, tmp_path / "T.AppImage")
+    return image
+
+
+def test_directory_listing_past_its_metadata_block_is_corrupt(sanitized_runtime, tmp_path, tmpdir_env):
+    appimage = appimage_of(sanitized_runtime, listing_past_its_block_image(tmp_path), tmp_path / "T.AppImage")
     one_line(extract(appimage, tmp_path / "work", tmpdir_env), "corrupt", "directory cannot be read")
 
 
@@ -285,16 +296,54 @@ def test_images_the_fuzzer_found_fail_cleanly(sanitized_runtime, tmp_path, tmpdi
         assert os.listdir(tmp_path / "work") in ([], ["squashfs-root"])
 
 
+def read_everything(point: Path) -> set[int]:
+    """Walk the mount and read every file; the errnos met on the way."""
+    errors: set[int] = set()
+    for directory, _, files in os.walk(point, onerror=lambda error: errors.add(error.errno)):
+        for name in files:
+            try:
+                Path(directory, name).read_bytes()
+            except OSError as error:
+                errors.add(error.errno)
+    return errors
+
+
+CRAFTED = {"long-name": long_name_image, "listing-past-its-block": listing_past_its_block_image}
+
+
+@pytest.mark.parametrize("crash", [*sorted(FUZZ_CRASHES.glob("*.sqfs")), *CRAFTED],
+                         ids=lambda crash: getattr(crash, "stem", crash))
+def test_hostile_images_mounted_answer_eio_and_the_server_lives(sanitized_runtime, tmp_path, tmpdir_env, crash):
+    """Through FUSE (fs.c) the same guards as extraction: a bad part of the image is EIO, never a
+    crash of the server (the mount would answer ENOTCONN) nor a sanitizer report."""
+    image = CRAFTED[crash](tmp_path) if crash in CRAFTED else crash
+    appimage = appimage_of(sanitized_runtime, image, tmp_path / "T.AppImage")
+    process = subprocess.Popen([str(appimage), "--appimage-mount"], env=tmpdir_env, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)
+    point = process.stdout.readline().strip()
+    if not point:  # refused before mounting (image_check): one line
+        assert process.wait(timeout=TIMEOUT) == 1 and len(process.stderr.read().splitlines()) == 1
+        return
+    try:
+        assert read_everything(Path(point)) <= {errno.EIO}
+        assert len(mounts_under(tmpdir_env["TMPDIR"])) == 1 and process.poll() is None
+        assert os.stat(point).st_ino == 1  # the server still answers (a dead one: ENOTCONN)
+    finally:
+        process.terminate()
+        process.wait(timeout=TIMEOUT)
+
+
 needs_root = pytest.mark.skipif(os.geteuid() != 0 or shutil.which("setpriv") is None,
                                 reason="needs root and setpriv")
 
 
 @needs_root
 def test_a_dead_fuse_server_leaves_no_mount(runtime, tmp_path, tmpdir_env):
-    """As root there is no fusermount auto_unmount: the runtime itself must lazily unmount."""
+    """As root there is no fusermount auto_unmount: the runtime itself must lazily unmount. A private
+    mount, whose server is the runtime's child (a shared one: test_shared_mount.py's killed server)."""
     appimage = appimage_of(runtime, mksquashfs(tiny_tree(tmp_path / "tree"), tmp_path / "t.sqfs"),
                            tmp_path / "T.AppImage")
-    process = subprocess.Popen([str(appimage)], env={**tmpdir_env, "APP_SLEEP": "60"},
+    process = subprocess.Popen([str(appimage)], env={**tmpdir_env, "APP_SLEEP": "60", "APPIMAGE_SHARED_MOUNT": "0"},
                                stdout=subprocess.PIPE, text=True)
     app = int(next(line for line in process.stdout if line.startswith("PID="))[4:])
     children = Path(f"/proc/{process.pid}/task/{process.pid}/children").read_text().split()

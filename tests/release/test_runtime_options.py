@@ -158,7 +158,8 @@ def test_signature_option_prints_a_real_embedded_signature(appimage, tmpdir_env,
 
 @pytest.mark.parametrize("value, extracted", [("1", True), ("yes", True), ("0", True), ("", False)])
 def test_any_non_empty_extract_and_run_value_extracts(appimage, tmpdir_env, tmp_path, value, extracted):
-    result = run(appimage, env={**tmpdir_env, "APPIMAGE_EXTRACT_AND_RUN": value}, cwd=tmp_path)
+    env = {**tmpdir_env, "APPIMAGE_EXTRACT_AND_RUN": value, "APPIMAGE_SHARED_MOUNT": "0"}  # mounted: .mount_*
+    result = run(appimage, env=env, cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     where = Path(reported(result.stdout)["APPDIR"][0]).name
     assert where.startswith("extracted_" if extracted else ".mount_")

@@ -1,0 +1,364 @@
+/*
+ * The filesystem the FUSE server exposes: squashfuse's low-level operations, plus a read path
+ * that answers straight from the AppImage file wherever a file's data is stored uncompressed.
+ *
+ * Why: the bundled model (several GB) is stored uncompressed. squashfuse would read each 128 KiB
+ * block into a buffer, copy it into the reply and write that to /dev/fuse, after walking the
+ * file's block list from the start of a metadata block on every request. Here each open file
+ * gets a table of where its blocks lie in the AppImage, and a read of uncompressed blocks is
+ * answered with an fd-backed buffer: libfuse splices those pages from the AppImage's page cache
+ * into /dev/fuse, with no userspace copy. Compressed blocks, holes and the tail fragment take
+ * squashfuse's path.
+ *
+ * squashfuse's caches are not thread-safe, so every call into it holds fs_lock; the spliced
+ * reads need no lock, which is what lets several server threads serve the model in parallel.
+ *
+ * A hostile image (TARGET_APPIMAGE may name any file) gets guard.c's checks here too, as in
+ * extract.c: a file's blocks and fragment when it is opened, a directory's listing when it is
+ * opened or searched, an entry's inode reference before it is read. Lookup and readdir are ours,
+ * with a name buffer as long as squashfs can store (squashfuse's hold 256 bytes).
+ */
+#include <errno.h>
+#include <float.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include <squashfuse/ll.h>
+
+#include "appimage.h"
+
+/* squashfuse's ll operations find their sqfs_ll as the session's userdata: it comes first. */
+struct server_fs {
+	sqfs_ll ll;
+	off_t image_size;
+};
+
+/* fi->fh of an open regular file. */
+struct open_file {
+	sqfs_inode inode;
+	/* Where data block i lies in the AppImage when it is stored verbatim, else -1; one entry
+	 * more than the file has blocks, -1, standing for the tail fragment. NULL: squashfuse reads. */
+	off_t *stored;
+};
+
+/* In libsquashfuse_ll (its stat.h is not installed): an inode's attributes as stat(2) gives them. */
+sqfs_err sqfs_stat(sqfs *fs, sqfs_inode *inode, struct stat *st);
+
+static pthread_mutex_t fs_lock = PTHREAD_MUTEX_INITIALIZER;
+static char entry_name[65537]; /* a directory entry's name (up to 64 KiB), under fs_lock */
+static const double FOREVER = DBL_MAX; /* the image never changes: the kernel may cache all of it */
+
+/* Where a data block lies in the AppImage if it is stored uncompressed, else -1. */
+static off_t verbatim_at(const struct server_fs *sfs, const sqfs_blocklist *bl)
+{
+	bool compressed;
+	uint32_t size;
+	sqfs_data_header(bl->header, &compressed, &size);
+	return compressed ? -1 : (off_t)(sfs->ll.fs.offset + bl->block);
+}
+
+/* Fills file->stored; on a metadata error the file just keeps squashfuse's read path. */
+static void map_blocks(struct server_fs *sfs, struct open_file *file)
+{
+	sqfs *fs = &sfs->ll.fs;
+	sqfs_blocklist bl;
+	size_t count = sqfs_blocklist_count(fs, &file->inode);
+	if (count == 0 || !(file->stored = malloc((count + 1) * sizeof *file->stored)))
+		return;
+	sqfs_blocklist_init(fs, &file->inode, &bl);
+	for (size_t i = 0; i < count; i++) {
+		if (sqfs_blocklist_next(&bl) != SQFS_OK) {
+			free(file->stored);
+			file->stored = NULL;
+			return;
+		}
+		file->stored[i] = verbatim_at(sfs, &bl);
+	}
+	file->stored[count] = -1;
+}
+
+/* Where [off, off + *size) lies in the AppImage when all of it is stored verbatim (*size is
+ * clipped at the end of the file); -1 when squashfuse has to read it. A file's blocks lie one
+ * after the other, so verbatim blocks in a row are one range of the AppImage. */
+static off_t verbatim_range(const struct open_file *file, uint32_t block_size, off_t off,
+			    size_t *size)
+{
+	uint64_t file_size = file->inode.xtra.reg.file_size;
+	if (!file->stored || off < 0 || (uint64_t)off >= file_size || *size == 0)
+		return -1;
+	if (*size > file_size - (uint64_t)off)
+		*size = (size_t)(file_size - (uint64_t)off);
+	uint64_t first = (uint64_t)off / block_size;
+	uint64_t last = ((uint64_t)off + *size - 1) / block_size; /* at most the fragment's entry */
+	for (uint64_t i = first; i <= last; i++)
+		if (file->stored[i] < 0)
+			return -1;
+	return file->stored[first] + (off_t)((uint64_t)off % block_size);
+}
+
+static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	struct server_fs *sfs = fuse_req_userdata(req);
+	struct open_file *file = calloc(1, sizeof *file);
+	int err = 0;
+	if (fi->flags & (O_WRONLY | O_RDWR))
+		err = EROFS;
+	else if (!file)
+		err = ENOMEM;
+	pthread_mutex_lock(&fs_lock);
+	if (!err && sqfs_ll_inode(&sfs->ll, &file->inode, ino) != SQFS_OK)
+		err = ENOENT;
+	else if (!err && !S_ISREG(file->inode.base.mode))
+		err = EISDIR;
+	else if (!err && !guard_file(&sfs->ll.fs, &file->inode))
+		err = EIO;
+	else if (!err)
+		map_blocks(sfs, file);
+	pthread_mutex_unlock(&fs_lock);
+	if (err) {
+		free(file);
+		fuse_reply_err(req, err);
+		return;
+	}
+	fi->fh = (uintptr_t)file;
+	fi->keep_cache = 1; /* the image never changes: keep its pages across opens */
+	fuse_reply_open(req, fi);
+}
+
+static void op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	struct open_file *file = (struct open_file *)(uintptr_t)fi->fh;
+	(void)ino;
+	free(file->stored);
+	free(file);
+	fuse_reply_err(req, 0);
+}
+
+/* Compressed data, holes and fragments: squashfuse decodes them into a buffer. */
+static void read_decoded(fuse_req_t req, struct server_fs *sfs, struct open_file *file,
+			 size_t size, off_t off)
+{
+	char *buf = malloc(size ? size : 1);
+	sqfs_off_t got = (sqfs_off_t)size;
+	if (!buf) {
+		fuse_reply_err(req, ENOMEM);
+		return;
+	}
+	pthread_mutex_lock(&fs_lock);
+	sqfs_err err = sqfs_read_range(&sfs->ll.fs, &file->inode, off, &got, buf);
+	pthread_mutex_unlock(&fs_lock);
+	if (err != SQFS_OK)
+		fuse_reply_err(req, EIO);
+	else
+		fuse_reply_buf(req, buf, (size_t)got);
+	free(buf);
+}
+
+static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+		    struct fuse_file_info *fi)
+{
+	struct server_fs *sfs = fuse_req_userdata(req);
+	struct open_file *file = (struct open_file *)(uintptr_t)fi->fh;
+	(void)ino;
+	off_t at = verbatim_range(file, sfs->ll.fs.sb.block_size, off, &size);
+	/* Only ever splice from inside the AppImage: a corrupt block table must not become a short
+	 * read, which FUSE would take for the end of the file. squashfuse says EIO instead. */
+	if (at < 0 || at > sfs->image_size - (off_t)size) {
+		read_decoded(req, sfs, file, size, off);
+		return;
+	}
+	struct fuse_bufvec data = FUSE_BUFVEC_INIT(size);
+	data.buf[0].flags = FUSE_BUF_IS_FD | FUSE_BUF_FD_SEEK | FUSE_BUF_FD_RETRY;
+	data.buf[0].fd = sfs->ll.fs.fd;
+	data.buf[0].pos = at;
+	fuse_reply_data(req, &data, 0);
+}
+
+/* Every other operation is squashfuse's own, one at a time. */
+#define LOCKED(call)                                                                              \
+	do {                                                                                      \
+		pthread_mutex_lock(&fs_lock);                                                     \
+		call;                                                                             \
+		pthread_mutex_unlock(&fs_lock);                                                   \
+	} while (0)
+
+static void op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	LOCKED(sqfs_ll_op_getattr(req, ino, fi));
+}
+
+/* The directory inode of ino, if its listing can be read; else the errno to answer. */
+static int directory_of(struct server_fs *sfs, fuse_ino_t ino, sqfs_inode *dir)
+{
+	if (sqfs_ll_inode(&sfs->ll, dir, ino) != SQFS_OK)
+		return ENOENT;
+	if (!S_ISDIR(dir->base.mode))
+		return ENOTDIR;
+	return guard_directory(&sfs->ll.fs, dir) ? 0 : EIO;
+}
+
+/* squashfuse's lookup, guarded: fills out for name in parent, or returns the errno. */
+static int lookup_entry(struct server_fs *sfs, fuse_ino_t parent, const char *name,
+			struct fuse_entry_param *out)
+{
+	sqfs *fs = &sfs->ll.fs;
+	sqfs_inode dir, inode;
+	sqfs_dir_entry entry;
+	bool found = false;
+	int err = directory_of(sfs, parent, &dir);
+	if (err)
+		return err;
+	sqfs_dentry_init(&entry, entry_name);
+	if (sqfs_dir_lookup(fs, &dir, name, strlen(name), &entry, &found) != SQFS_OK)
+		return EIO;
+	if (!found)
+		return ENOENT;
+	if (!guard_inode_ref(fs, sqfs_dentry_inode(&entry)) ||
+	    sqfs_inode_get(fs, &inode, sqfs_dentry_inode(&entry)) != SQFS_OK ||
+	    sqfs_stat(fs, &inode, &out->attr) != SQFS_OK)
+		return EIO;
+	out->ino = sfs->ll.ino_register(&sfs->ll, &entry);
+	out->attr.st_ino = out->ino;
+	out->attr_timeout = out->entry_timeout = FOREVER;
+	return out->ino == SQFS_FUSE_INODE_NONE ? ENOMEM : 0;
+}
+
+static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
+{
+	struct fuse_entry_param entry = {0};
+	pthread_mutex_lock(&fs_lock);
+	int err = lookup_entry(fuse_req_userdata(req), parent, name, &entry);
+	pthread_mutex_unlock(&fs_lock);
+	if (err)
+		fuse_reply_err(req, err);
+	else
+		fuse_reply_entry(req, &entry);
+}
+
+static void op_forget(fuse_req_t req, fuse_ino_t ino, unsigned long nlookup)
+{
+	LOCKED(sqfs_ll_op_forget(req, ino, nlookup));
+}
+
+static void op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	sqfs_inode *dir = malloc(sizeof *dir);
+	pthread_mutex_lock(&fs_lock);
+	int err = dir ? directory_of(fuse_req_userdata(req), ino, dir) : ENOMEM;
+	pthread_mutex_unlock(&fs_lock);
+	if (err) {
+		free(dir);
+		fuse_reply_err(req, err);
+		return;
+	}
+	fi->fh = (uintptr_t)dir;
+	fuse_reply_open(req, fi);
+}
+
+/* Fills buf with the entries of dir from off on, as many as fit; the bytes used, or -errno. */
+static ssize_t list_entries(fuse_req_t req, sqfs *fs, sqfs_inode *dir, char *buf, size_t size,
+			    off_t off)
+{
+	struct server_fs *sfs = fuse_req_userdata(req);
+	struct stat st = {0};
+	sqfs_dir listing;
+	sqfs_dir_entry entry;
+	sqfs_err err = SQFS_OK;
+	size_t used = 0;
+	if (sqfs_dir_open(fs, dir, &listing, off) != SQFS_OK)
+		return -EINVAL;
+	sqfs_dentry_init(&entry, entry_name);
+	while (sqfs_dir_next(fs, &listing, &entry, &err)) {
+		entry_name[sqfs_dentry_name_size(&entry)] = '\0';
+		st.st_ino = sfs->ll.ino_fuse_num(&sfs->ll, &entry);
+		st.st_mode = sqfs_dentry_mode(&entry);
+		size_t need = fuse_add_direntry(req, buf + used, size - used, entry_name, &st,
+						sqfs_dentry_next_offset(&entry));
+		if (need > size - used)
+			break;
+		used += need;
+	}
+	return err == SQFS_OK ? (ssize_t)used : -EIO;
+}
+
+static void op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+		       struct fuse_file_info *fi)
+{
+	struct server_fs *sfs = fuse_req_userdata(req);
+	char *buf = malloc(size ? size : 1);
+	(void)ino;
+	if (!buf) {
+		fuse_reply_err(req, ENOMEM);
+		return;
+	}
+	pthread_mutex_lock(&fs_lock);
+	ssize_t used = list_entries(req, &sfs->ll.fs, (sqfs_inode *)(uintptr_t)fi->fh, buf, size, off);
+	pthread_mutex_unlock(&fs_lock);
+	if (used < 0)
+		fuse_reply_err(req, (int)-used);
+	else
+		fuse_reply_buf(req, buf, (size_t)used);
+	free(buf);
+}
+
+static void op_releasedir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	(void)ino;
+	free((sqfs_inode *)(uintptr_t)fi->fh);
+	fuse_reply_err(req, 0);
+}
+
+static void op_readlink(fuse_req_t req, fuse_ino_t ino)
+{
+	LOCKED(sqfs_ll_op_readlink(req, ino));
+}
+
+static void op_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
+{
+	LOCKED(sqfs_ll_op_listxattr(req, ino, size));
+}
+
+static void op_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t size)
+{
+	LOCKED(sqfs_ll_op_getxattr(req, ino, name, size));
+}
+
+static void op_statfs(fuse_req_t req, fuse_ino_t ino)
+{
+	LOCKED(stfs_ll_op_statfs(req, ino));
+}
+
+/* Splice replies need the capability asked for; symlinks never change, so the kernel may cache them. */
+static void op_init(void *userdata, struct fuse_conn_info *conn)
+{
+	(void)userdata;
+	conn->want |= conn->capable & (FUSE_CAP_SPLICE_WRITE | FUSE_CAP_CACHE_SYMLINKS);
+}
+
+static const struct fuse_lowlevel_ops operations = {
+	.init = op_init, .getattr = op_getattr, .lookup = op_lookup, .forget = op_forget,
+	.opendir = op_opendir, .readdir = op_readdir, .releasedir = op_releasedir,
+	.open = op_open, .read = op_read, .release = op_release, .readlink = op_readlink,
+	.listxattr = op_listxattr, .getxattr = op_getxattr, .statfs = op_statfs,
+};
+
+/* The image as squashfuse sees it; NULL when it cannot be read. */
+struct server_fs *fs_open(const struct image *img)
+{
+	int fd;
+	struct server_fs *sfs = calloc(1, sizeof *sfs);
+	if (!sfs || image_fs_init(img, &sfs->ll.fs, &fd) != SQFS_OK || sqfs_ll_init(&sfs->ll) != SQFS_OK)
+		return NULL;
+	sfs->image_size = img->size;
+	return sfs;
+}
+
+/* A FUSE session serving sfs; options is libfuse's -o string. */
+struct fuse_session *fs_session(struct server_fs *sfs, const char *options)
+{
+	char *argv[] = {"appimage", "-o", (char *)options, NULL};
+	struct fuse_args args = FUSE_ARGS_INIT(3, argv);
+	return fuse_session_new(&args, &operations, sizeof operations, sfs);
+}

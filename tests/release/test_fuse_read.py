@@ -1,0 +1,126 @@
+"""Reading through the runtime's FUSE server gives the source's bytes, at any offset.
+
+Blocks stored uncompressed are answered straight from the AppImage file (release/runtime/fs.c),
+everything else by squashfuse; the reads here cross every border between the two: block edges,
+the tail fragment, holes, compressed blocks, the end of the file. O_DIRECT reads reach the server
+with the exact offset and size asked for; buffered reads come as the kernel's page-aligned
+readahead. A block table that points outside the image is refused with EIO, never spliced.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import random
+import struct
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from release.appimage import elf_end_offset, write_runtime_over
+from release.squashfs import mksquashfs_command
+from test_appimage_format import runtime  # noqa: F401
+from test_runtime import TIMEOUT, tmpdir_env  # noqa: F401
+
+BLOCK = 128 << 10
+UNCOMPRESSED_BIT = 1 << 24
+SUPERBLOCK_BYTES_USED = 40  # offset of bytes_used in the squashfs superblock
+
+
+def noise(size: int, seed: int) -> bytes:
+    return random.Random(seed).randbytes(size)
+
+
+FILES = {  # path in the AppDir -> content
+    "usr/share/models/model.gguf": noise(3 * BLOCK + 1000, 1),        # raw blocks, tail in a fragment
+    "usr/share/models/exact.gguf": noise(4 * BLOCK, 2),               # raw blocks, no fragment
+    "usr/share/models/holes.gguf": noise(BLOCK, 3) + bytes(2 * BLOCK) + noise(BLOCK + 500, 4),  # sparse blocks
+    "usr/share/models/tiny.gguf": noise(100, 5),                      # only a fragment
+    "usr/share/models/empty.gguf": b"",
+    "usr/lib/mixed.bin": b"text " * (BLOCK // 5) + noise(BLOCK, 6) + b"more " * BLOCK,  # compressed and raw
+}
+
+
+@pytest.fixture(scope="module")
+def source(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("read") / "AppDir"
+    for name, data in FILES.items():
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_bytes(data)
+    (root / "AppRun").write_text("#!/bin/sh\n")
+    (root / "AppRun").chmod(0o755)
+    return root
+
+
+def mounted(image: Path, env: dict[str, str]) -> tuple[subprocess.Popen, Path]:
+    process = subprocess.Popen([str(image), "--appimage-mount"], env=env, stdout=subprocess.PIPE, text=True)
+    return process, Path(process.stdout.readline().strip())
+
+
+@pytest.fixture
+def mount_of(tmpdir_env):
+    """mount_of(image) -> its mount point, unmounted after the test."""
+    servers = []
+
+    def mount(image: Path) -> Path:
+        process, point = mounted(image, tmpdir_env)
+        servers.append(process)
+        return point
+
+    yield mount
+    for process in servers:
+        process.terminate()
+        process.wait(timeout=TIMEOUT)
+
+
+def probes(size: int) -> list[tuple[int, int]]:
+    """(offset, length) pairs on and around every block edge, the end, and random ones."""
+    edges = sorted({0, size} | {k * BLOCK + d for k in range(size // BLOCK + 1) for d in (-1, 0, 1)})
+    lengths = (1, 4096, BLOCK - 1, BLOCK, BLOCK + 1, 3 * BLOCK)
+    pairs = [(offset, length) for offset in edges if 0 <= offset <= size + 1 for length in lengths]
+    rng = random.Random(size)
+    return pairs + [(rng.randrange(size + 1), rng.randrange(1, 2 * BLOCK)) for _ in range(50)]
+
+
+@pytest.mark.parametrize("packing", [(), ("-tailends",)])  # mksquashfs's default; tails in fragments
+@pytest.mark.parametrize("how", ["buffered", "direct"])
+def test_every_byte_reads_back_at_any_offset(runtime, source, tmp_path, mount_of, how, packing):
+    point = mount_of(build_with(runtime, source, tmp_path / "Read-x86_64.AppImage", packing))
+    for name, data in FILES.items():
+        fd = os.open(point / name, os.O_RDONLY | (os.O_DIRECT if how == "direct" else 0))
+        try:
+            for offset, length in probes(len(data)):
+                assert os.pread(fd, length, offset) == data[offset:offset + length], (name, offset, length)
+        finally:
+            os.close(fd)
+
+
+def build_with(runtime: Path, appdir: Path, out: Path, options: tuple[str, ...]) -> Path:
+    """build_appimage, with more mksquashfs options."""
+    image = out.with_suffix(".building")
+    subprocess.run([*mksquashfs_command(appdir, image, offset=runtime.stat().st_size), *options],
+                   check=True, capture_output=True)
+    return write_runtime_over(runtime, image, out)
+
+
+def point_blocks_past_the_end(image: Path, name: str) -> None:
+    """Move the start of a file's raw data blocks to just before the end of the image."""
+    data = FILES[name]
+    blocks = struct.pack("<I", len(data)) + struct.pack("<I", UNCOMPRESSED_BIT | BLOCK) * (len(data) // BLOCK)
+    content = image.read_bytes()
+    at = content.index(blocks)  # file_size and block list of its inode; start_block is 12 bytes before
+    bytes_used, = struct.unpack_from("<Q", content, elf_end_offset(image) + SUPERBLOCK_BYTES_USED)
+    with image.open("r+b") as handle:
+        handle.seek(at - 12)
+        handle.write(struct.pack("<I", bytes_used - 4096))
+
+
+def test_blocks_pointing_outside_the_image_read_as_an_error(runtime, source, tmp_path, mount_of):
+    image = build_with(runtime, source, tmp_path / "Bad-x86_64.AppImage", ("-noI",))  # an inode table to edit
+    point_blocks_past_the_end(image, "usr/share/models/model.gguf")
+    point = mount_of(image)
+    with pytest.raises(OSError) as raised:
+        (point / "usr/share/models/model.gguf").read_bytes()
+    assert raised.value.errno == errno.EIO
+    assert (point / "usr/share/models/exact.gguf").read_bytes() == FILES["usr/share/models/exact.gguf"]
