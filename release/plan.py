@@ -6,7 +6,7 @@ on; the runner skips whatever is already up to date, so running a later stage is
 
 from __future__ import annotations
 
-from . import appdir, deps, finalize, freeze, model, package, packagers, sbom, verify_steps
+from . import appdir, delta, deps, finalize, freeze, model, package, packagers, sbom, verify_steps
 from .config import Settings
 from .errors import ConfigError
 from .pipeline import Step
@@ -30,6 +30,7 @@ def release_plan(settings: Settings, *, skip: frozenset[str] = frozenset()) -> l
             ("smoke", verify_steps.CheckStep("smoke", flavor, verify_steps.smoke, agents=False)),
             ("functional", verify_steps.CheckStep("functional", flavor, verify_steps.functional)),
             ("systems", verify_steps.CheckStep("systems", flavor, verify_steps.on_systems)),  # minimal Debian, no Python
+            ("checksums", delta.DeltaStep(flavor)),       # <name>.zsync and <name>.blockmap for updaters
         ]
     plan.append(("checksums", finalize.FinalizeStep(settings.flavors)))  # split oversize, SHA256SUMS, manifest
     return [(stage, step) for stage, step in plan if stage not in skip]
