@@ -40,3 +40,11 @@ class LlamaNotInstalled(LlmError):
     """Printed verbatim (AC-13): packaging tests compare this exact line."""
 
     locatable = False
+
+
+class UpdateError(TeaError):
+    """`tea self-update` cannot update: no update information, an unreachable or inconsistent
+    release, a failed check. The installed AppImage is left as it was."""
+
+    exit_code = 3
+    locatable = False

@@ -1,0 +1,149 @@
+"""A loopback HTTP server for a release directory, with real byte ranges, that misbehaves on cue.
+
+Files are served from `root` by plain name, with `Range: bytes=a-b` / `bytes=a-` answered as
+206 + Content-Range (one range), HEAD, and 404 for anything else. Every body byte sent is counted
+(`bytes_sent`, per file in `sent`), every request recorded, so "fetched only what changed" is an
+equation on the wire. `faults` is consumed one per ranged GET:
+- "drop" sends half the body, then hangs up;
+- "ignore-range" answers 200 with the whole file;
+- "shift" answers the right Content-Range with the bytes one further on (a server off by one);
+- "wrong-range" announces and sends the range one block (64 KiB) further on;
+- "tamper" flips one byte of the body.
+`stall_after`: after that many body bytes in all, the server stops sending and holds the
+connection until `release()` (a download that is killed half-way).
+Used by the tests and the delta benchmark.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+import threading
+from collections import defaultdict, deque
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+PLAIN = re.compile(r"/([A-Za-z0-9][A-Za-z0-9._+-]*)")
+SHIFT = 1 << 16
+
+
+def parse_range(header: str, size: int) -> tuple[int, int] | None:
+    """[start, end] (inclusive) of a single `bytes=` range, None for anything else."""
+    match = re.fullmatch(r"bytes=(\d+)-(\d*)", header.strip())
+    if not match:
+        return None
+    start = int(match[1])
+    end = min(int(match[2]) if match[2] else size - 1, size - 1)
+    return (start, end) if start <= end else None
+
+
+class ReleaseServer:
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+        self.faults: deque[str] = deque()
+        self.requests: list[tuple[str, str, dict]] = []
+        self.sent: dict[str, int] = defaultdict(int)
+        self.stall_after: int | None = None
+        self.stalled = threading.Event()
+        self._go_on = threading.Event()
+        self.lock = threading.Lock()
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), type("Handler", (_Handler,), {"server_state": self}))
+        self.httpd.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/"
+        threading.Thread(target=self.httpd.serve_forever, args=(0.05,), daemon=True).start()
+
+    @property
+    def bytes_sent(self) -> int:
+        return sum(self.sent.values())
+
+    def ranges(self) -> list[str]:
+        return [headers.get("Range", "") for method, _path, headers in self.requests if method == "GET"]
+
+    def release(self) -> None:
+        self._go_on.set()
+
+    def close(self) -> None:
+        self.release()
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+    def __enter__(self) -> ReleaseServer:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server_state: ReleaseServer
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+    def handle(self) -> None:
+        with contextlib.suppress(ConnectionError):  # a client that hangs up on a bad answer
+            super().handle()
+
+    def do_HEAD(self) -> None:
+        self.serve(body=False)
+
+    def do_GET(self) -> None:
+        self.serve(body=True)
+
+    def serve(self, body: bool) -> None:
+        state = self.server_state
+        with state.lock:
+            state.requests.append((self.command, self.path, dict(self.headers)))
+        match = PLAIN.fullmatch(self.path)
+        path = state.root / match[1] if match else None
+        if path is None or not path.is_file():
+            return self.empty(404)
+        send_file(self, path.read_bytes(), body, lambda n: self.count(path.name, n), state)
+
+    def empty(self, status: int) -> None:
+        self.send_response(status)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def count(self, name: str, sent: int) -> None:
+        with self.server_state.lock:
+            self.server_state.sent[name] += sent
+
+
+def send_file(handler: BaseHTTPRequestHandler, data: bytes, body: bool, count, state: ReleaseServer | None = None
+              ) -> None:
+    """Answer a GET/HEAD of `data`, honouring a single Range; faults from `state`, if given."""
+    wanted = parse_range(handler.headers.get("Range", ""), len(data))
+    fault = state.faults.popleft() if state and body and wanted and state.faults else None
+    if wanted is None or fault == "ignore-range":
+        status, (start, end), announced = 200, (0, len(data) - 1), None
+    else:
+        status, (start, end) = 206, wanted
+        if fault == "wrong-range":
+            start, end = min(start + SHIFT, len(data) - 1), min(end + SHIFT, len(data) - 1)
+        announced = f"bytes {start}-{end}/{len(data)}"
+    payload = data[start + (fault == "shift"):end + 1 + (fault == "shift")].ljust(end - start + 1, b"\0")
+    if fault == "tamper" and payload:
+        payload = bytes([payload[0] ^ 0xFF]) + payload[1:]
+    handler.send_response(status)
+    if announced:
+        handler.send_header("Content-Range", announced)
+    handler.send_header("Content-Length", str(end - start + 1))
+    handler.send_header("Accept-Ranges", "bytes")
+    handler.end_headers()
+    if body:
+        _send_body(handler, payload[: len(payload) // 2] if fault == "drop" else payload, count, state)
+        handler.close_connection = fault == "drop"
+
+
+def _send_body(handler: BaseHTTPRequestHandler, payload: bytes, count, state: ReleaseServer | None) -> None:
+    for offset in range(0, len(payload), 1 << 16):
+        chunk = payload[offset:offset + (1 << 16)]
+        if state and state.stall_after is not None and state.bytes_sent + len(chunk) > state.stall_after:
+            state.stalled.set()
+            state._go_on.wait()
+            handler.close_connection = True
+            return
+        handler.wfile.write(chunk)
+        count(len(chunk))
