@@ -1,7 +1,8 @@
 """A loopback HTTP server for a release directory, with real byte ranges, that misbehaves on cue.
 
 Files are served from `root` by plain name, with `Range: bytes=a-b` / `bytes=a-` answered as
-206 + Content-Range (one range), HEAD, and 404 for anything else. Every body byte sent is counted
+206 + Content-Range, several ranges (what zsync asks) as multipart/byteranges, HEAD, and 404 for
+anything else. Every body byte sent is counted
 (`bytes_sent`, per file in `sent`), every request recorded, so "fetched only what changed" is an
 equation on the wire. `faults` is consumed one per ranged GET:
 - "drop" sends half the body, then hangs up;
@@ -27,14 +28,20 @@ PLAIN = re.compile(r"/([A-Za-z0-9][A-Za-z0-9._+-]*)")
 SHIFT = 1 << 16
 
 
-def parse_range(header: str, size: int) -> tuple[int, int] | None:
-    """[start, end] (inclusive) of a single `bytes=` range, None for anything else."""
-    match = re.fullmatch(r"bytes=(\d+)-(\d*)", header.strip())
-    if not match:
-        return None
-    start = int(match[1])
-    end = min(int(match[2]) if match[2] else size - 1, size - 1)
-    return (start, end) if start <= end else None
+def parse_ranges(header: str, size: int) -> list[tuple[int, int]]:
+    """[start, end] (inclusive) of each range of a `bytes=` header; [] for none or anything malformed."""
+    if not header.startswith("bytes="):
+        return []
+    found = []
+    for spec in header[len("bytes="):].split(","):
+        match = re.fullmatch(r"(\d+)-(\d*)", spec.strip())
+        if not match:
+            return []
+        start, end = int(match[1]), min(int(match[2]) if match[2] else size - 1, size - 1)
+        if start > end:
+            return []
+        found.append((start, end))
+    return found
 
 
 class ReleaseServer:
@@ -113,13 +120,15 @@ class _Handler(BaseHTTPRequestHandler):
 
 def send_file(handler: BaseHTTPRequestHandler, data: bytes, body: bool, count, state: ReleaseServer | None = None
               ) -> None:
-    """Answer a GET/HEAD of `data`, honouring a single Range; faults from `state`, if given."""
-    wanted = parse_range(handler.headers.get("Range", ""), len(data))
+    """Answer a GET/HEAD of `data`, honouring Range; faults (for single ranges) from `state`, if given."""
+    wanted = parse_ranges(handler.headers.get("Range", ""), len(data))
+    if len(wanted) > 1:
+        return _send_multipart(handler, data, wanted, body, count)
     fault = state.faults.popleft() if state and body and wanted and state.faults else None
-    if wanted is None or fault == "ignore-range":
+    if not wanted or fault == "ignore-range":
         status, (start, end), announced = 200, (0, len(data) - 1), None
     else:
-        status, (start, end) = 206, wanted
+        status, (start, end) = 206, wanted[0]
         if fault == "wrong-range":
             start, end = min(start + SHIFT, len(data) - 1), min(end + SHIFT, len(data) - 1)
         announced = f"bytes {start}-{end}/{len(data)}"
@@ -134,7 +143,23 @@ def send_file(handler: BaseHTTPRequestHandler, data: bytes, body: bool, count, s
     handler.end_headers()
     if body:
         _send_body(handler, payload[: len(payload) // 2] if fault == "drop" else payload, count, state)
-        handler.close_connection = fault == "drop"
+        if fault == "drop":
+            handler.close_connection = True
+
+
+def _send_multipart(handler: BaseHTTPRequestHandler, data: bytes, wanted: list[tuple[int, int]], body: bool,
+                    count) -> None:
+    boundary = "tea-release-test-boundary"
+    # Apache's form: CRLF before each delimiter (zsync reads a blank line, then the delimiter)
+    payload = b"".join(f"\r\n--{boundary}\r\nContent-Type: application/octet-stream\r\n"
+                       f"Content-Range: bytes {start}-{end}/{len(data)}\r\n\r\n".encode() + data[start:end + 1]
+                       for start, end in wanted) + f"\r\n--{boundary}--\r\n".encode()
+    handler.send_response(206)
+    handler.send_header("Content-Type", f"multipart/byteranges; boundary={boundary}")
+    handler.send_header("Content-Length", str(len(payload)))
+    handler.end_headers()
+    if body:
+        _send_body(handler, payload, count, None)
 
 
 def _send_body(handler: BaseHTTPRequestHandler, payload: bytes, count, state: ReleaseServer | None) -> None:

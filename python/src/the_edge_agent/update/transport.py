@@ -27,8 +27,8 @@ from ..errors import UpdateError
 from ..version import package_version
 
 CHUNK = 1 << 20
-CA_BUNDLES = ("/etc/ssl/certs/ca-certificates.crt", "/etc/pki/tls/certs/ca-bundle.crt",
-              "/etc/ssl/ca-bundle.pem", "/etc/ssl/cert.pem")
+CA_BUNDLES = ("/etc/ssl/certs/ca-certificates.crt", "/etc/pki/tls/certs/ca-bundle.crt", "/etc/pki/tls/cacert.pem",
+              "/etc/ssl/ca-bundle.pem", "/etc/ssl/cert.pem", "/usr/local/share/certs/ca-root-nss.crt")
 RETRYABLE = (urllib.error.URLError, http.client.HTTPException, ConnectionError, TimeoutError)
 
 
