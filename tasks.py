@@ -74,11 +74,14 @@ functional = check_task("functional", "Run the example agents through the AppIma
             "sums": "SHA256SUMS path or URL the artifact must match",
             "systems": "also run it in minimal Debian systems without Python (default: on)",
             "keyring": "the publisher's public key (file): SHA256SUMS.asc and the AppImage's embedded "
-                       "signature must verify against it"})
+                       "signature must verify against it",
+            "update_from": "an older AppImage: its `tea self-update` (and zsync, for a URL) must turn a copy of it "
+                           "into exactly this one"})
 @commands.one_line_errors
-def test_appimage(c, source, sums=None, systems=True, keyring=None):
+def test_appimage(c, source, sums=None, systems=True, keyring=None, update_from=None):
     """Is this downloaded AppImage good? Verify checksum (and signatures), then smoke, functional, minimal systems."""
-    commands.test_downloaded(source, sums=sums, systems=systems, keyring=Path(keyring) if keyring else None)
+    commands.test_downloaded(source, sums=sums, systems=systems, keyring=Path(keyring) if keyring else None,
+                             update_from=Path(update_from) if update_from else None)
 
 
 @task(help={"merge": "SHA256SUMS files to combine (repeatable)", "out": "where to write the result",

@@ -106,7 +106,8 @@ class _Handler(BaseHTTPRequestHandler):
         path = state.root / match[1] if match else None
         if path is None or not path.is_file():
             return self.empty(404)
-        send_file(self, path.read_bytes(), body, lambda n: self.count(path.name, n), state)
+        with path.open("rb") as handle:
+            send_file(self, FileBytes(handle, path.stat().st_size), body, lambda n: self.count(path.name, n), state)
 
     def empty(self, status: int) -> None:
         self.send_response(status)
@@ -118,9 +119,38 @@ class _Handler(BaseHTTPRequestHandler):
             self.server_state.sent[name] += sent
 
 
-def send_file(handler: BaseHTTPRequestHandler, data: bytes, body: bool, count, state: ReleaseServer | None = None
-              ) -> None:
-    """Answer a GET/HEAD of `data`, honouring Range; faults (for single ranges) from `state`, if given."""
+class FileBytes:
+    """A file's bytes, sliced like `bytes` (`data[a:b]`) without reading the rest (multi-GB files)."""
+
+    def __init__(self, handle, size: int) -> None:
+        self.handle, self.size = handle, size
+
+    def __len__(self) -> int:
+        return self.size
+
+    def __getitem__(self, span: slice) -> bytes:
+        start, stop, _ = span.indices(self.size)
+        self.handle.seek(start)
+        return self.handle.read(max(0, stop - start))
+
+
+class Window:
+    """bytes [start, stop) of `data`, sliced lazily."""
+
+    def __init__(self, data, start: int, stop: int) -> None:
+        self.data, self.start, self.stop = data, start, stop
+
+    def __len__(self) -> int:
+        return self.stop - self.start
+
+    def __getitem__(self, span: slice) -> bytes:
+        low, high, _ = span.indices(len(self))
+        return self.data[self.start + low:self.start + high]
+
+
+def send_file(handler: BaseHTTPRequestHandler, data, body: bool, count, state: ReleaseServer | None = None) -> None:
+    """Answer a GET/HEAD of `data` (bytes or FileBytes), honouring Range; faults (for single ranges)
+    from `state`, if given."""
     wanted = parse_ranges(handler.headers.get("Range", ""), len(data))
     if len(wanted) > 1:
         return _send_multipart(handler, data, wanted, body, count)
@@ -132,9 +162,11 @@ def send_file(handler: BaseHTTPRequestHandler, data: bytes, body: bool, count, s
         if fault == "wrong-range":
             start, end = min(start + SHIFT, len(data) - 1), min(end + SHIFT, len(data) - 1)
         announced = f"bytes {start}-{end}/{len(data)}"
-    payload = data[start + (fault == "shift"):end + 1 + (fault == "shift")].ljust(end - start + 1, b"\0")
-    if fault == "tamper" and payload:
-        payload = bytes([payload[0] ^ 0xFF]) + payload[1:]
+    payload = Window(data, start, end + 1)
+    if fault == "shift":
+        payload = data[start + 1:end + 2].ljust(end - start + 1, b"\0")
+    elif fault == "tamper":
+        payload = bytes([data[start:start + 1][0] ^ 0xFF]) + data[start + 1:end + 1]
     handler.send_response(status)
     if announced:
         handler.send_header("Content-Range", announced)
@@ -162,13 +194,14 @@ def _send_multipart(handler: BaseHTTPRequestHandler, data: bytes, wanted: list[t
         _send_body(handler, payload, count, None)
 
 
-def _send_body(handler: BaseHTTPRequestHandler, payload: bytes, count, state: ReleaseServer | None) -> None:
-    for offset in range(0, len(payload), 1 << 16):
-        chunk = payload[offset:offset + (1 << 16)]
-        if state and state.stall_after is not None and state.bytes_sent + len(chunk) > state.stall_after:
-            state.stalled.set()
-            state._go_on.wait()
-            handler.close_connection = True
-            return
-        handler.wfile.write(chunk)
-        count(len(chunk))
+def _send_body(handler: BaseHTTPRequestHandler, payload, count, state: ReleaseServer | None) -> None:
+    for offset in range(0, len(payload), 1 << 20):
+        chunk = payload[offset:offset + (1 << 20)]
+        for piece in (chunk[at:at + (1 << 16)] for at in range(0, len(chunk), 1 << 16)):
+            if state and state.stall_after is not None and state.bytes_sent + len(piece) > state.stall_after:
+                state.stalled.set()
+                state._go_on.wait()
+                handler.close_connection = True
+                return
+            handler.wfile.write(piece)
+            count(len(piece))
