@@ -64,6 +64,7 @@ def sort_lines(tree: Path, priorities: Sequence[tuple[str, int]]) -> list[str]:
     files inherit its priority. Paths with white space are left out (the sort file cannot name them)."""
     lines = []
     for directory, subdirectories, files in os.walk(tree):
+        subdirectories.sort()
         for name in sorted(subdirectories + files):
             relative = (Path(directory) / name).relative_to(tree).as_posix()
             priority = next((value for pattern, value in priorities if fnmatchcase(relative, pattern)), None)
