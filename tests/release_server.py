@@ -11,7 +11,8 @@ equation on the wire. `faults` is consumed one per ranged GET:
 - "wrong-range" announces and sends the range one block (64 KiB) further on;
 - "tamper" flips one byte of the body.
 `stall_after`: after that many body bytes in all, the server stops sending and holds the
-connection until `release()` (a download that is killed half-way).
+connection until `release()` (a download that is killed half-way). `rate` (bytes per second)
+paces every answer like a slower link.
 Used by the tests and the delta benchmark.
 """
 
@@ -20,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import re
 import threading
+import time
 from collections import defaultdict, deque
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -51,6 +53,7 @@ class ReleaseServer:
         self.requests: list[tuple[str, str, dict]] = []
         self.sent: dict[str, int] = defaultdict(int)
         self.stall_after: int | None = None
+        self.rate: float | None = None
         self.stalled = threading.Event()
         self._go_on = threading.Event()
         self.lock = threading.Lock()
@@ -195,6 +198,7 @@ def _send_multipart(handler: BaseHTTPRequestHandler, data: bytes, wanted: list[t
 
 
 def _send_body(handler: BaseHTTPRequestHandler, payload, count, state: ReleaseServer | None) -> None:
+    started, sent = time.monotonic(), 0
     for offset in range(0, len(payload), 1 << 20):
         chunk = payload[offset:offset + (1 << 20)]
         for piece in (chunk[at:at + (1 << 16)] for at in range(0, len(chunk), 1 << 16)):
@@ -203,5 +207,8 @@ def _send_body(handler: BaseHTTPRequestHandler, payload, count, state: ReleaseSe
                 state._go_on.wait()
                 handler.close_connection = True
                 return
+            if state and state.rate:
+                time.sleep(max(0.0, started + sent / state.rate - time.monotonic()))
             handler.wfile.write(piece)
+            sent += len(piece)
             count(len(piece))

@@ -445,3 +445,74 @@ def test_names_from_the_release_cannot_leave_its_directory(pair, tmp_path):
         done = update(old, server)
     assert done.returncode == 3 and "bad part name" in done.stderr, done.stderr
     assert not (tmp_path / "evil").exists()
+
+
+def test_sha256sums_and_block_map_must_agree_about_the_whole_file(pair, tmp_path):
+    old, new = pair
+    served = publish(new, tmp_path / "served")
+    blockmap_file = served / delta.blockmap_path(new).name
+    true = BlockMap.from_json(blockmap_file.read_text())
+    blockmap_file.write_text(BlockMap(true.name, true.size, "0" * 64, true.digests).to_json())
+    names = [line.split()[1] for line in (served / "SHA256SUMS").read_text().splitlines()]
+    checksums.write_sums(served, names)
+    sums = (served / "SHA256SUMS").read_text().replace(sha256(new), sha256(new))
+    assert sha256(new) in sums
+    with ReleaseServer(served) as server:
+        done = update(old, server)
+    assert done.returncode == 3 and "disagree about its sha256" in done.stderr, done.stderr
+    assert server.sent[NEW] == 0
+
+
+def test_every_part_must_be_listed_in_sha256sums(pair, tmp_path):
+    old, new = pair
+    served = publish(new, tmp_path / "served", cap=new.stat().st_size // 2 + 1)
+    kept = [line for line in (served / "SHA256SUMS").read_text().splitlines() if not line.endswith(".part02")]
+    (served / "SHA256SUMS").write_text("\n".join(kept) + "\n")
+    with ReleaseServer(served) as server:
+        done = update(old, server)
+    assert done.returncode == 3 and "lists neither" in done.stderr, done.stderr
+
+
+def test_a_name_in_sha256sums_cannot_lead_out_of_the_release(pair, tmp_path):
+    """A pattern's `*` matches `/`: the name it picks is still refused unless it is a plain name."""
+    old, new = pair
+    served = publish(new, tmp_path / "served")
+    sums = (served / "SHA256SUMS").read_text().replace(f"  {NEW}.zsync", "  tea-python-llm-0/../../x-x86_64.AppImage.zsync")
+    (served / "SHA256SUMS").write_text(sums)
+    done = update(old, served)
+    assert done.returncode == 3 and "only plain file names" in done.stderr, done.stderr
+
+
+def test_a_second_updater_waits_for_the_first(pair, tmp_path):
+    import fcntl
+
+    old, new = pair
+    served = publish(new, tmp_path / "served")
+    partial = old.parent / f".{OLD}.{sha256(new)[:16]}.update"
+    with partial.open("wb") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        done = update(old, served)
+    assert done.returncode == 3 and "another `tea self-update` is updating" in done.stderr, done.stderr
+    assert sha256(old) != sha256(new)
+
+
+def test_partials_of_another_release_are_removed_and_nothing_else(pair, tmp_path):
+    old, new = pair
+    stale = old.parent / f".{OLD}.{'ab' * 8}.update"
+    stale.write_bytes(b"an older attempt")
+    unrelated = [old.parent / ".notes.update", old.parent / f".{OLD}.backup"]
+    for path in unrelated:
+        path.write_text("mine")
+    done = update(old, publish(new, tmp_path / "served"))
+    assert done.returncode == 0, done.stderr
+    assert not stale.exists() and all(path.read_text() == "mine" for path in unrelated)
+
+
+def test_oversized_release_files_are_refused(pair, tmp_path):
+    old, new = pair
+    served = publish(new, tmp_path / "served")
+    with (served / "SHA256SUMS").open("a") as sums:
+        sums.write(("0" * 64 + "  padding\n") * 20000)
+    with ReleaseServer(served) as server:
+        done = update(old, server)
+    assert done.returncode == 3 and "larger than the 1048576 bytes expected" in done.stderr, done.stderr
