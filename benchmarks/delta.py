@@ -1,7 +1,7 @@
 """Benchmark: a delta update from release N to N+1 with only tea's code changed, over loopback
 (goal: at most 5% of the LLM AppImage's bytes transferred).
 
-    python benchmarks/delta.py [--runs 3] [--mbit 100] [--scratch DIR] [--keep]
+    python benchmarks/delta.py [--runs 3] [--mbit 100] [--scratch DIR] [--keep | --reuse DIR]
 
 Both releases are built from fresh clones of this repository's HEAD (`git clone`); N+1 changes one
 line of tea's code (a string `tea --help` prints). Each is the LLM flavor with the 270M model and
@@ -40,6 +40,8 @@ GOAL = 0.05
 
 
 def clone(target: Path, edit: bool) -> Path:
+    if target.is_dir():  # --reuse: the release in it is rebuilt incrementally (nothing, if nothing changed)
+        return target
     subprocess.run(["git", "clone", "--quiet", str(REPO), str(target)], check=True)
     if edit:
         path = target / EDITED
@@ -121,12 +123,13 @@ def main() -> None:
     parser.add_argument("--mbit", type=float, default=100, help="also measure with the server paced to this (0: skip)")
     parser.add_argument("--scratch", type=Path, help="where the clones and builds go (default: the temp dir)")
     parser.add_argument("--keep", action="store_true", help="keep the clones and their releases")
+    parser.add_argument("--reuse", type=Path, metavar="DIR", help="the clones a --keep run kept (not deleted)")
     args = parser.parse_args()
-    scratch = Path(tempfile.mkdtemp(prefix="tea-delta-bench-", dir=args.scratch))
+    scratch = args.reuse or Path(tempfile.mkdtemp(prefix="tea-delta-bench-", dir=args.scratch))
     try:
         run(scratch, args.runs, args.mbit)
     finally:
-        if args.keep:
+        if args.keep or args.reuse:
             print(f"kept {scratch}")
         else:
             shutil.rmtree(scratch, ignore_errors=True)

@@ -426,7 +426,7 @@ def test_unsupported_update_information_is_one_line(runtime, tmp_path, info):
 
 def test_not_an_appimage_or_not_in_one(tmp_path):
     plain = tmp_path / "plain"
-    plain.write_bytes(b"\x7fELF" + bytes(100))
+    plain.write_bytes(b"\x7fELF\x02\x01" + bytes(100))  # a valid ELF class and order, no AppImage magic
     done = run_tea("self-update", "--appimage", plain)
     assert done.returncode == 3 and "is not a type-2 AppImage" in done.stderr
     outside = run_tea("self-update", env={"APPIMAGE": ""})
@@ -516,3 +516,28 @@ def test_oversized_release_files_are_refused(pair, tmp_path):
     with ReleaseServer(served) as server:
         done = update(old, server)
     assert done.returncode == 3 and "larger than the 1048576 bytes expected" in done.stderr, done.stderr
+
+
+def test_one_good_signature_does_not_excuse_a_bad_one_beside_it(runtime, tmp_path, signing_key):
+    old, new = signed_pair(runtime, tmp_path, signing_key)
+    served = publish(new, tmp_path / "served", key=signing_key)
+    other = tmp_path / "other"
+    other.write_text("other data\n")
+    binary = [subprocess.run(["gpg", "--dearmor"], input=path.read_bytes(), capture_output=True, check=True).stdout
+              for path in (served / "SHA256SUMS.asc", signing.sign_sums(other, signing_key))]
+    (served / "SHA256SUMS.asc").write_bytes(binary[0] + binary[1])
+    done = update(old, served)
+    assert done.returncode == 3 and "BAD signature" in done.stderr, done.stderr
+
+
+def test_parts_that_do_not_add_up_to_the_file_are_refused(pair, tmp_path):
+    old, new = pair
+    served = publish(new, tmp_path / "served", cap=new.stat().st_size // 2 + 1)
+    blockmap_file = served / delta.blockmap_path(new).name
+    true = BlockMap.from_json(blockmap_file.read_text())
+    short = (type(true.parts[0])(true.parts[0].name, true.parts[0].size - 1), *true.parts[1:])
+    blockmap_file.write_text(BlockMap(true.name, true.size, true.sha256, true.digests, short).to_json())
+    names = [line.split()[1] for line in (served / "SHA256SUMS").read_text().splitlines()]
+    checksums.write_sums(served, names)
+    done = update(old, served)
+    assert done.returncode == 3 and "parts do not add up" in done.stderr, done.stderr

@@ -73,16 +73,29 @@ def test_padding_refuses_an_elf_whose_table_is_not_at_its_end(runtime, tmp_path)
 # --- the squashfs layout -------------------------------------------------------------------------
 
 
-def tea_appdir(root: Path, tea: bytes, record: str = "a\n") -> Path:
-    """The shape of the real AppDir: a model, stable libraries, the frozen tea, tea's package files."""
+SMALL_STABLE = [os.urandom(1500) for _ in range(120)]  # enough to fill fragment blocks on their own
+SOURCES = [os.urandom(1500) for _ in range(100)]      # tea's package files: small, in fragments too
+OTHER = os.urandom(200_000)
+
+
+def tea_appdir(root: Path, tea: bytes, edited: bool = False) -> Path:
+    """The shape of the real AppDir: a model, stable libraries and small files, the frozen tea, tea's
+    package files and metadata; `edited`: one of tea's sources and its RECORD changed (a new line)."""
     make_appdir(root, MODEL)
     internal = root / "usr/bin/_internal"
-    for index, library in enumerate(LIBRARIES):
-        (internal / f"lib{index}.so").parent.mkdir(parents=True, exist_ok=True)
-        (internal / f"lib{index}.so").write_bytes(library)
-    (internal / "the_edge_agent-0.1.0.dist-info").mkdir()
-    (internal / "the_edge_agent-0.1.0.dist-info/RECORD").write_text(record)
+    files = {f"lib{index}.so": library for index, library in enumerate(LIBRARIES)}
+    files.update({f"zstable/{index}.py": data for index, data in enumerate(SMALL_STABLE)})
+    files.update({f"the_edge_agent/m{index}.py": data for index, data in enumerate(SOURCES)})
+    files["the_edge_agent-0.1.0.dist-info/RECORD"] = b"a\n"
+    if edited:
+        files["the_edge_agent/m10.py"] = SOURCES[10] + b"# a new line\n"
+        files["the_edge_agent-0.1.0.dist-info/RECORD"] = b"a, with another hash\n"
+    for name, data in files.items():
+        (internal / name).parent.mkdir(parents=True, exist_ok=True)
+        (internal / name).write_bytes(data)
     (root / "usr/bin/tea").write_bytes(tea)
+    (root / "usr/share/zz").mkdir()
+    (root / "usr/share/zz/other.bin").write_bytes(OTHER)  # after the model in directory order
     (root / "tea.desktop").write_text("[Desktop Entry]\n")
     return root
 
@@ -93,6 +106,7 @@ def test_sort_lines_name_what_matches_and_let_directories_speak_for_their_files(
     assert sort_lines(root, layout.LAYOUT) == [
         "tea.desktop -2",
         "usr/bin/tea -1",
+        "usr/bin/_internal/the_edge_agent -2",
         "usr/bin/_internal/the_edge_agent-0.1.0.dist-info -2",
         "usr/share/models/x.gguf 32767",
     ]
@@ -105,21 +119,26 @@ def package(runtime: Path, appdir: Path, out: Path, priorities=layout.LAYOUT) ->
 
 
 def test_a_code_change_leaves_the_model_and_every_stable_byte_in_place(runtime, tmp_path):
-    tea = os.urandom(600_000) * 2
+    tea = os.urandom(600_000) * 2  # incompressible: its bytes can be found in the image
     old = package(runtime, tea_appdir(tmp_path / "old", tea), tmp_path / "old.AppImage")
-    new = package(runtime, tea_appdir(tmp_path / "new", tea[:500_000] + b"x" + tea[500_000:], "b\n"),
+    new = package(runtime, tea_appdir(tmp_path / "new", tea[:500_000] + b"x" + tea[500_000:], edited=True),
                   tmp_path / "new.AppImage")
-    model_at = old.read_bytes().find(MODEL[:4096])
+    def offsets(path: Path) -> list[int]:  # the model, the stable files (incompressible: found raw), tea
+        data = path.read_bytes()
+        return [data.find(content[:4096]) for content in (MODEL, *LIBRARIES, OTHER, tea)]
+
+    *stable, tea_at = offsets(old)
+    model_at = stable[0]
     assert runtime.stat().st_size < model_at < runtime.stat().st_size + 4096  # first, after the superblock
-    assert new.read_bytes().find(MODEL[:4096]) == model_at
+    assert offsets(new) == [*stable, tea_at] and max(stable) < tea_at  # every stable byte before tea
     before, after = blocks(old), blocks(new)
     differing = [index for index, digest in enumerate(after) if index >= len(before) or before[index] != digest]
-    first_after_stable = (model_at + len(MODEL) + 6 * 200_000) // BLOCK_SIZE  # model, then the libraries
     head = [index for index in differing if index * BLOCK_SIZE < model_at]
-    # the runtime's .sqfs_sha256 and the superblock (sizes, table offsets) change; nothing else before the tail
+    # the runtime's .sqfs_sha256 and the superblock (sizes, table offsets) change; then nothing before
+    # the changed byte of tea: its sources and metadata come after it, the fragments they fill too
     assert head == [runtime.stat().st_size // BLOCK_SIZE - 1, runtime.stat().st_size // BLOCK_SIZE]
-    assert all(index >= first_after_stable for index in differing[2:]), differing
-    assert len(differing) <= 2 + -(-(len(tea) // 2 + 64 * 1024) // BLOCK_SIZE) + 2
+    assert min(differing[2:]) == (tea_at + 500_000) // BLOCK_SIZE, differing
+    assert len(differing) - 2 <= (len(after) * BLOCK_SIZE - tea_at - 500_000) // BLOCK_SIZE + 1
 
 
 def test_without_the_layout_the_same_change_shifts_everything_after_the_executable(runtime, tmp_path):
@@ -234,7 +253,7 @@ def test_delta_and_checksums_steps_list_publish_and_serve_the_update_files(runti
 def test_debians_zsync_client_fetches_only_what_changed(runtime, tmp_path):
     tea = os.urandom(600_000) * 2
     old = package(runtime, tea_appdir(tmp_path / "old", tea), tmp_path / "old/x.AppImage")
-    new = package(runtime, tea_appdir(tmp_path / "new", tea[:500_000] + b"x" + tea[500_000:], "b\n"),
+    new = package(runtime, tea_appdir(tmp_path / "new", tea[:500_000] + b"x" + tea[500_000:], edited=True),
                   tmp_path / "dist/x.AppImage")
     delta.write_zsync(new)
     with ReleaseServer(new.parent) as server:

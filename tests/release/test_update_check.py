@@ -27,7 +27,9 @@ def new(tmp_path) -> Path:
 
 
 def test_an_update_that_reproduces_the_new_file_passes_and_old_is_untouched(tmp_path, new):
-    old = stand_in(tmp_path / "old.AppImage", f'cp {new} "$0.tmp" && mv "$0.tmp" "$0"\necho "tea: updated" >&2\n')
+    # like tea self-update: the real file behind the path is replaced by rename
+    old = stand_in(tmp_path / "old.AppImage", f'target=$(readlink -f "$0")\ncp {new} "$target.tmp" && mv "$target.tmp" '
+                                              f'"$target"\necho "tea: updated" >&2\n')
     before = old.read_bytes()
     update_check.check_update(old, new, str(new.parent), whole_published=False, work=tmp_path / "work")
     assert old.read_bytes() == before
