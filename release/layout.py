@@ -2,10 +2,10 @@
 
 mksquashfs writes file data in directory order, so in the 270M LLM AppImage the model sat after
 the 50 MB onedir, and one changed line of tea's code shifted every byte after tea's executable:
-84% of the 64 KiB blocks differed (measured; README "Delta updates"). With `-sort` priorities
+85% of the 64 KiB blocks differed (benchmarks/delta.py's two releases). With `-sort` priorities
 (LAYOUT) the model comes first, right after the superblock, and tea's own code last — the
 executable that holds its bytecode, then its small package files and the version-stamped desktop
-metadata, which share the last fragment blocks: 0.9% of the blocks differ, all at the end. The
+metadata, which fill the last fragment blocks: 0.4% of the blocks differ, all at the end. The
 runtime is padded to a multiple of 64 KiB (appimage.pad_elf), so even a new runtime leaves the
 model's blocks on the grid of the block map.
 
