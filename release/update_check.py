@@ -11,25 +11,15 @@ seed): what AppImageUpdate does.
 
 from __future__ import annotations
 
-import os
 import shutil
 from pathlib import Path
 
 from . import log, proc
+from .appdir import link_or_copy
 from .artifact_source import is_url
 from .delta import zsync_path
 from .download import sha256_file
 from .errors import VerifyError
-
-
-def linked_copy(path: Path, target: Path) -> Path:
-    target.parent.mkdir(parents=True, exist_ok=True)
-    target.unlink(missing_ok=True)
-    try:
-        os.link(path, target)
-    except OSError:
-        shutil.copy2(path, target)
-    return target
 
 
 def same_bytes(path: Path, expected: str, how: str) -> None:
@@ -40,7 +30,8 @@ def same_bytes(path: Path, expected: str, how: str) -> None:
 
 def self_update(old: Path, release: str, expected: str, work: Path) -> str:
     """Run OLD's `tea self-update` on a copy; its summary line."""
-    copy = linked_copy(old, work / "self-update" / old.name)
+    copy = work / "self-update" / old.name
+    link_or_copy(old, copy)
     done = proc.run([copy, "self-update", "--release", release], what=f"{old.name} self-update", timeout=3600,
                     check=False, error=VerifyError)
     lines = done.stderr.strip().splitlines() or ["(no output)"]
