@@ -20,6 +20,7 @@ class Kind(str, Enum):
     MODEL = "model"          # the verified GGUF in the download cache
     PACKAGER = "packager"    # the builtin packager's static runtime, or the external tool (extra: name)
     VENV = "venv"            # a build virtualenv (one per flavor)
+    SWIPL = "swipl"          # SWI-Prolog's prefix in the build dir (extra: version, debian_version, suite)
     SOURCE_APP = "source-app"  # the_edge_agent installed for one build: the unfrozen reference
     ONEDIR = "onedir"        # PyInstaller's frozen tea
     APPDIR = "appdir"        # the tree that becomes the AppImage's filesystem
@@ -29,6 +30,7 @@ class Kind(str, Enum):
     SBOM = "sbom"            # dist/<name>.AppImage.cdx.json, the CycloneDX SBOM of one AppImage
     ZSYNC = "zsync"          # dist/<name>.AppImage.zsync, for zsync clients (AppImageUpdate)
     BLOCKMAP = "blockmap"    # dist/<name>.AppImage.blockmap, for `tea self-update`
+    REPORT = "report"        # what a check found, as JSON (extra: check), e.g. the functional answer
     CHECKSUMS = "checksums"  # dist/SHA256SUMS
     SIGNATURE = "signature"  # dist/SHA256SUMS.asc, when the run has a signing key
     MANIFEST = "manifest"    # dist/manifest.json
@@ -64,13 +66,15 @@ class Registry:
         self._items.append(artifact)
         return artifact
 
-    def all(self, kind: Kind | None = None, flavor: str | None = None) -> list[Artifact]:
+    def all(self, kind: Kind | None = None, flavor: str | None = None, **extra: object) -> list[Artifact]:
+        """Artifacts of this kind and flavor whose `extra` holds the given values."""
         return [a for a in self._items
-                if (kind is None or a.kind == kind) and (flavor is None or a.flavor == flavor)]
+                if (kind is None or a.kind == kind) and (flavor is None or a.flavor == flavor)
+                and all(a.extra.get(key) == value for key, value in extra.items())]
 
-    def get(self, kind: Kind, flavor: str | None = None) -> Artifact:
+    def get(self, kind: Kind, flavor: str | None = None, **extra: object) -> Artifact:
         """The one artifact of this kind (and flavor); a missing one names the stage that makes it."""
-        found = self.all(kind, flavor)
+        found = self.all(kind, flavor, **extra)
         if len(found) != 1:
             which = f"{kind.value}" + (f" of flavor {flavor}" if flavor else "")
             raise BuildError(f"expected one {which} artifact in this run, found {len(found)}: "

@@ -101,24 +101,45 @@ def is_llm_appimage(path: Path, entry: dict) -> bool:
     return entry.get("flavor", "python-llm" if "-llm-" in path.name else "python") == "python-llm"
 
 
+def has_prolog(entry: dict) -> bool:
+    """Whether the AppImage bundles SWI-Prolog: its manifest says; without a record, every flavor does."""
+    return entry.get("swi_prolog", "unknown") is not None
+
+
 def check_appimage(path: Path, *, smoke: bool = True, functional: bool = True, systems: bool = False,
-                   cache_dir: Path | None = None) -> None:
+                   cache_dir: Path | None = None, cpus: list[str] | None = None) -> None:
     from . import rootfs
     from . import systems as minimal_systems
 
     check_runnable_appimage(path)
     entry, version = manifest_record(path)
     llm = is_llm_appimage(path, entry)
+    if cpus and not llm:
+        raise ConfigError(f"--cpus checks the llama.cpp CPU variants: {path.name} has none (give the LLM AppImage)")
     model_filename = (entry.get("model") or {}).get("filename") if llm else None
     if smoke:
         log.info(f"smoke {path.name}: {verify.smoke(path, version)}")
     if functional:
-        result = verify.functional_llm(path, model_filename) if llm else verify.functional_plain(path)
+        prolog = has_prolog(entry)
+        result = (verify.functional_llm(path, model_filename, prolog=prolog) if llm
+                  else verify.functional_plain(path, prolog=prolog))
         log.info(f"functional {path.name}: {result}")
+        if cpus:
+            emulated_cpus(path, cpus, result["answer"])
     if systems:
         tarball = rootfs.ensure_rootfs(cache_dir or config.default_cache_dir(), arch=audit.elf_machine(path))
-        checked = minimal_systems.check_in_rootfs(tarball, path, version, model_filename=model_filename)
+        checked = minimal_systems.check_in_rootfs(tarball, path, version, model_filename=model_filename,
+                                                  prolog=has_prolog(entry))
         log.info(f"minimal systems {path.name}: {', '.join(checked)}")
+
+
+def emulated_cpus(path: Path, cpus: list[str], reference: str) -> None:
+    """On each of `cpus` (qemu-user models) the variant ggml picks there must answer like on this host."""
+    from . import variant_proof
+
+    with tempfile.TemporaryDirectory(prefix="tea-cpus-") as workdir:
+        record = variant_proof.prove_appimage(path, cpus, reference, Path(workdir))
+    log.info(f"emulated CPUs {path.name}: {variant_proof.describe_proof(record)}")
 
 
 def remove_outputs(build_dir: Path, dist_dir: Path, cache_dir: Path | None) -> None:
@@ -129,7 +150,7 @@ def remove_outputs(build_dir: Path, dist_dir: Path, cache_dir: Path | None) -> N
 
 
 def test_downloaded(source: str, *, sums: str | None, systems: bool, keyring: Path | None = None,
-                    update_from: Path | None = None) -> None:
+                    cpus: str | None = None, update_from: Path | None = None) -> None:
     """Fetch (if a URL), verify against SHA256SUMS/manifest (refuse on any mismatch) — and with a
     keyring the signatures of SHA256SUMS and of the AppImage — then check it; with `update_from`,
     check that updating that older AppImage gives exactly this one."""
@@ -147,7 +168,7 @@ def test_downloaded(source: str, *, sums: str | None, systems: bool, keyring: Pa
         if keyring is not None:
             log.info(f"{path.name}: embedded signature by {signing.verify_appimage(path, keyring)}")
         check_sbom_beside(path)
-        check_appimage(path, systems=systems, cache_dir=cache_dir)
+        check_appimage(path, systems=systems, cache_dir=cache_dir, cpus=sorted(split_list(cpus)))
         if update_from is not None:
             release = artifact_source.split_spec(source, None)[0]
             whole = path.name in checksums_module.read_sums(Path(workdir) / "SHA256SUMS") \

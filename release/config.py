@@ -40,6 +40,7 @@ class Flavor:
     name: str
     appimage_template: str
     llm: bool
+    prolog: bool = False  # SWI-Prolog and janus-swi bundled
 
     def appimage_name(self, version: str, arch: str) -> str:
         return self.appimage_template.format(version=version, arch=arch)
@@ -76,6 +77,16 @@ class PythonPins:
 
 
 @dataclass(frozen=True)
+class SwiplPins:
+    """SWI-Prolog for `language: prolog` nodes: which Debian source package, and how it is built."""
+
+    source: str
+    suite: str
+    minimum: str
+    cmake_args: tuple[str, ...]
+
+
+@dataclass(frozen=True)
 class Tool:
     """An external packaging tool, one pinned download per arch."""
 
@@ -100,6 +111,14 @@ class CrossPins:
 
 
 @dataclass(frozen=True)
+class VariantProofPins:
+    """[variant_proof]: emulated CPU models per arch, and the small model emulated runs use."""
+
+    cpus: dict[str, tuple[str, ...]]
+    emulated_model: str | None
+
+
+@dataclass(frozen=True)
 class Pins:
     """Everything release.toml says, validated."""
 
@@ -109,9 +128,11 @@ class Pins:
     flavors: dict[str, Flavor]
     models: dict[str, Model]
     python: PythonPins
+    swipl: SwiplPins
     apt_packages: tuple[str, ...]
     tools: dict[str, Tool]
     cross: dict[str, CrossPins]
+    variant_proof: VariantProofPins
     update_information: str = ""  # template: {appimage} is the flavor's file name as a glob
 
     def flavor_selection(self, requested: str) -> tuple[Flavor, ...]:
@@ -244,6 +265,11 @@ class _Table:
         return value
 
 
+def _flavor(name: str, table: _Table) -> Flavor:
+    table.allow("appimage", "llm", "prolog")
+    return Flavor(name, table.text("appimage"), table.flag("llm"), table.flag("prolog"))
+
+
 def _model(name: str, table: _Table) -> Model:
     table.allow("filename", "revision", "urls", "sha256", "size", "token_env", "python_package", "python_module",
                 "license", "license_url")
@@ -296,22 +322,32 @@ def parse_pins(data: dict) -> Pins:
     """release.toml as typed pins; ConfigError naming the key for anything malformed."""
     top = _Table(data, "")
     release, python, apt = top.table("release"), top.table("python"), top.table("apt")
-    flavors = {name: Flavor(name, t.text("appimage"), t.flag("llm")) for name, t in top.subtables("flavors").items()}
+    flavors = {name: _flavor(name, t) for name, t in top.subtables("flavors").items()}
+    swipl = top.table("swipl").allow("source", "suite", "minimum", "cmake_args")
     models = {name: _model(name, t) for name, t in top.subtables("models").items()}
     pins = Pins(
         default_model=release.text("default_model"), default_flavor=release.text("default_flavor"),
         asset_size_cap=release.integer("asset_size_cap"), flavors=flavors, models=models,
         python=PythonPins(python.strings("requirements"), python.text("llama_cpp_python"),
                           python.strings("llama_cmake_args")),
+        swipl=SwiplPins(swipl.text("source"), swipl.text("suite"), swipl.text("minimum"), swipl.strings("cmake_args")),
         apt_packages=apt.strings("packages"),
         tools=parse_tools(data.get("tools", {})),
         cross={arch: CrossPins(t.strings("toolchain"), t.strings("build_root_packages"),
                                t.strings("drop_cpu_variants", ()))
                for arch, t in top.subtables("cross").items()},
+        variant_proof=_variant_proof(_Table(data.get("variant_proof", {}), "variant_proof")),
         update_information=_update_information(release))
     pins.model(pins.default_model)
     pins.flavor_selection(pins.default_flavor)
+    if pins.variant_proof.emulated_model:
+        pins.model(pins.variant_proof.emulated_model)
     return pins
+
+
+def _variant_proof(table: _Table) -> VariantProofPins:
+    cpus = {arch: table.strings(arch) for arch, value in table.data.items() if arch != "emulated_model"}
+    return VariantProofPins(cpus, table.text("emulated_model", "") or None)
 
 
 def load_pins(path: Path = PINS_FILE) -> Pins:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from . import checksums, provenance, reassemble, signing, split
+from . import checksums, provenance, reassemble, signing, split, verify_steps
 from .artifacts import Artifact, Kind
 from .config import PINS_FILE, REPO, Flavor, Settings
 from .pipeline import BaseStep, Context
@@ -24,7 +24,8 @@ def artifact_record(ctx: Context, appimage: Artifact) -> dict:
     record = {"name": appimage.path.name, "kind": "appimage", "arch": ctx.settings.arch, "flavor": flavor,
               "size": appimage.extra["size"], "sha256": appimage.digest, "packager": appimage.extra["packager"],
               "unsigned_sha256": appimage.extra["unsigned_sha256"], "signed_by": appimage.extra["signed_by"],
-              "min_glibc": ctx.artifacts.get(Kind.APPDIR, flavor).extra["min_glibc"], "model": None}
+              "min_glibc": ctx.artifacts.get(Kind.APPDIR, flavor).extra["min_glibc"], "model": None,
+              "swi_prolog": ctx.artifacts.get(Kind.ONEDIR, flavor).extra.get("swi_prolog")}
     sbom = ctx.artifacts.get(Kind.SBOM, flavor)
     record["sbom"] = {"name": sbom.path.name, "sha256": sbom.digest, "format": "CycloneDX 1.6 JSON"}
     for kind in (Kind.ZSYNC, Kind.BLOCKMAP):
@@ -34,6 +35,7 @@ def artifact_record(ctx: Context, appimage: Artifact) -> dict:
         model = ctx.settings.model
         record["model"] = {"name": model.name, "filename": model.filename,
                            "sha256": ctx.artifacts.get(Kind.MODEL).digest, "source": model.source}
+        record["cpu_variants"] = verify_steps.read_report(ctx, "variant-proof", flavor)  # proven where, or not
     parts = split.split_if_needed(appimage.path, ctx.settings.asset_size_cap)
     for part in parts:
         ctx.register(Kind.PART, appimage.path.with_name(part.name), flavor=flavor, digest=part.sha256)
@@ -72,7 +74,7 @@ class FinalizeStep(BaseStep):
 
     def __init__(self, flavors: tuple[Flavor, ...]) -> None:
         self.after = tuple(f"{kind}-{flavor.name}" for flavor in flavors
-                           for kind in ("appimage", "sbom", "delta", "smoke", "functional", "systems"))
+                           for kind in ("appimage", "sbom", "delta", "smoke", "functional", "variant-proof", "systems"))
 
     def inputs(self, ctx: Context) -> dict:
         key = ctx.settings.signing_key

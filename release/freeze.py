@@ -1,5 +1,9 @@
 """The freeze step: PyInstaller onedir build of `tea` (onedir starts ~10x faster than onefile).
 
+For flavors with Prolog, janus-swi is compiled against the build's SWI-Prolog and installed next
+to the app; PyInstaller bundles it with libswipl, and SWI-Prolog's home (boot file, library,
+foreign modules) goes into the bundle as `swipl/`, where tea points SWI_HOME_DIR.
+
 For the LLM flavor the portable llama.cpp CPU variants (`libggml-cpu-*.so`, installed by the wheel
 outside the llama_cpp package) are bundled next to libllama, and byte-identical copies of a
 library under several names (wheels carry no symlinks) become symlinks to the soname copy, so
@@ -17,14 +21,15 @@ from pathlib import Path
 from elftools.elf.dynamic import DynamicSection
 from elftools.elf.elffile import ELFFile
 
-from . import cross, deps, proc
+from . import cross, deps, proc, swipl
 from .config import REPO, Flavor, Settings
 from .errors import VerifyError
-from .artifacts import Kind
+from .artifacts import Artifact, Kind
 from .pipeline import BaseStep, Context
 
 APP_SOURCE = REPO / "python"
 ENTRY_SCRIPT = "from the_edge_agent.cli import main\n\nraise SystemExit(main())\n"
+SWIPL_HOME = "swipl"  # the_edge_agent.prolog.BUNDLED_HOME
 VARIANT_GLOB = "libggml-cpu-*.so"
 
 
@@ -42,18 +47,25 @@ def source_tea(settings: Settings, flavor: Flavor) -> tuple[list[str], dict[str,
     if cross.is_cross(settings):
         return cross.source_tea(settings, flavor)
     command = [str(deps.venv_bin(settings, flavor, "python")), "-c", ENTRY_SCRIPT]
-    return command, {"PYTHONPATH": str(app_dir(settings, flavor))}
+    prolog = swipl.environment(swipl.prefix_dir(settings)) if swipl.bundled(settings, flavor) else {}
+    return command, {"PYTHONPATH": str(app_dir(settings, flavor)), **prolog}
 
 
 def site_packages(venv: Path) -> Path:
     return next((venv / "lib").glob("python3*/site-packages"))
 
 
-def pyinstaller_args(flavor: Flavor, work: Path, venv: Path) -> list[str]:
+def pyinstaller_args(flavor: Flavor, work: Path, venv: Path, swipl_prefix: Path | None = None) -> list[str]:
     args = ["--noconfirm", "--clean", "--onedir", "--name", "tea",
             "--distpath", str(work / "dist"), "--workpath", str(work / "work"), "--specpath", str(work),
             "--collect-all", "the_edge_agent", "--copy-metadata", "the_edge_agent",
             "--exclude-module", "tkinter"]
+    if swipl_prefix is not None:
+        args += ["--collect-all", "janus_swi"]
+        args += [arg for source, dest in swipl.runtime_data(swipl_prefix, SWIPL_HOME)
+                 for arg in ("--add-data", f"{source}:{dest}")]
+    else:
+        args += ["--exclude-module", "janus_swi"]
     if flavor.llm:
         args += ["--collect-all", "llama_cpp"]
         variants = sorted((site_packages(venv) / "bin").glob(VARIANT_GLOB))
@@ -96,10 +108,16 @@ def dedupe_shared_libs(root: Path) -> int:
 
 
 def strip_own_libraries(root: Path, strip: str = "strip") -> int:
-    """Strip the llama.cpp libraries we compiled. Not PyInstaller's --strip: it also strips the
-    patchelf-edited libraries vendored by manylinux wheels (numpy's OpenBLAS), which corrupts them
-    ("ELF load command address/offset not page-aligned")."""
-    libraries = [p for p in (root / "_internal" / "llama_cpp" / "lib").glob("*.so*") if not p.is_symlink()]
+    """Strip the llama.cpp libraries and the janus-swi extension we compiled, and drop the extension's
+    RUNPATH (a directory of the build machine: the bundle's libswipl is found like every bundled
+    library). Not PyInstaller's --strip: it also strips the patchelf-edited libraries vendored by
+    manylinux wheels (numpy's OpenBLAS), which corrupts them ("ELF load command address/offset not
+    page-aligned")."""
+    internal = root / "_internal"
+    janus = sorted((internal / "janus_swi").glob("_swipl*.so"))
+    libraries = [p for p in (internal / "llama_cpp" / "lib").glob("*.so*") if not p.is_symlink()] + janus
+    if janus:
+        proc.run(["patchelf", "--remove-rpath", *janus], what="patchelf --remove-rpath")
     if libraries:
         proc.run([strip, "--strip-unneeded", *libraries], what="strip")
     return len(libraries)
@@ -119,32 +137,41 @@ class FreezeStep(BaseStep):
     def __init__(self, flavor: Flavor) -> None:
         self.flavor = flavor
         self.name = f"freeze-{flavor.name}"
-        self.after = (f"venv-{flavor.name}",)
+        self.after = (f"venv-{flavor.name}",) + (("swipl",) if flavor.prolog else ())
 
     def inputs(self, ctx: Context) -> dict:
         return {"app": APP_SOURCE / "src", "pyproject": APP_SOURCE / "pyproject.toml", "version": ctx.settings.version}
 
     def run(self, ctx: Context) -> dict:
         settings, flavor = ctx.settings, self.flavor
+        prolog = ctx.artifacts.get(Kind.SWIPL) if swipl.bundled(settings, flavor) else None
         result = (cross.freeze_in_build_root(settings, flavor) if cross.is_cross(settings)
-                  else self.freeze_here(settings, flavor))
+                  else self.freeze_here(settings, flavor, prolog))
         ctx.register(Kind.SOURCE_APP, app_dir(settings, flavor), flavor=flavor.name)
-        ctx.register(Kind.ONEDIR, onedir(settings, flavor), flavor=flavor.name)
+        ctx.register(Kind.ONEDIR, onedir(settings, flavor), flavor=flavor.name,
+                     swi_prolog=dict(prolog.extra) if prolog else None)
         return result
 
-    def freeze_here(self, settings: Settings, flavor: Flavor) -> dict:
+    def freeze_here(self, settings: Settings, flavor: Flavor, prolog: Artifact | None) -> dict:
         venv, pip = deps.venv_dir(settings, flavor), deps.venv_bin(settings, flavor, "pip")
         work = onedir(settings, flavor).parent.parent
         for stale in (work, app_dir(settings, flavor)):
             shutil.rmtree(stale, ignore_errors=True)
         work.mkdir(parents=True)
         # No build isolation: the venv's own setuptools builds it, so this works offline too.
-        proc.run([pip, "install", "-q", "--no-deps", "--no-build-isolation", "--no-compile",
-                  "--target", app_dir(settings, flavor), APP_SOURCE],
-                 what="installing the_edge_agent for the build")
+        install = [pip, "install", "-q", "--no-deps", "--no-build-isolation", "--no-compile",
+                   "--target", app_dir(settings, flavor)]
+        proc.run([*install, APP_SOURCE], what="installing the_edge_agent for the build")
+        if prolog is not None:
+            python = proc.run([deps.venv_bin(settings, flavor, "python"), "-c", "import sys; print(sys.version)"],
+                              what="the build venv's Python").stdout.strip()
+            proc.run([*install, swipl.ensure_janus_wheel(settings, prolog.path, prolog.extra["tarball"], pip, python)],
+                     what="installing janus-swi for the build")
         entry = work / "tea_entry.py"
         entry.write_text(ENTRY_SCRIPT)
-        proc.run([deps.venv_bin(settings, flavor, "pyinstaller"), *pyinstaller_args(flavor, work, venv), entry],
+        swipl_prefix = prolog.path if prolog else None
+        proc.run([deps.venv_bin(settings, flavor, "pyinstaller"), *pyinstaller_args(flavor, work, venv, swipl_prefix),
+                  entry],
                  what="PyInstaller", stream=True,
                  env={"PYTHONHASHSEED": "0", "SOURCE_DATE_EPOCH": "0", **source_tea(settings, flavor)[1]})
         deduped = dedupe_shared_libs(onedir(settings, flavor))

@@ -92,10 +92,20 @@ class GnuPG:
         return fingerprints[0]
 
 
+# sun_path holds 108 bytes; gpg-agent's longest socket name is "S.gpg-agent.browser".
+_SOCKET_PATH_MAX = 107 - len("/tea-gpg-12345678/S.gpg-agent.browser")
+
+
+def _socket_safe_temp_dir() -> str:
+    """The temp dir, unless its path is too long for the agent's sockets (then /tmp; mkdtemp is 0700)."""
+    temp = tempfile.gettempdir()
+    return temp if len(os.fsencode(temp)) <= _SOCKET_PATH_MAX else "/tmp"
+
+
 @contextlib.contextmanager
 def gnupg(error: type[Exception] = BuildError) -> Iterator[GnuPG]:
-    """A GnuPG home under the system temp dir (short: the agent's socket lives in it)."""
-    home = Path(tempfile.mkdtemp(prefix="tea-gpg-"))
+    """A throwaway GnuPG home; the agent's sockets live in it, so its path must stay short."""
+    home = Path(tempfile.mkdtemp(prefix="tea-gpg-", dir=_socket_safe_temp_dir()))
     try:
         yield GnuPG(home, error)
     finally:

@@ -6,7 +6,7 @@ on; the runner skips whatever is already up to date, so running a later stage is
 
 from __future__ import annotations
 
-from . import appdir, delta, deps, finalize, freeze, model, package, packagers, sbom, verify_steps
+from . import appdir, delta, deps, finalize, freeze, model, package, packagers, sbom, swipl, variant_proof, verify_steps
 from .config import Settings
 from .errors import ConfigError
 from .pipeline import Step
@@ -18,6 +18,7 @@ def release_plan(settings: Settings, *, skip: frozenset[str] = frozenset()) -> l
     plan: list[tuple[str, Step]] = [
         ("deps", deps.SystemPackagesStep()),             # apt packages (or the command to run)
         ("deps", packagers.PackagerStep()),              # pick packager; compile the builtin runtime
+        ("deps", swipl.SwiplStep()),                     # SWI-Prolog for Prolog nodes (built once, cached)
         ("model", model.ModelStep()),                    # verified GGUF in the download cache
     ]
     for flavor in settings.flavors:
@@ -29,6 +30,7 @@ def release_plan(settings: Settings, *, skip: frozenset[str] = frozenset()) -> l
             ("appimage", sbom.SbomStep(flavor)),         # dist/<name>.AppImage.cdx.json (CycloneDX)
             ("smoke", verify_steps.CheckStep("smoke", flavor, verify_steps.smoke, agents=False)),
             ("functional", verify_steps.CheckStep("functional", flavor, verify_steps.functional)),
+            *([("functional", variant_proof.VariantProofStep(flavor))] if flavor.llm else []),  # each CPU variant
             ("systems", verify_steps.CheckStep("systems", flavor, verify_steps.on_systems)),  # minimal Debian, no Python
             ("checksums", delta.DeltaStep(flavor)),       # <name>.zsync and <name>.blockmap for updaters
         ]

@@ -27,10 +27,14 @@ from .errors import BuildError
 DEFAULT_LEVELS = {"zstd": 3, "gzip": 9, "xz": None, "lz4": None, "lzo": None}
 
 
+EARLIEST_TIME = 1  # SWI-Prolog takes a library file dated 0 for one never loaded and reloads it forever
+
+
 def source_date_epoch() -> int:
-    """The fixed timestamp for every file and the image: SOURCE_DATE_EPOCH, else 0."""
+    """The fixed timestamp for every file and the image: SOURCE_DATE_EPOCH, else (and never below)
+    1970-01-01 00:00:01."""
     try:
-        return int(os.environ.get("SOURCE_DATE_EPOCH", "0"))
+        return max(int(os.environ.get("SOURCE_DATE_EPOCH", EARLIEST_TIME)), EARLIEST_TIME)
     except ValueError:
         raise BuildError("SOURCE_DATE_EPOCH must be an integer (seconds since 1970)") from None
 

@@ -1,5 +1,6 @@
 """Checks of a built or downloaded AppImage: smoke (it starts) and functional (it runs every agent of
-examples/ and gets the expected state; the LLM ones on its bundled model).
+examples/ and gets the expected state; the LLM ones on its bundled model, the Prolog ones on its
+bundled SWI-Prolog).
 
 Every check runs the AppImage twice — through FUSE and with `--appimage-extract-and-run` — in a
 scrubbed environment (no TEA_MODEL_PATH, no APPDIR), so the bundled model must be found by the
@@ -60,6 +61,13 @@ PLAIN_EXAMPLES = (
     Example(EXAMPLES / "parallel.yaml", {"text": "Edge agents run anywhere"},
             {"report": "4 words, 21 letters, initials EARA", "branches": ["count_letters", "count_words", "initials"]}),
 )
+PROLOG_EXAMPLES = (
+    Example(EXAMPLES / "prolog" / "simple-prolog-agent.yaml", {"value": 21},
+            {"doubled": 42, "result": 52, "category": "medium"}),
+    Example(EXAMPLES / "prolog" / "neurosymbolic.yaml", {"ticket": "Please refund the double charge", "received_hour": 20},
+            {"category": "billing", "decision": "auto_reply", "respond_within_hours": 12,
+             "summary": "billing ticket (0.90): auto_reply within 12 h, because routine request"}),
+)
 LLM_EXAMPLES = (
     LlmExample(LOCAL_CHAT, QUESTION, lambda state: state),
     LlmExample(EXAMPLES / "llm" / "hello-world.yaml", {}, _chat_result),
@@ -102,15 +110,30 @@ def smoke(appimage: Path, version: str) -> dict[str, float]:
     return seconds
 
 
-def run_agent(command: list[str], agent: Path, inputs: dict, *, env: dict[str, str] | None = None) -> dict:
+def run_agent(command: list[str], agent: Path, inputs: dict, *, env: dict[str, str] | None = None,
+              silent: bool = False) -> dict:
+    """The final state; with `silent`, a run that writes anything to stderr (it has --quiet) fails."""
     done = run_tea(command, ["run", str(agent), "--input", json.dumps(inputs), "--quiet"], env=env)
-    output = expect(done, f"{' '.join(command)} run {agent.name}")
+    what = f"{' '.join(command)} run {agent.name}"
+    state = final_state(done, what)
+    if silent and done.stderr.strip():
+        raise VerifyError(f"{what} --quiet wrote to stderr: {done.stderr.strip().splitlines()[0][:200]!r}")
+    return state
+
+
+def final_state(done: subprocess.CompletedProcess, what: str) -> dict:
+    """The JSON object a successful `tea run` prints; VerifyError naming `what` otherwise."""
+    return parse_state(expect(done, what), what)
+
+
+def parse_state(output: str, what: str) -> dict:
+    """The final state `tea run` printed."""
     try:
         state = json.loads(output)
     except ValueError:
-        raise VerifyError(f"run {agent.name} printed no JSON final state: {output[:200]!r}") from None
+        raise VerifyError(f"{what} printed no JSON final state: {output[:200]!r}") from None
     if not isinstance(state, dict):
-        raise VerifyError(f"run {agent.name}: final state is not a JSON object: {output[:200]!r}")
+        raise VerifyError(f"{what}: final state is not a JSON object: {output[:200]!r}")
     return state
 
 
@@ -128,25 +151,31 @@ def check_llm_state(state: dict, model_filename: str | None, where: str) -> None
         raise VerifyError(f"{where}: " + "; ".join(problems))
 
 
-def check_plain_examples(command: list[str], where: str) -> list[str]:
-    """Every non-LLM example gives its expected final state; returns the names checked."""
-    for example in PLAIN_EXAMPLES:
-        state = run_agent(command, example.path, example.inputs)
-        wrong = {key: state.get(key) for key, value in example.expected.items() if state.get(key) != value}
-        if wrong:
-            raise VerifyError(f"{where}: {example.path.name} gave {wrong}, expected "
-                              f"{ {key: example.expected[key] for key in wrong} }")
-    return [example.path.name for example in PLAIN_EXAMPLES]
+def check_state(state: dict, example: Example, where: str) -> None:
+    """The example's final state has the expected values."""
+    wrong = {key: state.get(key) for key, value in example.expected.items() if state.get(key) != value}
+    if wrong:
+        raise VerifyError(f"{where}: {example.path.name} gave {wrong}, expected "
+                          f"{ {key: example.expected[key] for key in wrong} }")
+
+
+def check_plain_examples(command: list[str], where: str, *, prolog: bool) -> list[str]:
+    """Every non-LLM example (and with `prolog` every Prolog one) gives its expected final state;
+    returns the names checked."""
+    examples = PLAIN_EXAMPLES + (PROLOG_EXAMPLES if prolog else ())
+    for example in examples:
+        check_state(run_agent(command, example.path, example.inputs, silent=True), example, where)
+    return [example.path.name for example in examples]
 
 
 def functional_llm(appimage: Path, model_filename: str | None, reference: list[str] | None = None,
-                   reference_env: dict[str, str] | None = None) -> dict:
+                   reference_env: dict[str, str] | None = None, *, prolog: bool = True) -> dict:
     """Every example runs; the LLM ones answer from the bundled model, identically in every mode and,
     at temperature 0, identically to the source-installed tea on the same model (the freeze changed nothing)."""
     answers: dict[str, dict[str, str]] = {example.path.name: {} for example in LLM_EXAMPLES}
     for mode in MODES:
         command, where = appimage_command(appimage, mode), f"{appimage.name} ({mode})"
-        checked = check_plain_examples(command, where)
+        checked = check_plain_examples(command, where, prolog=prolog)
         for example in LLM_EXAMPLES:
             reply = example.reply(run_agent(command, example.path, example.inputs))
             check_llm_state(reply, model_filename, f"{where} {example.path.name}")
@@ -163,11 +192,11 @@ def functional_llm(appimage: Path, model_filename: str | None, reference: list[s
             "checked": checked + [example.path.name for example in LLM_EXAMPLES]}
 
 
-def functional_plain(appimage: Path) -> dict:
+def functional_plain(appimage: Path, *, prolog: bool = True) -> dict:
     """The plain flavor runs the non-LLM examples and refuses the LLM ones with the documented hint."""
     for mode in MODES:
         command, where = appimage_command(appimage, mode), f"{appimage.name} ({mode})"
-        checked = check_plain_examples(command, where)
+        checked = check_plain_examples(command, where, prolog=prolog)
         for example in LLM_EXAMPLES:
             done = run_tea(command, ["run", str(example.path), "--input", json.dumps(example.inputs)])
             if done.returncode == 0 or INSTALL_HINT not in done.stderr:

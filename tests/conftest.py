@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
+PLANTED_VARIANT_SOURCE = Path(__file__).with_name("planted_variant.c")
 GEMMA_270M_SHA256 = "a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818"
 GEMMA_270M_FILENAME = "gemma-3-270m-q4_k_m.gguf"
 
@@ -92,3 +93,26 @@ def signing_key(throwaway_key):
 @pytest.fixture(scope="session")
 def public_keyring(throwaway_key) -> Path:
     return throwaway_key[1]
+
+
+@pytest.fixture(scope="session")
+def planted_variant(tmp_path_factory) -> Path:
+    """libggml-cpu-planted.so, built here with gcc: it outscores every real CPU variant and dies with
+    SIGILL as soon as ggml initialises it (see planted_variant.c)."""
+    library = tmp_path_factory.mktemp("planted") / "libggml-cpu-planted.so"
+    subprocess.run(["gcc", "-shared", "-fPIC", "-O2", "-o", str(library), str(PLANTED_VARIANT_SOURCE)], check=True)
+    return library
+
+
+@pytest.fixture
+def variant_dir(tmp_path):
+    """Make a variant directory: links to the real `libggml-cpu-*.so` in `real`, plus `extra` libraries."""
+
+    def make(real: Path, *extra: Path, name: str = "variants") -> Path:
+        target = tmp_path / name
+        target.mkdir()
+        for library in [*real.glob("libggml-cpu-*.so"), *extra]:
+            (target / library.name).symlink_to(library.resolve())
+        return target
+
+    return make

@@ -11,8 +11,9 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from pathlib import Path
 
-from release import config, deps, log, plan, proc
+from release import config, deps, log, plan, proc, swipl
 from release.artifacts import Kind
 from release.commands import run_pipeline
 from release.config import REPO
@@ -20,18 +21,21 @@ from release.config import REPO
 TEST_MODEL = "gemma-3-270m"
 
 
-def install_app_for_tests(settings: config.Settings) -> dict[str, str]:
-    """Install the app (editable, with the portable llama wheel) here, and build the offline
-    wheelhouse from which tests make a second environment without llama-cpp-python."""
+def install_app_for_tests(settings: config.Settings, prolog: Path) -> dict[str, str]:
+    """Install the app (editable, with the portable llama wheel, and janus-swi compiled against the
+    release's SWI-Prolog) here, and build the offline wheelhouse from which tests make a second
+    environment without llama-cpp-python and janus-swi."""
     llm_flavor = next(f for f in settings.flavors if f.llm)
     wheel = deps.ensure_llama_wheel(settings, deps.venv_bin(settings, llm_flavor, "pip"))
     pip = [sys.executable, "-m", "pip"]
     with proc.logging_to(settings.arch_dir / "logs" / "test-setup.log"):
         proc.run([*pip, "install", "-q", wheel, "-e", f"{REPO / 'python'}[dev]",
                   "-r", REPO / "requirements-dev.txt"], what="installing the app for the tests")
+        swipl.install_janus(prolog, [*pip, "install", "-q", "--no-deps"])
         wheelhouse = settings.build_dir / "test-wheelhouse"
         proc.run([*pip, "wheel", "-q", "-w", wheelhouse, REPO / "python"], what="building the test wheelhouse")
-    return {"TEA_TEST_WHEELHOUSE": str(wheelhouse)}
+    # The relocated build's compiled-in home does not exist: say where it is, as its users would.
+    return {"TEA_TEST_WHEELHOUSE": str(wheelhouse), "SWI_HOME_DIR": swipl.environment(prolog)["SWI_HOME_DIR"]}
 
 
 def run_test_suite(*, fast: bool, pytest_args: str) -> int:
@@ -42,8 +46,8 @@ def run_test_suite(*, fast: bool, pytest_args: str) -> int:
         env.update(TEA_TEST_MODEL=str(ctx.artifacts.get(Kind.MODEL).path), TEA_TEST_DIST=str(settings.dist_dir),
                    TEA_TEST_BUILD=str(settings.build_dir), TEA_TEST_CACHE=str(settings.cache_dir))
     else:
-        run_pipeline(settings, "deps")
-    env.update(install_app_for_tests(settings))
+        ctx = run_pipeline(settings, "deps")
+    env.update(install_app_for_tests(settings, ctx.artifacts.get(Kind.SWIPL).path))
     command = [sys.executable, "-m", "pytest", "-n", "2", "--dist", "loadgroup", *(["-m", "not slow"] if fast else []), *pytest_args.split()]
     log.info("running: " + " ".join(command))
     return subprocess.run(command, cwd=REPO, env=env).returncode

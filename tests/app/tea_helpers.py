@@ -7,7 +7,9 @@ import json
 import os
 import subprocess
 import sys
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, ClassVar
 
 import pytest
 
@@ -15,6 +17,8 @@ REPO = Path(__file__).resolve().parents[2]
 EXAMPLES = REPO / "examples"
 TEA = Path(sys.executable).parent / "tea"
 INSTALL_HINT = "llama-cpp-python not installed. Install with: pip install the_edge_agent[llm-local]"
+PROLOG_INSTALL_HINT = ("Prolog support is not installed (janus-swi and SWI-Prolog 9.1 or newer). "
+                       "Install with: pip install the_edge_agent[prolog]")
 
 needs_llama = pytest.mark.skipif(
     importlib.util.find_spec("llama_cpp") is None,
@@ -43,3 +47,23 @@ def assert_one_line_error(result: subprocess.CompletedProcess[str], *fragments: 
     for fragment in fragments:
         assert fragment in lines[0]
     return lines[0]
+
+
+@dataclass(frozen=True)
+class AgentCase:
+    """One agent of a suite, its input and the part of the final state it promises; a suite's
+    subclass says where its agents are (AGENTS)."""
+
+    AGENTS: ClassVar[Path]
+    id: str
+    agent: str
+    inputs: dict[str, Any]
+    expected: dict[str, Any]
+    absent: tuple[str, ...] = ()
+    args: tuple[str, ...] = field(default=())
+    #: load warnings the agent is expected to have (ignored edges, an action this tea lacks)
+    warnings: int = 0
+
+    @property
+    def path(self) -> Path:
+        return self.AGENTS / self.agent

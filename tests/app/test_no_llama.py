@@ -1,4 +1,5 @@
-"""AC-13: in a real environment without llama-cpp-python, everything but local LLM calls works."""
+"""AC-13: in a real environment without llama-cpp-python, everything but local LLM calls works; without
+janus-swi (SWI-Prolog's binding), everything but Prolog nodes works, and those say how to get it."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tea_helpers import EXAMPLES, INSTALL_HINT, final_state, run_tea
+from tea_helpers import EXAMPLES, INSTALL_HINT, PROLOG_INSTALL_HINT, final_state, run_tea
 
 pytestmark = pytest.mark.slow
 
@@ -44,8 +45,9 @@ def bare_tea(tmp_path_factory):
         venv = root / "venv"
         if not (venv / "bin" / "tea").exists():
             build_bare_venv(root, Path(wheelhouse))
-    check = subprocess.run([venv / "bin" / "python", "-c", "import llama_cpp"], capture_output=True)
-    assert check.returncode != 0, "llama_cpp must not be importable in the bare environment"
+    for module in ("llama_cpp", "janus_swi"):
+        check = subprocess.run([venv / "bin" / "python", "-c", f"import {module}"], capture_output=True)
+        assert check.returncode != 0, f"{module} must not be importable in the bare environment"
     return venv / "bin" / "tea"
 
 
@@ -74,3 +76,14 @@ def test_auto_backend_names_both_options(bare_tea, write_agent, monkeypatch):
 
 def test_models_says_llama_is_missing(bare_tea):
     assert "llama-cpp-python: not installed" in run_tea("models", tea=bare_tea).stdout
+
+
+def test_prolog_node_prints_the_install_hint(bare_tea, write_agent):
+    agent = write_agent("nodes:\n  - name: reason\n    language: prolog\n    run: return(answer, 42).\n")
+    result = run_tea("run", "--quiet", agent, tea=bare_tea)
+    assert (result.returncode, result.stdout) == (1, "")
+    assert result.stderr == f"{agent}:2: node 'reason': {PROLOG_INSTALL_HINT}\n"
+
+
+def test_a_prolog_agent_still_validates(bare_tea):
+    assert run_tea("validate", EXAMPLES / "prolog" / "neurosymbolic.yaml", tea=bare_tea).returncode == 0

@@ -4,33 +4,18 @@ on its bundled model."""
 
 from __future__ import annotations
 
-import importlib.util
 import os
-import sys
 from pathlib import Path
 
 import pytest
 
+from app_modules import APP_TESTS, load
+
 pytestmark = pytest.mark.slow
-APP_TESTS = Path(__file__).resolve().parents[1] / "app"
-
-
-def _load(path: Path):
-    """The compat suite's modules, imported from their files (tests/ is not a package)."""
-    spec = importlib.util.spec_from_file_location(f"compat_{path.stem}", path)
-    module = importlib.util.module_from_spec(spec)
-    sys.path[:0] = [str(path.parent), str(APP_TESTS)]
-    try:
-        spec.loader.exec_module(module)
-    finally:
-        del sys.path[:2]
-    return module
-
-
-language = _load(APP_TESTS / "compat" / "test_compat_language.py")
-llm = _load(APP_TESTS / "compat" / "test_compat_llm.py")
-helpers = _load(APP_TESTS / "tea_helpers.py")
-gguf_metadata = _load(APP_TESTS / "gguf_metadata.py")
+language = load(APP_TESTS / "compat" / "test_compat_language.py")
+llm = load(APP_TESTS / "compat" / "test_compat_llm.py")
+helpers = load(APP_TESTS / "tea_helpers.py")
+gguf_metadata = load(APP_TESTS / "gguf_metadata.py")
 FROZEN_SUBSET = {"run_globals", "run_without_return", "run_imports_stdlib", "steps", "while_loop",
                  "uses_with_output", "goto_loop_gives_up", "when_all_forms_true", "when_all_forms_false",
                  "edge_condition_when_false", "two_matching_edges_first_wins", "parallel_fan_in", "templates",

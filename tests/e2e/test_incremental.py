@@ -31,8 +31,10 @@ CASES = {
     "python/pyproject.toml": [f"freeze-{f}" for f in BOTH],
     "release/assets/AppRun": [f"appdir-{f}" for f in BOTH],                      # an AppDir input
     "release/runtime/main.c": ["packager"],                                      # the C runtime
-    "release/cross.py": ["system-packages", "packager"] + [f"venv-{f}" for f in BOTH]
-    + [f"freeze-{f}" for f in BOTH],                                             # imported by deps/freeze/package
+    "release/cross.py": ["system-packages", "packager", "swipl"] + [f"venv-{f}" for f in BOTH]
+    + [f"freeze-{f}" for f in BOTH],                                             # imported by deps/freeze/swipl
+    "release/swipl.py": ["system-packages", "packager", "swipl"] + [f"venv-{f}" for f in BOTH]
+    + [f"{step}-{f}" for f in BOTH for step in ("freeze", "smoke", "functional")],  # imported by freeze and checks
     "release/audit.py": [f"appdir-{f}" for f in BOTH],
     "release/squashfs.py": [f"appimage-{f}" for f in BOTH],
     "release/packagers.py": ["packager"] + [f"appimage-{f}" for f in BOTH],
@@ -42,6 +44,7 @@ CASES = {
     "release/reassemble.py": ["checksums"],
     "release/model.py": ["model"],
     "examples/hello.yaml": [f"functional-{f}" for f in BOTH],                   # an agent the checks run
+    "examples/prolog/neurosymbolic.yaml": [f"functional-{f}" for f in BOTH],
 }
 
 

@@ -47,6 +47,17 @@ def test_dist_holds_both_flavors_checksums_and_manifest(dist, llm_appimage, plai
     assert plain["model"] is None and plain["flavor"] == "python"
     assert re.fullmatch(r"2\.\d+", llm["min_glibc"]) and llm["packager"] == "builtin"
     assert re.fullmatch(r"[0-9a-f]{40}", manifest["commit"]) and manifest["build_seconds"] > 0
+    for record in (llm, plain):
+        assert record["swi_prolog"]["version"] == "9.2.9" and record["swi_prolog"]["suite"] == "trixie"
+
+
+def test_both_appimages_carry_swi_prolog_and_janus(llm_appimage, plain_appimage):
+    for appimage in (llm_appimage, plain_appimage):
+        listing = squashfs_listing(appimage)
+        for bundled in ("usr/bin/_internal/swipl/boot.prc", "usr/bin/_internal/swipl/library/clp/clpfd.pl",
+                        "usr/bin/_internal/swipl/lib/x86_64-linux/time.so", "usr/bin/_internal/libswipl.so.9"):
+            assert bundled in listing, (appimage.name, bundled)
+        assert any(line.startswith("usr/bin/_internal/janus_swi/_swipl") for line in listing)
 
 
 def test_llm_appimage_answers_from_its_bundled_model(llm_appimage):
@@ -239,3 +250,23 @@ def test_split_release_round_trips_through_publish_and_test_appimage(invoke, tmp
     done = invoke("test-appimage", str(published), "--no-systems")
     assert done.returncode == 0, done.stderr
     assert f"test-appimage: {appimage.name} passed" in done.stderr
+
+
+def test_manifest_records_where_each_cpu_variant_was_proven(dist, llm_appimage, plain_appimage):
+    records = {a["name"]: a for a in json.loads((dist / "manifest.json").read_text())["artifacts"]}
+    proof = records[llm_appimage.name]["cpu_variants"]
+    shipped = set(proof["shipped"])
+    assert {"x64", "sse42", "sandybridge", "haswell"} <= shipped
+    assert shipped == set(proof["native"]) | set(proof["emulated"]) | set(proof["unproven"])
+    picked = {name: run["cpu"] for name, run in proof["emulated"].items()}
+    assert picked == {"x64": "qemu64", "sse42": "Westmere", "sandybridge": "SandyBridge", "haswell": "Haswell"}
+    assert all(run["probe"] == "identical to native" for run in proof["emulated"].values())
+    assert set(proof["answers"]) == set(proof["native"])
+    assert "cpu_variants" not in records[plain_appimage.name]
+
+
+def test_test_appimage_runs_the_llm_appimage_on_emulated_cpus(invoke, llm_appimage, dist):
+    done = invoke("test-appimage", str(llm_appimage), "--sums", str(dist / "SHA256SUMS"), "--no-systems",
+                  "--cpus", "Westmere")
+    assert done.returncode == 0, done.stderr
+    assert "emulated: sse42 on Westmere" in done.stderr and "passed" in done.stderr

@@ -171,6 +171,17 @@ def test_squashfs_is_byte_reproducible(appdir, tmp_path):
     assert first.read_bytes() == second.read_bytes()
 
 
+@pytest.mark.parametrize("given, used", [(None, "1"), ("0", "1"), ("2", "2")])
+def test_every_file_is_dated_after_the_epoch_itself(tmp_path, monkeypatch, given, used):
+    """SWI-Prolog takes a library file dated 0 for one it never loaded and loads it again, forever."""
+    if given is None:
+        monkeypatch.delenv("SOURCE_DATE_EPOCH", raising=False)
+    else:
+        monkeypatch.setenv("SOURCE_DATE_EPOCH", given)
+    command = mksquashfs_command(tmp_path, tmp_path / "x.sqfs")
+    assert command[command.index("-all-time") + 1] == used == command[command.index("-mkfs-time") + 1]
+
+
 def test_source_date_epoch_sets_the_image_time(appdir, tmp_path, monkeypatch):
     monkeypatch.setenv("SOURCE_DATE_EPOCH", "1700000000")
     image = make_squashfs(appdir, tmp_path / "x.sqfs").read_bytes()

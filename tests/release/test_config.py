@@ -77,7 +77,7 @@ def test_bad_options(kwargs, message):
 def test_plan_lists_every_stage_per_flavor():
     settings = config.resolve(flavor="all", model="gemma-3-270m")
     names = [step.name for stage, step in plan.release_plan(settings)]
-    assert names[:3] == ["system-packages", "packager", "model"]
+    assert names[:4] == ["system-packages", "packager", "swipl", "model"]
     assert "freeze-python" in names and "systems-python-llm" in names and names[-1] == "checksums"
     until_freeze = [step.name for step in plan.steps_until(settings, "freeze")]
     assert "appdir-python" not in until_freeze and "freeze-python-llm" in until_freeze

@@ -174,6 +174,7 @@ def step_context(tmp_path: Path, runtime: Path, appdir: Path, key=None) -> tuple
     ctx.register(Kind.PACKAGER, runtime, name="builtin")
     ctx.register(Kind.MODEL, appdir / "usr/share/models/x.gguf", digest="0" * 64)
     ctx.register(Kind.APPDIR, appdir, flavor="python-llm", min_glibc="2.36")
+    ctx.register(Kind.ONEDIR, appdir / "usr/bin", flavor="python-llm", swi_prolog=None)
     return ctx, settings.flavors[0]
 
 

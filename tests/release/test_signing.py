@@ -6,6 +6,7 @@ sections), SHA256SUMS.asc, and the signing key from the environment.
 from __future__ import annotations
 
 import hashlib
+import os
 import subprocess
 import tempfile
 from pathlib import Path
@@ -270,10 +271,22 @@ def test_the_secret_never_reaches_the_log(appimage, throwaway_key, tmp_path):
     assert not any(line in logged for line in secret.splitlines()[2:-2] if len(line) > 20)
 
 
-def test_no_gnupg_home_is_left_behind(appimage, signing_key):
-    before = {p.name for p in Path(tempfile.gettempdir()).glob("tea-gpg-*")}
+def test_no_gnupg_home_is_left_behind(appimage, signing_key, monkeypatch):
+    # not the shared temp dir: a parallel test may hold a home there right now
+    with tempfile.TemporaryDirectory(dir="/tmp") as private:
+        monkeypatch.setattr(tempfile, "tempdir", private)
+        signing.finish_appimage(appimage, signing_key)
+        assert os.listdir(private) == []
+
+
+def test_a_temp_dir_too_long_for_the_agent_socket_still_signs(appimage, signing_key, tmp_path, monkeypatch,
+                                                               public_keyring):
+    """A deep TMPDIR (CI work dirs) must not break gpg-agent: its socket path has a 108-byte limit."""
+    deep = tmp_path / ("d" * 100)
+    deep.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(deep))
     signing.finish_appimage(appimage, signing_key)
-    assert {p.name for p in Path(tempfile.gettempdir()).glob("tea-gpg-*")} <= before
+    assert signing.verify_appimage(appimage, public_keyring)
 
 
 def test_one_good_signature_does_not_excuse_a_bad_one_beside_it(sums, signing_key, public_keyring, tmp_path):

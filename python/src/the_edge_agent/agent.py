@@ -66,6 +66,15 @@ class CodeBody:
 
 
 @dataclass(frozen=True)
+class PrologBody:
+    """Prolog code (`language: prolog`, a `% prolog` first line, or `run: {type: prolog, code: ...}`);
+    `line` is where the code starts in the agent file."""
+
+    source: str
+    line: int = 0
+
+
+@dataclass(frozen=True)
 class ExpressionBody:
     """`run: {type: expression, value: ..., output_key: ...}`: a Python expression's value."""
 
@@ -96,7 +105,7 @@ class UnsupportedBody:
     what: str
 
 
-Body = Union[ActionBody, CodeBody, ExpressionBody, StepsBody, LoopBody, UnsupportedBody, None]
+Body = Union[ActionBody, CodeBody, PrologBody, ExpressionBody, StepsBody, LoopBody, UnsupportedBody, None]
 
 
 @dataclass(frozen=True)
@@ -125,6 +134,8 @@ class Agent:
     initial_state: dict[str, Any] = field(default_factory=dict)
     variables: dict[str, Any] = field(default_factory=dict)
     llm: LlmSettings = LlmSettings()
+    #: `settings.prolog.timeout`: the most seconds one Prolog node may run (the guide's default).
+    prolog_timeout: float = 30.0
     #: The `settings:` mapping as written, for templates (`{{ settings.llm.model }}`).
     settings: dict[str, Any] = field(default_factory=dict)
     description: str = ""

@@ -11,6 +11,7 @@ import sys
 
 IMPLEMENTATION = "python"
 FAST_FLAGS = {"--version", "--impl"}
+CPU_VARIANT_PROBE = "__check-cpu-variant"  # hidden: the child process of variant_guard's check
 
 
 def fast_answer(argv: list[str]) -> str | None:
@@ -31,6 +32,10 @@ def main(argv: list[str] | None = None) -> int:
     if answer is not None:
         print(answer)
         return 0
+    if argv[:1] == [CPU_VARIANT_PROBE]:
+        from the_edge_agent.variant_guard import probe
+
+        return probe(argv[1:])
     from the_edge_agent.commands import dispatch
 
     return dispatch(argv)

@@ -1,4 +1,4 @@
-"""The `tea` subcommands: run, validate, models, inspect, self-update. Every TeaError becomes one stderr line and its exit code."""
+"""The `tea` subcommands: run, validate, models, inspect, doctor, self-update. Every TeaError becomes one stderr line and its exit code."""
 
 from __future__ import annotations
 
@@ -47,6 +47,12 @@ def parser() -> argparse.ArgumentParser:
     inspect.add_argument("agent", type=Path)
     inspect.add_argument("-f", "--format", choices=("text", "json", "dot"), default="text", help="text (default), json or dot")
     inspect.set_defaults(handler=command_inspect)
+    doctor = commands.add_parser("doctor", help="show the CPU, llama.cpp's CPU variants and the one in use")
+    doctor.add_argument("agent", type=Path, nargs="?", help="also consider this agent's settings.llm")
+    doctor.add_argument("--check", action="store_true",
+                        help="check the variant on the model now (in a child process), as a first LLM use does")
+    doctor.add_argument("--json", action="store_true", help="the same report as JSON")
+    doctor.set_defaults(handler=command_doctor)
     update = commands.add_parser(
         "self-update", help="update this AppImage to its latest release, downloading only what changed",
         description="Update the AppImage tea runs from to its latest release: the blocks it already has are "
@@ -204,16 +210,21 @@ def command_self_update(args: argparse.Namespace) -> int:
     return self_update(args)
 
 
-def command_models(args: argparse.Namespace) -> int:
+def agent_model_places(agent_path: Path | None):
+    """The model places of `tea models`/`tea doctor`, with the agent's settings.llm when one is given."""
     from .models import model_places
 
     settings_path, base_dir = None, Path.cwd()
-    if args.agent:
+    if agent_path:
         from .schema import load_agent
 
-        agent = load_agent(args.agent)
+        agent = load_agent(agent_path)
         settings_path, base_dir = agent.llm.model_path, agent.base_dir
-    places = model_places(settings_path=settings_path, base_dir=base_dir)
+    return model_places(settings_path=settings_path, base_dir=base_dir)
+
+
+def command_models(args: argparse.Namespace) -> int:
+    places = agent_model_places(args.agent)
     for number, place in enumerate(places, 1):
         print(f"{number}. {place.describe()}")
     chosen = next((place.found for place in places if place.found), None)
@@ -223,17 +234,29 @@ def command_models(args: argparse.Namespace) -> int:
     return 0
 
 
+def command_doctor(args: argparse.Namespace) -> int:
+    from .doctor import cpu_report, report_lines, variants_report
+    from .errors import LlmError
+
+    model = next((place.found for place in agent_model_places(args.agent) if place.found), None)
+    if args.check and model is None:
+        raise LlmError("tea doctor --check needs a model: set TEA_MODEL_PATH to a .gguf file (see `tea models`)")
+    report = {"cpu": cpu_report(), "model": str(model) if model else None, **variants_report(model, args.check)}
+    print(json.dumps(report, indent=2) if args.json else "\n".join(report_lines(report)))
+    return 0
+
+
 def _llama_status() -> list[str]:
-    """Whether llama-cpp-python loads, and where its CPU backend variants were registered from."""
+    """Whether llama-cpp-python loads, and where its CPU backend variants are (`tea doctor` says more)."""
     from .actions.llm_local import import_llama, llama_available
-    from .ggml_backends import load_cpu_variants
+    from .ggml_backends import find_variant_dir, loaded_libggml
 
     if not llama_available():
         return ["llama-cpp-python: not installed (pip install the_edge_agent[llm-local])"]
     try:
         llama_cpp = import_llama()
+        variants = find_variant_dir(Path(llama_cpp.__file__).parent, loaded_libggml())
     except TeaError as error:
         return [f"llama-cpp-python: {error}"]
-    variants = load_cpu_variants(Path(llama_cpp.__file__).parent)
     return [f"llama-cpp-python: importable ({getattr(llama_cpp, '__version__', 'unknown version')})",
             f"ggml CPU variants: {variants or 'none found (CPU backend built in)'}"]

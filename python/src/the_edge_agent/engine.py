@@ -15,7 +15,8 @@ from dataclasses import replace
 from typing import Any
 
 from .actions import action_specs
-from .agent import END, ActionBody, Agent, CodeBody, ExpressionBody, LoopBody, Node, Step, StepsBody, UnsupportedBody
+from .agent import (END, ActionBody, Agent, CodeBody, ExpressionBody, LoopBody, Node, PrologBody, Step, StepsBody,
+                    UnsupportedBody)
 from .conditions import holds_or_warn
 from .context import RunContext
 from .errors import ActionError, InputError, TeaError
@@ -84,7 +85,7 @@ def describe(step: Step) -> str:
     body = step.body
     if isinstance(body, ActionBody):
         return body.action
-    return {CodeBody: "run", ExpressionBody: "expression", StepsBody: "steps", LoopBody: "while_loop",
+    return {CodeBody: "run", PrologBody: "prolog", ExpressionBody: "expression", StepsBody: "steps", LoopBody: "while_loop",
             UnsupportedBody: "unsupported"}.get(type(body), "no-op")
 
 
@@ -144,6 +145,12 @@ def _run_code(body: CodeBody, ctx: RunContext) -> Any:
     return run_code(source, str(ctx.agent.path), body.line, _code_names(ctx))
 
 
+def _run_prolog(body: PrologBody, ctx: RunContext) -> dict[str, Any]:
+    from .prolog import run_prolog  # janus and SWI-Prolog load only when a Prolog node runs
+
+    return run_prolog(body.source, ctx.state, body.line, ctx.agent.prolog_timeout)
+
+
 def _run_expression(body: ExpressionBody, ctx: RunContext) -> dict[str, Any]:
     return {body.output_key: run_code(f"return ({body.expression})", str(ctx.agent.path), 1, _code_names(ctx))}
 
@@ -177,6 +184,6 @@ def _run_unsupported(body: UnsupportedBody, ctx: RunContext) -> Any:
 
 
 _RUNNERS: dict[type, Callable[[Any, RunContext], Any]] = {
-    ActionBody: _run_action, CodeBody: _run_code, ExpressionBody: _run_expression, StepsBody: _run_steps_body,
-    LoopBody: _run_loop, UnsupportedBody: _run_unsupported,
+    ActionBody: _run_action, CodeBody: _run_code, PrologBody: _run_prolog, ExpressionBody: _run_expression,
+    StepsBody: _run_steps_body, LoopBody: _run_loop, UnsupportedBody: _run_unsupported,
 }

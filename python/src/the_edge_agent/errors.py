@@ -42,6 +42,14 @@ class LlamaNotInstalled(LlmError):
     locatable = False
 
 
+class PrologError(TeaError):
+    """A Prolog node failed: a syntax error, a failed query, a Prolog error or its time limit."""
+
+
+class PrologNotInstalled(PrologError):
+    """No janus-swi (SWI-Prolog's Python binding) in this installation: the message is the install hint."""
+
+
 class UpdateError(TeaError):
     """`tea self-update` cannot update: no update information, an unreachable or inconsistent
     release, a failed check. The installed AppImage is left as it was."""

@@ -12,22 +12,29 @@ The variant directory is searched in this order (first one holding `libggml-cpu-
 `<_MEIPASS>`, the executable's directory and its `bin/`; the directory of the loaded libggml; then
 `<site-packages>/bin` and `<site-packages>/llama_cpp/lib` (where pip puts them).
 A build without variant libraries (CPU backend linked in) needs none of this and is left alone.
+
+Instead of `ggml_backend_load_all_from_path` (which loads the best-scoring variant, unchecked) we
+score the variants ourselves, the way ggml does — each library's `ggml_backend_score()`, 0 when
+the CPU lacks an instruction set the variant was compiled for — and register exactly one with
+`ggml_backend_load(path)`: which one is `variant_guard`'s decision.
 """
 
 from __future__ import annotations
 
+import _ctypes
 import ctypes
 import os
 import re
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import LlmError
 
-VARIANT_GLOB = "libggml-cpu-*.so"
+VARIANT_PREFIX, VARIANT_SUFFIX = "libggml-cpu-", ".so"
+VARIANT_GLOB = f"{VARIANT_PREFIX}*{VARIANT_SUFFIX}"
 ENV_OVERRIDE = "TEA_GGML_BACKEND_DIR"
 _LIBGGML = re.compile(r"/libggml\.so(\.\d+)*$")
-_loaded_from: list[Path] = []
 
 
 def loaded_libggml(maps: Path = Path("/proc/self/maps")) -> Path | None:
@@ -69,19 +76,51 @@ def find_variant_dir(llama_package: Path, libggml: Path | None) -> Path | None:
     return next((d for d in candidate_dirs(llama_package, libggml) if has_variants(d)), None)
 
 
-def load_cpu_variants(llama_package: Path) -> Path | None:
-    """Register the CPU variants once per process; returns the directory used, None if not needed."""
-    if _loaded_from:
-        return _loaded_from[0]
-    libggml = loaded_libggml()
-    directory = find_variant_dir(llama_package, libggml)
-    if directory is None:
-        return None
-    if libggml is None:
-        raise LlmError(f"found CPU backends in {directory} but no libggml is loaded to register them")
+@dataclass(frozen=True)
+class Variant:
+    """One CPU backend library and its ggml score on this CPU (0: not runnable here)."""
+
+    name: str
+    path: Path
+    score: int
+
+    @property
+    def runnable(self) -> bool:
+        return self.score > 0
+
+
+def variant_name(path: Path) -> str:
+    return path.name[len(VARIANT_PREFIX):-len(VARIANT_SUFFIX)]
+
+
+def score_library(path: Path) -> int:
+    """`ggml_backend_score()` of a variant library, as ggml computes it (CPUID only; that code is
+    built without the variant's instruction-set flags, so calling it is safe on any CPU).
+    Needs libggml-base already loaded (import llama_cpp first). 0 if it cannot be loaded."""
+    try:
+        library = ctypes.CDLL(str(path), mode=os.RTLD_LOCAL)
+    except OSError:
+        return 0
+    try:
+        score = getattr(library, "ggml_backend_score", None)
+        if score is None:
+            return 0
+        score.restype, score.argtypes = ctypes.c_int, []
+        return int(score())
+    finally:
+        _ctypes.dlclose(library._handle)
+
+
+def scan_variants(directory: Path) -> list[Variant]:
+    """Every variant in `directory`, in ggml's order of preference (highest score first)."""
+    variants = [Variant(variant_name(path), path, score_library(path)) for path in directory.glob(VARIANT_GLOB)]
+    return sorted(variants, key=lambda variant: (-variant.score, variant.name))
+
+
+def register_variant(libggml: Path, variant: Variant) -> None:
+    """Register this one variant as ggml's CPU backend, through the libggml that libllama uses."""
     library = ctypes.CDLL(str(libggml))
-    library.ggml_backend_load_all_from_path.argtypes = [ctypes.c_char_p]
-    library.ggml_backend_load_all_from_path.restype = None
-    library.ggml_backend_load_all_from_path(os.fsencode(directory))
-    _loaded_from.append(directory)
-    return directory
+    library.ggml_backend_load.argtypes = [ctypes.c_char_p]
+    library.ggml_backend_load.restype = ctypes.c_void_p
+    if not library.ggml_backend_load(os.fsencode(variant.path)):
+        raise LlmError(f"ggml could not load the CPU backend {variant.path}")

@@ -63,6 +63,11 @@ def _optional_path(value: str | None, base_dir: Path) -> Path | None:
     return path if path.is_absolute() else base_dir / path
 
 
+def tea_cache_dir(env: Mapping[str, str] = os.environ) -> Path:
+    """`${XDG_CACHE_HOME:-~/.cache}/tea`: downloaded models, remembered CPU-variant checks."""
+    return Path(env.get("XDG_CACHE_HOME") or Path(env.get("HOME", "~")).expanduser() / ".cache") / "tea"
+
+
 def model_places(
     node_path: str | None = None,
     settings_path: str | None = None,
@@ -72,7 +77,6 @@ def model_places(
 ) -> list[Place]:
     """Every place, in resolution order (agent-relative paths resolve against `base_dir`)."""
     appdir = env.get("APPDIR")
-    cache = Path(env.get("XDG_CACHE_HOME") or Path(env.get("HOME", "~")).expanduser() / ".cache")
     return [
         *([inspect_place("--gguf", Path(gguf))] if gguf else []),
         inspect_place("TEA_MODEL_PATH", _optional_path(env.get("TEA_MODEL_PATH"), Path.cwd())),
@@ -80,7 +84,7 @@ def model_places(
         inspect_place("settings.llm.model_path", _optional_path(settings_path, base_dir)),
         inspect_place("$APPDIR/usr/share/models",
                       Path(appdir) / "usr/share/models" if appdir else None, "APPDIR not set"),
-        inspect_place("cache", cache / "tea" / "models"),
+        inspect_place("cache", tea_cache_dir(env) / "models"),
     ]
 
 

@@ -46,6 +46,7 @@ def parse_agent(document: Located, path: Path) -> Agent:
         initial_state=dict(check.typed(document, "initial_state", dict, "agent") or {}),
         variables=dict(check.typed(document, "variables", dict, "agent") or {}),
         llm=_llm_settings(check, document),
+        prolog_timeout=_prolog_timeout(check, document),
         settings=dict(document.get("settings") or {}),
         description=str(document.get("description") or ""),
         warnings=tuple(check.warnings),
@@ -129,7 +130,7 @@ def _state_schema(check: Checker, document: Located) -> dict[str, str]:
 
 def _llm_settings(check: Checker, document: Located) -> LlmSettings:
     settings = check.mapping(document.get("settings", Located()), document, "settings", "settings")
-    check.unknown_keys(settings, {"llm"}, "settings")
+    check.unknown_keys(settings, {"llm", "prolog"}, "settings")
     llm = check.mapping(settings.get("llm", Located()), settings, "llm", "settings.llm")
     check.unknown_keys(llm, set(LLM_KEYS), "settings.llm")
     values = {key: check.typed(llm, key, kind, "settings.llm")
@@ -137,3 +138,16 @@ def _llm_settings(check: Checker, document: Located) -> LlmSettings:
     if values.get("backend", "auto") not in BACKENDS:
         raise check.fail(llm, "backend", "settings.llm.backend must be auto, local, api or openai")
     return LlmSettings(**values)
+
+
+def _prolog_timeout(check: Checker, document: Located) -> float:
+    """`settings.prolog.timeout`: seconds, more than zero (default 30, the guide's)."""
+    settings = check.mapping(document.get("settings", Located()), document, "settings", "settings")
+    prolog = check.mapping(settings.get("prolog", Located()), settings, "prolog", "settings.prolog")
+    check.unknown_keys(prolog, {"timeout"}, "settings.prolog")
+    timeout = check.typed(prolog, "timeout", (int, float), "settings.prolog")
+    if timeout is None:
+        return Agent.prolog_timeout
+    if timeout <= 0:
+        raise check.fail(prolog, "timeout", "settings.prolog.timeout must be a number of seconds above 0")
+    return float(timeout)

@@ -5,8 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from .actions import action_specs
-from .agent import (END, START, ActionBody, Body, CodeBody, ExpressionBody, GotoRule, LoopBody, Node, Step,
-                    StepsBody, UnsupportedBody)
+from .agent import (END, START, ActionBody, Body, CodeBody, ExpressionBody, GotoRule, LoopBody, Node, PrologBody,
+                    Step, StepsBody, UnsupportedBody)
 from .inline_code import syntax_error
 from .templating import has_markup
 from .schema_check import Checker
@@ -20,7 +20,9 @@ OUTPUT_KEYS = ("output", "outputs", "output_key")
 MAX_LOOP_ITERATIONS = 1000
 #: Node kinds upstream documents that this tea does not run: they load, and fail only if they run.
 UNSUPPORTED_TYPES = {"dynamic_parallel": "type: dynamic_parallel"}
-UNSUPPORTED_LANGUAGES = {"lua": "Lua code (language: lua)", "prolog": "Prolog code (language: prolog)"}
+UNSUPPORTED_LANGUAGES = {"lua": "Lua code (language: lua)"}
+LANGUAGES = ("python", "prolog")
+PROLOG_MARKERS = ("% prolog", "%prolog")
 
 
 def parse_nodes(check: Checker, document: Located) -> tuple[Node, ...]:
@@ -64,11 +66,11 @@ def _body(check: Checker, item: Located, what: str) -> Body:
     if kind is not None:
         return UnsupportedBody(UNSUPPORTED_TYPES.get(kind, f"type: {kind}"))
     language = str(item.get("language") or "python").lower()
-    if language != "python":
+    if language not in LANGUAGES:
         return UnsupportedBody(UNSUPPORTED_LANGUAGES.get(language, f"language: {language}"))
     key = check.one_of(item, BODY_KEYS, what)
     if key in ("run", "script"):
-        return _code(check, item, key)
+        return _code(check, item, key, language)
     if key in ("uses", "action"):
         return _action(check, item, key, what)
     if key == "steps":
@@ -76,15 +78,22 @@ def _body(check: Checker, item: Located, what: str) -> Body:
     return None
 
 
-def _code(check: Checker, item: Located, key: str) -> Body:
+def _first_line(mapping: Located, key: str, source: str) -> int:
+    """The agent file's line of the code's first line (a block scalar starts below its key)."""
+    return mapping.where(key)[0] + (1 if "\n" in source.strip() or source.endswith("\n") else 0)
+
+
+def _code(check: Checker, item: Located, key: str, language: str) -> Body:
     source = item[key]
     if isinstance(source, Located):
         return _typed_run(check, source, key)
     if not isinstance(source, str):
-        raise check.fail(item, key, f"'{key}' must be Python code (a string)")
+        raise check.fail(item, key, f"'{key}' must be {language.capitalize()} code (a string)")
     if source.lstrip().startswith(("-- lua", "--lua")):
         return UnsupportedBody(UNSUPPORTED_LANGUAGES["lua"])
-    line = item.where(key)[0] + (1 if "\n" in source.strip() or source.endswith("\n") else 0)
+    line = _first_line(item, key, source)
+    if language == "prolog" or source.lstrip().startswith(PROLOG_MARKERS):
+        return PrologBody(source, line)
     if not has_markup(source):  # with templates, the code exists only once rendered
         problem = syntax_error(source, str(check.path), line)
         if problem:
@@ -93,17 +102,29 @@ def _code(check: Checker, item: Located, key: str) -> Body:
 
 
 def _typed_run(check: Checker, run: Located, key: str) -> Body:
-    """`run: {type: expression, value: ..., output_key: ...}`; Lua and Prolog are not run by this tea."""
+    """`run: {type: expression, value: ..., output_key: ...}` or `{type: prolog, code: ...}`; Lua is not
+    run by this tea."""
     kind = run.get("type")
     if kind in UNSUPPORTED_LANGUAGES:
         return UnsupportedBody(UNSUPPORTED_LANGUAGES[kind])
+    if kind == "prolog":
+        return _typed_prolog(check, run, key)
     if kind != "expression" or not isinstance(run.get("value"), str):
-        raise check.fail(run, "type", f"'{key}' as a mapping needs type: expression and a value")
+        raise check.fail(run, "type", f"'{key}' as a mapping needs type: expression and a value, "
+                                      "or type: prolog and code")
     check.unknown_keys(run, {"type", "value", "output_key"}, f"'{key}'")
     problem = syntax_error(run["value"], str(check.path), run.where("value")[0])
     if problem:
         raise check.fail(run, "value", f"Python syntax error: {problem[1]}")
     return ExpressionBody(run["value"], str(run.get("output_key") or "result"))
+
+
+def _typed_prolog(check: Checker, run: Located, key: str) -> PrologBody:
+    code = run.get("code")
+    if not isinstance(code, str) or not code.strip():
+        raise check.fail(run, "code", f"'{key}' with type: prolog needs its Prolog code in 'code'")
+    check.unknown_keys(run, {"type", "code"}, f"'{key}'")
+    return PrologBody(code, _first_line(run, "code", code))
 
 
 def _action(check: Checker, item: Located, key: str, what: str) -> ActionBody:

@@ -4,27 +4,15 @@ gets and the part of the final state the documentation promises. The source `tea
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+
+from tea_helpers import AgentCase
 
 AGENTS = Path(__file__).resolve().parent / "agents"
 
 
-@dataclass(frozen=True)
-class Case:
-    id: str
-    agent: str
-    inputs: dict[str, Any]
-    expected: dict[str, Any]
-    absent: tuple[str, ...] = ()
-    args: tuple[str, ...] = field(default=())
-    #: load warnings the agent is expected to have (ignored edges, an action this tea lacks)
-    warnings: int = 0
-
-    @property
-    def path(self) -> Path:
-        return AGENTS / self.agent
+class Case(AgentCase):
+    AGENTS = AGENTS
 
 
 WHEN_TAKEN = "taken"

@@ -2,7 +2,8 @@
 
 llama_cpp is imported only when a local call is made, so every other command works without it.
 One `Llama` per model file per process, created on first use and closed explicitly at exit (its
-`__del__` otherwise prints a TypeError during interpreter shutdown).
+`__del__` otherwise prints a TypeError during interpreter shutdown). Before the first model loads,
+`variant_guard` registers the CPU backend variant of a portable build (checked once per machine).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from typing import Any, ClassVar
 
 from ..agent import LlmSettings
 from ..errors import LlamaNotInstalled, LlmError
-from ..ggml_backends import load_cpu_variants
+from ..variant_guard import select_cpu_backend
 from .generation import GenerationOptions, Message
 
 INSTALL_HINT = "llama-cpp-python not installed. Install with: pip install the_edge_agent[llm-local]"
@@ -32,7 +33,7 @@ def llama_available() -> bool:
 
 
 def import_llama() -> ModuleType:
-    """Import llama_cpp and register its CPU backends; one-line errors if it is absent or broken."""
+    """Import llama_cpp; one-line errors if it is absent or broken."""
     try:
         import llama_cpp
     except (ImportError, OSError) as error:  # OSError: its shared libraries failed to load
@@ -40,7 +41,6 @@ def import_llama() -> ModuleType:
             raise LlamaNotInstalled(INSTALL_HINT) from None
         raise LlmError(f"llama-cpp-python is installed but failed to load: {error}") from None
     _quiet_llama_logs(llama_cpp)
-    load_cpu_variants(Path(llama_cpp.__file__).parent)
     return llama_cpp
 
 
@@ -89,11 +89,13 @@ class LlmLocalBackend:
         return self._llama
 
     def _load(self, llama_cpp: ModuleType) -> Any:
+        threads = self.settings.n_threads or usable_cores()
+        select_cpu_backend(Path(llama_cpp.__file__).parent, self.model_path, threads)
         try:
             llama = llama_cpp.Llama(
                 model_path=str(self.model_path),
                 n_ctx=self.settings.n_ctx,
-                n_threads=self.settings.n_threads or usable_cores(),
+                n_threads=threads,
                 n_gpu_layers=self.settings.n_gpu_layers,
                 verbose=False,
             )
