@@ -20,7 +20,7 @@ BUILD_HELP = {
     "build_dir": "directory for frozen apps, AppDirs, stamps and logs (default: build)",
     "offline": "use only the download cache (also TEA_RELEASE_OFFLINE=1)",
     "require_pins": "refuse to download a model or tool whose sha256 is not pinned",
-    "skip": "comma-separated stages to leave out, e.g. systems",
+    "skip": "comma-separated stages to leave out, e.g. variants,systems",
     "force": "comma-separated step names to rerun even if up to date, e.g. freeze-python-llm",
     "asset_size_cap": "split artifacts at or above this many bytes (default in release.toml: under 2 GiB)",
     "dry_run": "only say which steps would run, and why",

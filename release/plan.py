@@ -11,7 +11,8 @@ from .config import Settings
 from .errors import ConfigError
 from .pipeline import Step
 
-STAGES = ("deps", "model", "freeze", "appdir", "appimage", "smoke", "functional", "systems", "checksums")
+STAGES = ("deps", "model", "freeze", "appdir", "appimage", "smoke", "functional", "variants", "systems",
+          "checksums")
 
 
 def release_plan(settings: Settings, *, skip: frozenset[str] = frozenset()) -> list[tuple[str, Step]]:
@@ -30,7 +31,7 @@ def release_plan(settings: Settings, *, skip: frozenset[str] = frozenset()) -> l
             ("appimage", sbom.SbomStep(flavor)),         # dist/<name>.AppImage.cdx.json (CycloneDX)
             ("smoke", verify_steps.CheckStep("smoke", flavor, verify_steps.smoke, agents=False)),
             ("functional", verify_steps.CheckStep("functional", flavor, verify_steps.functional)),
-            *([("functional", variant_proof.VariantProofStep(flavor))] if flavor.llm else []),  # each CPU variant
+            *([("variants", variant_proof.VariantProofStep(flavor))] if flavor.llm else []),  # each CPU variant
             ("systems", verify_steps.CheckStep("systems", flavor, verify_steps.on_systems)),  # minimal Debian, no Python
             ("checksums", delta.DeltaStep(flavor)),       # <name>.zsync and <name>.blockmap for updaters
         ]
