@@ -5,7 +5,7 @@
 
 Both releases are built from fresh clones of this repository's HEAD (`git clone`); N+1 changes one
 line of tea's code (a string `tea --help` prints). Each is the LLM flavor with the 270M model and
-the builtin packager, checks skipped (`--skip smoke,functional,systems`: the releases are built,
+the builtin packager, checks skipped (`--skip smoke,functional,variants,systems`: the releases are built,
 not judged), the download cache shared (nothing is compiled again). N+1 is split into parts
 (`--asset-size-cap` a third of its size), so one loopback server (tests/release_server.py) over
 its dist/ serves both clients: Debian's `zsync` fetches ranges of the whole file its .zsync names,
@@ -35,7 +35,7 @@ from the_edge_agent.update.blockmap import BLOCK_SIZE, block_digest, read_blocks
 EDITED = "python/src/the_edge_agent/commands.py"
 EDIT = ('"The Edge Agent: run YAML agents."', '"The Edge Agent: run YAML agents (release N+1)."')
 BUILD = ("--arch", "x86_64", "--flavor", "python-llm", "--model", "gemma-3-270m", "--packager", "builtin",
-         "--skip", "smoke,functional,systems")
+         "--skip", "smoke,functional,variants,systems")
 GOAL = 0.05
 
 
