@@ -9,6 +9,7 @@ sends: every assertion on traffic is an equation, not a bound.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import os
 import re
@@ -104,6 +105,14 @@ def pair(runtime, tmp_path):
 
 def served_by(tmp_path, new: Path, **options) -> ReleaseServer:
     return ReleaseServer(publish(new, tmp_path / "served", **options))
+
+
+def forge_blockmap(served: Path, new: Path, **changes) -> None:
+    """Rewrite the served block map of `new` with `changes` and SHA256SUMS to match (as someone
+    holding an unsigned release could): only the updater's own checks can refuse it."""
+    path = served / delta.blockmap_path(new).name
+    path.write_text(dataclasses.replace(BlockMap.from_json(path.read_text()), **changes).to_json())
+    checksums.write_sums(served, [line.split()[1] for line in (served / "SHA256SUMS").read_text().splitlines()])
 
 
 def test_a_code_only_update_fetches_only_the_changed_blocks(pair, tmp_path):
@@ -244,11 +253,7 @@ def test_the_whole_file_hash_is_the_last_gate(pair, tmp_path):
     old, new = pair
     cap = new.stat().st_size // 2 + 1
     served = publish(new, tmp_path / "served", cap=cap)
-    blockmap_file = served / delta.blockmap_path(new).name
-    forged = BlockMap.from_json(blockmap_file.read_text())
-    blockmap_file.write_text(BlockMap(forged.name, forged.size, "0" * 64, forged.digests, forged.parts).to_json())
-    names = [line.split()[1] for line in (served / "SHA256SUMS").read_text().splitlines()]
-    checksums.write_sums(served, names)
+    forge_blockmap(served, new, sha256="0" * 64)
     before = sha256(old)
     with ReleaseServer(served) as server:
         done = update(old, server)
@@ -436,11 +441,8 @@ def test_not_an_appimage_or_not_in_one(tmp_path):
 def test_names_from_the_release_cannot_leave_its_directory(pair, tmp_path):
     old, new = pair
     served = publish(new, tmp_path / "served", cap=new.stat().st_size // 2 + 1)
-    blockmap_file = served / delta.blockmap_path(new).name
-    text = blockmap_file.read_text().replace(f'"{NEW}.part01"', '"../../evil"')
-    blockmap_file.write_text(text)
-    names = [line.split()[1] for line in (served / "SHA256SUMS").read_text().splitlines()]
-    checksums.write_sums(served, names)
+    true = BlockMap.from_json(delta.blockmap_path(new).read_text())
+    forge_blockmap(served, new, parts=(dataclasses.replace(true.parts[0], name="../../evil"), *true.parts[1:]))
     with ReleaseServer(served) as server:
         done = update(old, server)
     assert done.returncode == 3 and "bad part name" in done.stderr, done.stderr
@@ -450,13 +452,8 @@ def test_names_from_the_release_cannot_leave_its_directory(pair, tmp_path):
 def test_sha256sums_and_block_map_must_agree_about_the_whole_file(pair, tmp_path):
     old, new = pair
     served = publish(new, tmp_path / "served")
-    blockmap_file = served / delta.blockmap_path(new).name
-    true = BlockMap.from_json(blockmap_file.read_text())
-    blockmap_file.write_text(BlockMap(true.name, true.size, "0" * 64, true.digests).to_json())
-    names = [line.split()[1] for line in (served / "SHA256SUMS").read_text().splitlines()]
-    checksums.write_sums(served, names)
-    sums = (served / "SHA256SUMS").read_text().replace(sha256(new), sha256(new))
-    assert sha256(new) in sums
+    forge_blockmap(served, new, sha256="0" * 64)
+    assert f"{sha256(new)}  {NEW}\n" in (served / "SHA256SUMS").read_text()
     with ReleaseServer(served) as server:
         done = update(old, server)
     assert done.returncode == 3 and "disagree about its sha256" in done.stderr, done.stderr
@@ -533,11 +530,24 @@ def test_one_good_signature_does_not_excuse_a_bad_one_beside_it(runtime, tmp_pat
 def test_parts_that_do_not_add_up_to_the_file_are_refused(pair, tmp_path):
     old, new = pair
     served = publish(new, tmp_path / "served", cap=new.stat().st_size // 2 + 1)
-    blockmap_file = served / delta.blockmap_path(new).name
-    true = BlockMap.from_json(blockmap_file.read_text())
-    short = (type(true.parts[0])(true.parts[0].name, true.parts[0].size - 1), *true.parts[1:])
-    blockmap_file.write_text(BlockMap(true.name, true.size, true.sha256, true.digests, short).to_json())
-    names = [line.split()[1] for line in (served / "SHA256SUMS").read_text().splitlines()]
-    checksums.write_sums(served, names)
+    true = BlockMap.from_json(delta.blockmap_path(new).read_text())
+    forge_blockmap(served, new, parts=(dataclasses.replace(true.parts[0], size=true.parts[0].size - 1),
+                                       *true.parts[1:]))
     done = update(old, served)
     assert done.returncode == 3 and "parts do not add up" in done.stderr, done.stderr
+
+
+def test_a_block_map_of_another_appimage_is_refused(pair, tmp_path):
+    """The block map listed for this AppImage's release file must describe that file, not another
+    flavor's (which SHA256SUMS lists too)."""
+    old, new = pair
+    other = shutil.copyfile(new, new.with_name(NAME.replace("-llm", "").format("0.2.0")))
+    served = publish(new, tmp_path / "served")
+    shutil.copyfile(other, served / other.name)
+    with (served / "SHA256SUMS").open("a") as sums:
+        sums.write(f"{sha256(other)}  {other.name}\n")
+    forge_blockmap(served, new, name=other.name)
+    with ReleaseServer(served) as server:
+        done = update(old, server)
+    assert done.returncode == 3 and f"describes {other.name}: refusing it" in done.stderr, done.stderr
+    assert server.sent.get(other.name, 0) == 0
