@@ -7,6 +7,7 @@ anything else. Every body byte sent is counted
 equation on the wire. `faults` is consumed one per ranged GET:
 - "drop" sends half the body, then hangs up;
 - "ignore-range" answers 200 with the whole file;
+- "ignore-range-announced" the same, under the Content-Range asked for (a cache that copies headers);
 - "shift" answers the right Content-Range with the bytes one further on (a server off by one);
 - "wrong-range" announces and sends the range one block (64 KiB) further on;
 - "tamper" flips one byte of the body.
@@ -158,8 +159,10 @@ def send_file(handler: BaseHTTPRequestHandler, data, body: bool, count, state: R
     if len(wanted) > 1:
         return _send_multipart(handler, data, wanted, body, count)
     fault = state.faults.popleft() if state and body and wanted and state.faults else None
-    if not wanted or fault == "ignore-range":
+    if not wanted or fault in ("ignore-range", "ignore-range-announced"):
         status, (start, end), announced = 200, (0, len(data) - 1), None
+        if fault == "ignore-range-announced":
+            announced = f"bytes {wanted[0][0]}-{wanted[0][1]}/{len(data)}"
     else:
         status, (start, end) = 206, wanted[0]
         if fault == "wrong-range":

@@ -215,6 +215,7 @@ def test_an_interrupted_update_resumes_without_fetching_again(runtime, tmp_path)
 
 @pytest.mark.parametrize("fault, message", [
     ("ignore-range", "does not serve byte ranges correctly"),   # 200 and the whole file
+    ("ignore-range-announced", "does not serve byte ranges correctly"),  # the same, with the Content-Range asked
     ("wrong-range", "does not serve byte ranges correctly"),    # 206 for another range
     ("shift", "do not match its block map"),                    # the right Content-Range, bytes one off
     ("tamper", "do not match its block map"),                   # one flipped byte
