@@ -238,7 +238,7 @@ def test_split_release_round_trips_through_publish_and_test_appimage(invoke, tmp
     out, published = tmp_path / "dist", tmp_path / "published"
     done = invoke("release", "--arch", "x86_64", "--flavor", "python-llm", "--model", "gemma-3-270m",
                   "--packager", "builtin", "--build-dir", str(tmp_path / "build"), "--out", str(out),
-                  "--skip", "smoke,functional,systems", "--asset-size-cap", "100000000")
+                  "--skip", "smoke,functional,variants,systems", "--asset-size-cap", "100000000")
     assert done.returncode == 0, done.stderr
     appimage = next(out.glob("tea-python-llm-*.AppImage"))
     record = json.loads((out / "manifest.json").read_text())["artifacts"][0]
