@@ -78,12 +78,15 @@ functional = check_task("functional", "Run the example agents through the AppIma
             "keyring": "the publisher's public key (file): SHA256SUMS.asc and the AppImage's embedded "
                        "signature must verify against it",
             "cpus": "emulated CPUs, e.g. Westmere,SandyBridge,Haswell (aarch64: cortex-a53,max): on each, the"
-                    " llama.cpp CPU variant picked there must run and answer like on this host"})
+                    " llama.cpp CPU variant picked there must run and answer like on this host",
+            "update_from": "an older AppImage: its `tea self-update` (and zsync, for a URL) must turn a copy of it "
+                           "into exactly this one"})
 @commands.one_line_errors
-def test_appimage(c, source, sums=None, systems=None, no_systems=False, keyring=None, cpus=None):
+def test_appimage(c, source, sums=None, systems=None, no_systems=False, keyring=None, cpus=None, update_from=None):
     """Is this downloaded AppImage good? Verify checksum (and signatures), then smoke, functional, minimal systems."""
     commands.test_downloaded(source, sums=sums, systems=commands.systems_to_check(systems, no_systems),
-                             keyring=Path(keyring) if keyring else None, cpus=cpus)
+                             keyring=Path(keyring) if keyring else None, cpus=cpus,
+                             update_from=Path(update_from) if update_from else None)
 
 
 @task(help={"merge": "SHA256SUMS files to combine (repeatable)", "out": "where to write the result",

@@ -14,6 +14,7 @@ import os
 import shutil
 import struct
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
 from . import proc
@@ -22,24 +23,64 @@ from .floor import FLOOR_FILE
 
 MAGIC_OFFSET = 8
 MAGIC = b"AI\x02"
+# The runtime is padded to a multiple of this (pad_elf): a multiple of the block map's block size
+# (the_edge_agent.update.blockmap) and of zsync's, so the squashfs always starts on the grid.
+ALIGNMENT = 1 << 16
 REQUIRED_SECTIONS = (".upd_info", ".sha256_sig")
 DIGEST_SECTION = ".sqfs_sha256"  # our runtime's extract-and-run cache key (release/runtime/sections.c)
 
 
-def elf_end_offset(path: Path) -> int:
-    """Where the ELF ends and the squashfs starts: e_shoff + e_shnum * e_shentsize."""
+@dataclass(frozen=True)
+class SectionTable:
+    """Where an ELF's section header table is: the last part of the file in an AppImage runtime."""
+
+    shoff_field: str  # struct format of e_shoff, with the byte order
+    shoff_at: int     # offset of e_shoff in the ELF header
+    offset: int       # e_shoff
+    size: int         # e_shnum * e_shentsize
+
+    @property
+    def end(self) -> int:
+        return self.offset + self.size
+
+
+def section_table(path: Path) -> SectionTable:
     with path.open("rb") as handle:
         ident = handle.read(64)
     if ident[:4] != b"\x7fELF" or ident[4] not in (1, 2) or ident[5] not in (1, 2):
         raise VerifyError(f"{path} is not an ELF file")
     order = "<" if ident[5] == 1 else ">"
-    if ident[4] == 2:  # ELFCLASS64
-        shoff, = struct.unpack_from(order + "Q", ident, 0x28)
-        shentsize, shnum = struct.unpack_from(order + "HH", ident, 0x3A)
-    else:
-        shoff, = struct.unpack_from(order + "I", ident, 0x20)
-        shentsize, shnum = struct.unpack_from(order + "HH", ident, 0x2E)
-    return shoff + shnum * shentsize
+    field, shoff_at, sizes_at = (order + "Q", 0x28, 0x3A) if ident[4] == 2 else (order + "I", 0x20, 0x2E)
+    shoff, = struct.unpack_from(field, ident, shoff_at)
+    shentsize, shnum = struct.unpack_from(order + "HH", ident, sizes_at)
+    return SectionTable(field, shoff_at, shoff, shnum * shentsize)
+
+
+def elf_end_offset(path: Path) -> int:
+    """Where the ELF ends and the squashfs starts: e_shoff + e_shnum * e_shentsize."""
+    return section_table(path).end
+
+
+def pad_elf(path: Path, multiple: int = ALIGNMENT) -> int:
+    """Move the section header table so the ELF ends at a multiple of `multiple`; returns the new size.
+
+    The squashfs starts where the ELF ends, so it then starts at a multiple of ALIGNMENT whatever
+    the runtime's code: a new runtime does not shift the model's bytes within the block grid of
+    the block map, and the delta updater still finds every block of it. The gap is zeros outside
+    every section and segment (the kernel and AppImage tools never read it).
+    """
+    table = section_table(path)
+    if path.stat().st_size != table.end:
+        raise VerifyError(f"{path}: the section header table is not at the end of the ELF file")
+    end = -(-table.end // multiple) * multiple
+    with path.open("r+b") as handle:
+        handle.seek(table.offset)
+        entries = handle.read(table.size)
+        handle.seek(table.offset)
+        handle.write(bytes(end - table.size - table.offset) + entries)
+        handle.seek(table.shoff_at)
+        handle.write(struct.pack(table.shoff_field, end - table.size))
+    return end
 
 
 def write_runtime_over(runtime: Path, image: Path, out: Path) -> Path:

@@ -30,6 +30,8 @@ class Kind(str, Enum):
     PART = "part"            # a published slice of an AppImage over the asset size cap
     SCRIPT = "script"        # dist/reassemble.sh
     SBOM = "sbom"            # dist/<name>.AppImage.cdx.json, the CycloneDX SBOM of one AppImage
+    ZSYNC = "zsync"          # dist/<name>.AppImage.zsync, for zsync clients (AppImageUpdate)
+    BLOCKMAP = "blockmap"    # dist/<name>.AppImage.blockmap, for `tea self-update`
     REPORT = "report"        # what a check found, as JSON (extra: check), e.g. the functional answer
     CHECKSUMS = "checksums"  # dist/SHA256SUMS
     SIGNATURE = "signature"  # dist/SHA256SUMS.asc, when the run has a signing key

@@ -20,6 +20,7 @@ from .errors import ChecksumError
 SUMS_NAME = "SHA256SUMS"
 MANIFEST_NAME = "manifest.json"
 _LINE = re.compile(r"^([0-9a-fA-F]{64}) [ *](.+)$")
+COMPANIONS = ("sbom", "zsync", "blockmap")  # manifest keys of the files published beside an artifact
 PLAIN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]*")  # a file name that cannot leave its directory
 
 
@@ -36,13 +37,18 @@ def format_sums(sums: dict[str, str]) -> str:
     return "".join(f"{sha}  {name}\n" for name, sha in sorted(sums.items()))
 
 
+def companions(artifact: dict) -> list[dict]:
+    """The records of the files published beside an artifact: its SBOM, .zsync and block map."""
+    return [artifact[key] for key in COMPANIONS if artifact.get(key)]
+
+
 def published_names(manifest: dict) -> list[str]:
     """The files a release publishes and SHA256SUMS lists: each artifact (or its parts when it was
-    split) and its SBOM."""
+    split) and its companions."""
     names: list[str] = []
     for artifact in manifest.get("artifacts", []):
         names += [part["name"] for part in artifact.get("parts") or []] or [artifact["name"]]
-        names += [artifact["sbom"]["name"]] if artifact.get("sbom") else []
+        names += [companion["name"] for companion in companions(artifact)]
     return names
 
 

@@ -156,13 +156,16 @@ def remove_outputs(build_dir: Path, dist_dir: Path, cache_dir: Path | None) -> N
 
 
 def test_downloaded(source: str, *, sums: str | None, systems: tuple[str, ...], keyring: Path | None = None,
-                    cpus: str | None = None) -> None:
+                    cpus: str | None = None, update_from: Path | None = None) -> None:
     """Fetch (if a URL), verify against SHA256SUMS/manifest (refuse on any mismatch) — and with a
-    keyring the signatures of SHA256SUMS and of the AppImage — then check it."""
-    from . import artifact_source, signing
+    keyring the signatures of SHA256SUMS and of the AppImage — then check it; with `update_from`,
+    check that updating that older AppImage gives exactly this one."""
+    from . import artifact_source, signing, update_check
 
     if not artifact_source.is_url(source) and not Path(source).exists():
         raise ConfigError(f"no such file or directory: {source}")
+    if update_from is not None:
+        check_runnable_appimage(update_from)
     cache_dir = config.default_cache_dir()
     with tempfile.TemporaryDirectory(prefix="tea-test-appimage-") as workdir, \
             proc.logging_to(cache_dir / "logs" / "test-appimage.log"):
@@ -172,6 +175,11 @@ def test_downloaded(source: str, *, sums: str | None, systems: tuple[str, ...], 
             log.info(f"{path.name}: embedded signature by {signing.verify_appimage(path, keyring)}")
         check_sbom_beside(path)
         check_appimage(path, systems=systems, cache_dir=cache_dir, cpus=sorted(split_list(cpus)))
+        if update_from is not None:
+            release = artifact_source.split_spec(source, None)[0]
+            whole = path.name in checksums_module.read_sums(Path(workdir) / "SHA256SUMS") \
+                if artifact_source.is_url(release) else False
+            update_check.check_update(update_from, path, release, whole_published=whole, work=Path(workdir))
     log.info(f"test-appimage: {path.name} passed")
 
 

@@ -30,6 +30,9 @@ OFFLINE_ENV = "TEA_RELEASE_OFFLINE"
 DIST_DIR = "dist"    # default --out
 BUILD_DIR = "build"  # default --build-dir
 _SHA256 = re.compile(r"[0-9a-f]{64}")
+VERSION_GLOB = "[0-9]*"
+UPDATE_TRANSPORTS = {"gh-releases-zsync": 5, "zsync": 2}  # AppImage update information: transport → fields
+UPDATE_INFORMATION_MAX = 1023  # the runtime's .upd_info section is 1024 bytes, NUL-terminated
 
 
 @dataclass(frozen=True)
@@ -178,6 +181,7 @@ class Pins:
     build: BuildPins
     systems: SystemsPins
     variant_proof: VariantProofPins
+    update_information: str = ""  # template: {appimage} is the flavor's file name as a glob
 
     def flavor_selection(self, requested: str) -> tuple[Flavor, ...]:
         names = list(self.flavors) if requested == "all" else [requested]
@@ -231,6 +235,11 @@ class Settings:
 
     def appimage_path(self, flavor: Flavor) -> Path:
         return self.dist_dir / flavor.appimage_name(self.version, self.arch)
+
+    def update_information(self, flavor: Flavor) -> str:
+        """What the flavor's AppImage embeds in `.upd_info`: its file name of any version (one
+        starting with a digit, so `tea-python-*` cannot match `tea-python-llm-*`) and this arch."""
+        return self.pins.update_information.format(appimage=flavor.appimage_name(VERSION_GLOB, self.arch))
 
 
 # --- reading release.toml ------------------------------------------------------------------------
@@ -382,6 +391,22 @@ def parse_tools(data: dict) -> dict[str, Tool]:
     return {name: _tool(name, table) for name, table in _Table({"tools": data}, "").subtables("tools").items()}
 
 
+def _update_information(release: _Table) -> str:
+    """[release] update_information: empty (none), or `transport|field|...` of a known transport."""
+    template = release.text("update_information", "")
+    if not template:
+        return ""
+    fields = template.split("|")
+    try:
+        example = template.format(appimage="tea-python-llm-" + VERSION_GLOB + "-aarch64.AppImage")
+    except (KeyError, IndexError, ValueError):
+        raise release._bad("update_information", "a template whose only placeholder is {appimage}") from None
+    if UPDATE_TRANSPORTS.get(fields[0]) != len(fields) or len(example.encode()) > UPDATE_INFORMATION_MAX:
+        raise release._bad("update_information", "gh-releases-zsync|OWNER|REPO|TAG|FILE.zsync or zsync|URL, "
+                           f"at most {UPDATE_INFORMATION_MAX} bytes")
+    return template
+
+
 def parse_pins(data: dict) -> Pins:
     """release.toml as typed pins; ConfigError naming the key for anything malformed."""
     top = _Table(data, "")
@@ -407,7 +432,8 @@ def parse_pins(data: dict) -> Pins:
                                        f"{PINS_FILE.name}: [systems] suites"),
                             suite_list(top.table("systems").strings("emulated"),
                                        f"{PINS_FILE.name}: [systems] emulated")),
-        variant_proof=_variant_proof(_Table(data.get("variant_proof", {}), "variant_proof")))
+        variant_proof=_variant_proof(_Table(data.get("variant_proof", {}), "variant_proof")),
+        update_information=_update_information(release))
     pins.model(pins.default_model)
     pins.flavor_selection(pins.default_flavor)
     if pins.variant_proof.emulated_model:

@@ -32,6 +32,9 @@ def artifact_record(ctx: Context, appimage: Artifact) -> dict:
               "swi_prolog": ctx.artifacts.get(Kind.ONEDIR, flavor).extra.get("swi_prolog")}
     sbom = ctx.artifacts.get(Kind.SBOM, flavor)
     record["sbom"] = {"name": sbom.path.name, "sha256": sbom.digest, "format": "CycloneDX 1.6 JSON"}
+    for kind in (Kind.ZSYNC, Kind.BLOCKMAP):
+        companion = ctx.artifacts.get(kind, flavor)
+        record[kind.value] = {"name": companion.path.name, "sha256": companion.digest}
     if any(f.name == flavor and f.llm for f in ctx.settings.flavors):
         model = ctx.settings.model
         record["model"] = {"name": model.name, "filename": model.filename,
@@ -67,7 +70,7 @@ def write_manifest(dist: Path, manifest: dict) -> Path:
 def known_hashes(artifacts: list[dict]) -> dict[str, str]:
     """Hashes the manifest already holds, so SHA256SUMS does not re-read gigabytes."""
     return {entry["name"]: entry["sha256"] for a in artifacts
-            for entry in (a, *a.get("parts", []), *([a["sbom"]] if a.get("sbom") else []))}
+            for entry in (a, *a.get("parts", []), *checksums.companions(a))}
 
 
 def build_system(ctx: Context) -> dict[str, str]:
@@ -85,7 +88,7 @@ class FinalizeStep(BaseStep):
         wheel = ("llama-wheel",) if any(flavor.llm for flavor in flavors) else ()
         self.after = ("build-root", *wheel) + tuple(
             f"{kind}-{flavor.name}" for flavor in flavors
-            for kind in ("appimage", "sbom", "smoke", "functional", "variant-proof", "systems"))
+            for kind in ("appimage", "sbom", "delta", "smoke", "functional", "variant-proof", "systems"))
 
     def inputs(self, ctx: Context) -> dict:
         key = ctx.settings.signing_key

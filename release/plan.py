@@ -6,8 +6,8 @@ on; the runner skips whatever is already up to date, so running a later stage is
 
 from __future__ import annotations
 
-from . import (appdir, deps, finalize, freeze, llama, model, package, packagers, sbom, swipl, variant_proof, venv,
-               verify_steps)
+from . import (appdir, delta, deps, finalize, freeze, llama, model, package, packagers, sbom, swipl, variant_proof,
+               venv, verify_steps)
 from .config import Settings
 from .errors import ConfigError
 from .pipeline import Step
@@ -37,6 +37,7 @@ def release_plan(settings: Settings, *, skip: frozenset[str] = frozenset()) -> l
             ("functional", verify_steps.CheckStep("functional", flavor, verify_steps.functional)),
             *([("variants", variant_proof.VariantProofStep(flavor))] if flavor.llm else []),  # each CPU variant
             ("systems", verify_steps.CheckStep("systems", flavor, verify_steps.on_systems)),  # Debian 11-13, no Python
+            ("checksums", delta.DeltaStep(flavor)),       # <name>.zsync and <name>.blockmap for updaters
         ]
     plan.append(("checksums", finalize.FinalizeStep(settings.flavors)))  # split oversize, SHA256SUMS, manifest
     return [(stage, step) for stage, step in plan if stage not in skip]

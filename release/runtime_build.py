@@ -3,7 +3,9 @@
 The runtime is linked fully statically against Debian's libsquashfuse/libfuse3 archives, so an
 AppImage never needs libfuse2 or libfuse3 on the target (the classic "AppImages require FUSE to
 run" failure on Ubuntu 22.04). After linking, the type-2 magic `AI\\x02` goes into bytes 8..10 of
-the ELF header, which the kernel ignores.
+the ELF header, which the kernel ignores, and the file is padded to a multiple of 64 KiB
+(appimage.pad_elf): the squashfs after it then starts on the delta-update block grid whatever
+the runtime's size.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from pathlib import Path
 
 from . import arch as arches
 from . import proc
-from .appimage import MAGIC, MAGIC_OFFSET, elf_end_offset
+from .appimage import MAGIC, MAGIC_OFFSET, elf_end_offset, pad_elf
 from .errors import BuildError
 
 RUNTIME_DIR = Path(__file__).with_name("runtime")
@@ -52,6 +54,7 @@ def build_runtime(out_dir: Path, *, arch: str = "x86_64", cc: str | None = None,
     partial = target.with_name(f".{target.name}.partial")
     _compile(cc, partial, SANITIZE_CFLAGS if sanitize else CFLAGS)
     _stamp_magic(partial)
+    pad_elf(partial)
     os.replace(partial, target)
     return target
 

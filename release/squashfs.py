@@ -10,6 +10,10 @@ made a first `tea --version` ~70 ms slower (368 vs 296 ms median, onedir 173 ms,
 levels on a 47 MB Python tree (2 cores): zstd-3 0.3 s/13.2 MB, zstd-9 1.2 s/12.1 MB, zstd-15
 (default) 8.2 s/11.4 MB, gzip-6 2.0 s/12.7 MB, gzip-9 5.2 s/12.6 MB, xz 19 s/10.6 MB
 (benchmarks/packaging.py --explain).
+
+File data is written in the order `priorities` gives (mksquashfs `-sort`, highest first; anything
+unlisted in between, at 0): the release puts the model first and tea's own code last, so a new
+release of tea leaves every byte before that code where it was (release/delta.py).
 """
 
 from __future__ import annotations
@@ -17,6 +21,8 @@ from __future__ import annotations
 import os
 import shutil
 import time
+from collections.abc import Sequence
+from fnmatch import fnmatchcase
 from pathlib import Path
 
 from . import log, proc
@@ -45,7 +51,7 @@ def source_date_epoch() -> int:
 
 def mksquashfs_command(appdir: Path, out: Path, *, compression: str = "zstd",
                        level: int | None = None, uncompressed_globs=MODELS,
-                       offset: int = 0) -> list[str]:
+                       offset: int = 0, sort_file: Path | None = None) -> list[str]:
     """The mksquashfs invocation: deterministic (fixed times, root ownership, no host xattrs)."""
     if compression not in DEFAULT_LEVELS:
         raise BuildError(f"unknown squashfs compression '{compression}': use one of "
@@ -59,21 +65,47 @@ def mksquashfs_command(appdir: Path, out: Path, *, compression: str = "zstd",
         command += ["-Xcompression-level", str(level)]
     if offset:
         command += ["-offset", str(offset)]
+    if sort_file is not None:
+        command += ["-sort", str(sort_file)]
     for glob in uncompressed_globs:
         command += ["-action", f"uncompressed@name({glob})"]
     return command
 
 
+def sort_lines(tree: Path, priorities: Sequence[tuple[str, int]]) -> list[str]:
+    """`-sort` lines for the paths of `tree` that match a pattern (fnmatch on the path relative to
+    the tree), with the first matching pattern's priority. A matched directory is one line: its
+    files inherit its priority. Paths with white space are left out (the sort file cannot name them)."""
+    lines = []
+    for directory, subdirectories, files in os.walk(tree):
+        subdirectories.sort()
+        for name in sorted(subdirectories + files):
+            relative = (Path(directory) / name).relative_to(tree).as_posix()
+            priority = next((value for pattern, value in priorities if fnmatchcase(relative, pattern)), None)
+            if priority is None or any(character.isspace() for character in relative):
+                continue
+            lines.append(f"{relative} {priority}")
+            if name in subdirectories:
+                subdirectories.remove(name)
+    return lines
+
+
 def make_squashfs(appdir: Path, out: Path, *, compression: str = "zstd", level: int | None = None,
-                  uncompressed_globs=MODELS, offset: int = 0) -> Path:
-    """Deterministic image of `appdir` at `out` (after `offset` reserved bytes, if given)."""
+                  uncompressed_globs=MODELS, offset: int = 0,
+                  priorities: Sequence[tuple[str, int]] = ()) -> Path:
+    """Deterministic image of `appdir` at `out` (after `offset` reserved bytes, if given), its
+    files' data in the order of `priorities` ((fnmatch pattern, -32768..32767), highest first)."""
     if shutil.which("mksquashfs") is None:
         raise BuildError("mksquashfs not found: apt-get install squashfs-tools")
     if not appdir.is_dir():
         raise BuildError(f"AppDir {appdir} does not exist")
     partial = out.with_name(f".{out.name}.partial")
+    sort_file = out.with_name(f".{out.name}.sort")
+    lines = sort_lines(appdir, priorities)
+    sort_file.write_text("".join(f"{line}\n" for line in lines))
     command = mksquashfs_command(appdir, partial, compression=compression, level=level,
-                                 uncompressed_globs=uncompressed_globs, offset=offset)
+                                 uncompressed_globs=uncompressed_globs, offset=offset,
+                                 sort_file=sort_file if lines else None)
     started = time.monotonic()
     # mksquashfs refuses SOURCE_DATE_EPOCH together with explicit times: ours already honour it.
     env = {k: v for k, v in os.environ.items() if k != "SOURCE_DATE_EPOCH"}
@@ -82,6 +114,8 @@ def make_squashfs(appdir: Path, out: Path, *, compression: str = "zstd", level: 
     except BuildError:
         partial.unlink(missing_ok=True)
         raise
+    finally:
+        sort_file.unlink(missing_ok=True)
     os.replace(partial, out)
     log.info(f"squashfs {out.name}: {log.human_bytes(out.stat().st_size - offset)} "
              f"({compression}) in {time.monotonic() - started:.1f} s")

@@ -44,7 +44,8 @@ CASES = {
     "release/squashfs.py": [f"appimage-{f}" for f in BOTH],
     "release/packagers.py": ["packager"] + [f"appimage-{f}" for f in BOTH],
     "release/verify.py": [f"smoke-{f}" for f in BOTH] + [f"functional-{f}" for f in BOTH],
-    "release/checksums.py": ["checksums"] + [f"sbom-{f}" for f in BOTH],          # the SBOM's atomic write
+    "release/checksums.py": ["checksums"] + [f"sbom-{f}" for f in BOTH]
+    + [f"delta-{f}" for f in BOTH],                                              # SBOM's and block map's atomic write
     "release/reassemble.py": ["checksums"],
     "release/model.py": ["model"],
     "examples/hello.yaml": [f"functional-{f}" for f in BOTH],                   # an agent the checks run

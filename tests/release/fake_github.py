@@ -4,8 +4,9 @@ It answers the calls release/github.py makes the way github.com does: a token is
 draft release is visible only in the release list, an upload of `cap` bytes or more gets the 422
 GitHub sends ("size must be less than ..."), and a second asset with one name is refused. It can
 be told to fail uploads after N successes — dropping the connection half-way (leaving a "starter"
-asset, as GitHub does) or answering 500 — and serves asset bytes under /download/ so a published
-release can be fetched back.
+asset, as GitHub does) or answering 500 — and serves asset bytes under /download/ (with byte
+ranges) so a published release can be fetched back. Like github.com for a public repository, it
+answers `releases/latest` and `releases/tags/TAG` without a token (what `tea self-update` asks).
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ import threading
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
+
+from tests.release_server import send_file
 
 GITHUB_CAP = 2_147_483_648
 
@@ -41,9 +44,12 @@ class FakeRelease:
     target_commitish: str | None = None  # what GitHub creates a missing tag at (default: the default branch)
     assets: dict[int, FakeAsset] = field(default_factory=dict)
 
-    def to_json(self, fake: "FakeGitHub") -> dict:
+    def to_json(self, fake: "FakeGitHub", assets: bool = False) -> dict:
         upload_url = f"{fake.url}/uploads/repos/{fake.repo}/releases/{self.id}/assets{{?name,label}}"
-        return {"id": self.id, "tag_name": self.tag_name, "draft": self.draft, "upload_url": upload_url}
+        found = {"id": self.id, "tag_name": self.tag_name, "draft": self.draft, "upload_url": upload_url}
+        if assets:  # what GET releases/latest and releases/tags/TAG include
+            found["assets"] = [asset.to_json(fake.url, self.tag_name) for asset in self.assets.values()]
+        return found
 
     def named(self, name: str) -> FakeAsset | None:
         return next((asset for asset in self.assets.values() if asset.name == name), None)
@@ -58,6 +64,7 @@ class FakeGitHub:
         self.uploads: list[str] = []  # names of completed uploads, in order
         self.deleted: list[str] = []
         self.requests: list[tuple[str, str]] = []
+        self.downloaded: dict[str, int] = {}  # asset name → body bytes sent under /download/
         self.fail_after: int | None = None  # uploads after this many successes fail
         self.failure = "drop"  # or "500"
         self.lock = threading.Lock()
@@ -112,13 +119,14 @@ def _handler(fake: FakeGitHub) -> type[BaseHTTPRequestHandler]:
             query = {key: values[0] for key, values in parse_qs(url.query).items()}
             with fake.lock:
                 fake.requests.append((method, url.path))
-            if method != "GET" or not url.path.startswith("/download/"):
-                if self.headers.get("Authorization") != f"Bearer {fake.token}":
-                    self.drain()
-                    return self.send_json(401, {"message": "Bad credentials"})
             prefix = f"/repos/{fake.repo}/releases"
             parts = url.path.removeprefix(prefix).strip("/").split("/") if url.path.startswith(prefix) else []
-            handler = _ROUTES.get((method, _shape(url.path, prefix, parts)))
+            shape = _shape(url.path, prefix, parts)
+            public = method == "GET" and shape in ("download", "latest", "tag")
+            if not public and self.headers.get("Authorization") != f"Bearer {fake.token}":
+                self.drain()
+                return self.send_json(401, {"message": "Bad credentials"})
+            handler = _ROUTES.get((method, shape))
             if handler is None:
                 self.drain()
                 return self.send_json(404, {"message": "Not Found"})
@@ -143,6 +151,8 @@ def _shape(path: str, prefix: str, parts: list[str]) -> str:
     if path.startswith("/uploads" + prefix):
         return "upload"
     parts = [part for part in parts if part]
+    if path.startswith(prefix) and (parts == ["latest"] or (len(parts) == 2 and parts[0] == "tags")):
+        return "latest" if parts == ["latest"] else "tag"
     if not path.startswith(prefix) or len(parts) not in (0, 2):
         return "other"
     if not parts:
@@ -157,6 +167,15 @@ def _page(items: list, query: dict) -> list:
 
 def _list_releases(h, fake: FakeGitHub, parts, query) -> None:
     h.send_json(200, _page([release.to_json(fake) for release in fake.releases.values()], query))
+
+
+def _latest_release(h, fake: FakeGitHub, parts, query) -> None:
+    """The newest published release (not a draft); or the one with the tag in the path."""
+    tagged = [r for r in fake.releases.values() if not r.draft and parts[0] != "latest" and r.tag_name == parts[1]]
+    newest = [r for r in fake.releases.values() if not r.draft][-1:] if parts[0] == "latest" else tagged
+    if not newest:
+        return h.send_json(404, {"message": "Not Found"})
+    h.send_json(200, newest[0].to_json(fake, assets=True))
 
 
 def _create_release(h, fake: FakeGitHub, parts, query) -> None:
@@ -227,15 +246,18 @@ def _download(h, fake: FakeGitHub, parts, query) -> None:
     asset = release.named(name) if release else None
     if asset is None:
         return h.send_json(404, {"message": "Not Found"})
-    h.send_response(200)
-    h.send_header("Content-Type", "application/octet-stream")
-    h.send_header("Content-Length", str(len(asset.data)))
-    h.end_headers()
-    h.wfile.write(asset.data)
+
+    def count(sent: int) -> None:
+        with fake.lock:
+            fake.downloaded[name] = fake.downloaded.get(name, 0) + sent
+
+    send_file(h, asset.data, True, count)
 
 
 _ROUTES = {
     ("GET", "releases"): _list_releases,
+    ("GET", "latest"): _latest_release,
+    ("GET", "tag"): _latest_release,
     ("POST", "releases"): _create_release,
     ("GET", "release-assets"): _list_assets,
     ("DELETE", "asset"): _delete_asset,

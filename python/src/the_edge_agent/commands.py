@@ -1,4 +1,4 @@
-"""The `tea` subcommands: run, validate, models, inspect, doctor. Every TeaError becomes one stderr line and its exit code."""
+"""The `tea` subcommands: run, validate, models, inspect, doctor, self-update. Every TeaError becomes one stderr line and its exit code."""
 
 from __future__ import annotations
 
@@ -53,6 +53,22 @@ def parser() -> argparse.ArgumentParser:
                         help="check the variant on the model now (in a child process), as a first LLM use does")
     doctor.add_argument("--json", action="store_true", help="the same report as JSON")
     doctor.set_defaults(handler=command_doctor)
+    update = commands.add_parser(
+        "self-update", help="update this AppImage to its latest release, downloading only what changed",
+        description="Update the AppImage tea runs from to its latest release: the blocks it already has are "
+                    "reused, only the others are downloaded, and the result is checked against the release's "
+                    "SHA256SUMS before it replaces the AppImage.")
+    update.add_argument("--check", action="store_true",
+                        help="only say whether an update is available: exit 1 if one is, 0 if not")
+    update.add_argument("--release", metavar="URL|DIR",
+                        help="take the release from this base URL or directory instead of where the AppImage's "
+                             "update information points")
+    update.add_argument("--keyring", type=Path, metavar="FILE",
+                        help="the publisher's public key: SHA256SUMS.asc must verify against it "
+                             "(default: the key a signed AppImage carries)")
+    update.add_argument("--appimage", type=Path, metavar="PATH",
+                        help="the AppImage to update (default: $APPIMAGE, the one running)")
+    update.set_defaults(handler=command_self_update)
     return root
 
 
@@ -186,6 +202,12 @@ def command_inspect(args: argparse.Namespace) -> int:
     else:
         print(as_dot(agent) if args.format == "dot" else as_text(agent))
     return 0
+
+
+def command_self_update(args: argparse.Namespace) -> int:
+    from .update.command import self_update
+
+    return self_update(args)
 
 
 def agent_model_places(agent_path: Path | None):

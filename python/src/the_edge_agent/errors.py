@@ -48,3 +48,11 @@ class PrologError(TeaError):
 
 class PrologNotInstalled(PrologError):
     """No janus-swi (SWI-Prolog's Python binding) in this installation: the message is the install hint."""
+
+
+class UpdateError(TeaError):
+    """`tea self-update` cannot update: no update information, an unreachable or inconsistent
+    release, a failed check. The installed AppImage is left as it was."""
+
+    exit_code = 3
+    locatable = False

@@ -1,0 +1,275 @@
+"""Turning the installed AppImage into the new release's, fetching only the blocks it lacks.
+
+1. One read of the installed file: the digest of each aligned block. Same size and every block
+   equal: it is up to date, and nothing is written.
+2. The new file is assembled in `.<name>.<sha256[:16]>.update` beside the AppImage (the only
+   place the updater writes), locked against a second updater. A partial left by an interrupted
+   run is kept: its blocks that already match the block map are done.
+3. Every block the new file shares with the old one (wherever it sits there) is copied from it;
+   the rest is fetched in runs of consecutive blocks, mapped onto the release's files (the whole
+   AppImage, or its .partNN parts). Each fetched block is checked against the block map before it
+   is written: a server's wrong bytes never land.
+4. The whole file's sha256 must be the block map's; then it takes the old file's mode and
+   replaces it by rename. Until that rename the installed AppImage is untouched.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import os
+import re
+import stat
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..errors import UpdateError
+from .blockmap import BlockMap, block_digest, read_blocks
+from .transport import Transport, display
+
+
+@dataclass(frozen=True)
+class SourceFile:
+    """A file of the release that holds the bytes [start, start + size) of the new AppImage."""
+
+    location: str
+    start: int
+    size: int
+
+
+@dataclass
+class Plan:
+    """What becomes of each block of the new file."""
+
+    blocks: int
+    done: set[int] = field(default_factory=set)        # already right in the partial file
+    reuse: dict[int, int] = field(default_factory=dict)  # block → offset of the same bytes in the old file
+    fetch: list[int] = field(default_factory=list)
+
+    def runs(self) -> list[tuple[int, int]]:
+        """The blocks to fetch as [first, end) runs of consecutive blocks."""
+        found: list[tuple[int, int]] = []
+        for index in self.fetch:
+            if found and found[-1][1] == index:
+                found[-1] = (found[-1][0], index + 1)
+            else:
+                found.append((index, index + 1))
+        return found
+
+
+class Progress:
+    """One self-rewriting line on a TTY (nothing otherwise: the summary line says it all)."""
+
+    def __init__(self, what: str, total: int) -> None:
+        self.what, self.total, self.done, self.shown = what, total, 0, 0.0
+        self.tty = sys.stderr.isatty() and total > 0
+
+    def add(self, count: int) -> None:
+        self.done += count
+        if self.tty and (time.monotonic() - self.shown > 0.2 or self.done >= self.total):
+            self.shown = time.monotonic()
+            print(f"\rtea: {self.what}: {self.done / self.total:4.0%} of {megabytes(self.total)}", end="",
+                  file=sys.stderr, flush=True)
+
+    def close(self) -> None:
+        if self.tty:
+            print("\r\x1b[K", end="", file=sys.stderr, flush=True)
+
+
+def megabytes(count: int) -> str:
+    return f"{count / 1e6:.1f} MB"
+
+
+def old_digests(target: Path, blockmap: BlockMap) -> list[bytes]:
+    """The digest of each aligned block of the installed file (one read)."""
+    progress = Progress(f"reading {target.name}", target.stat().st_size)
+    found = []
+    with target.open("rb") as handle:
+        for block in read_blocks(handle, blockmap.block_size):
+            found.append(block_digest(block))
+            progress.add(len(block))
+    progress.close()
+    return found
+
+
+def up_to_date(target: Path, blockmap: BlockMap, digests: list[bytes]) -> bool:
+    return target.stat().st_size == blockmap.size and b"".join(digests) == blockmap.digests
+
+
+def make_plan(blockmap: BlockMap, digests: list[bytes], done: set[int]) -> Plan:
+    where = {}
+    for index, digest in enumerate(digests):
+        where.setdefault(digest, index * blockmap.block_size)
+    plan = Plan(blockmap.blocks, done)
+    for index in range(blockmap.blocks):
+        if index in done:
+            continue
+        offset = where.get(blockmap.digest(index))
+        if offset is None:
+            plan.fetch.append(index)
+        else:
+            plan.reuse[index] = offset
+    return plan
+
+
+def partial_path(target: Path, blockmap: BlockMap) -> Path:
+    return target.with_name(f".{target.name}.{blockmap.sha256[:16]}.update")
+
+
+def remove_other_partials(target: Path, keep: Path) -> None:
+    """Partials of another release of this AppImage are of no use any more."""
+    pattern = re.compile(re.escape(f".{target.name}.") + r"[0-9a-f]{16}\.update")
+    for path in target.parent.iterdir():
+        if pattern.fullmatch(path.name) and path != keep:
+            path.unlink(missing_ok=True)
+
+
+@contextlib.contextmanager
+def locked_partial(path: Path, size: int) -> Iterator[tuple[int, bool]]:
+    """(descriptor, whether it holds an earlier run's work) of the partial file, locked."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise UpdateError(f"another `tea self-update` is updating {path.parent}: wait for it") from None
+        resumed = os.fstat(fd).st_size == size
+        if not resumed:
+            os.ftruncate(fd, 0)
+            os.ftruncate(fd, size)
+        yield fd, resumed
+    finally:
+        os.close(fd)
+
+
+def blocks_in_place(fd: int, blockmap: BlockMap) -> set[int]:
+    """The blocks an interrupted run already wrote (they match the block map)."""
+    progress = Progress("checking the interrupted update", blockmap.size)
+    done = set()
+    for index in range(blockmap.blocks):
+        start, length = blockmap.span(index)
+        if block_digest(os.pread(fd, length, start)) == blockmap.digest(index):
+            done.add(index)
+        progress.add(length)
+    progress.close()
+    return done
+
+
+def reuse_runs(blockmap: BlockMap, plan: Plan) -> list[tuple[int, int, int]]:
+    """(offset in the new file, offset in the old one, length) of the shared bytes, consecutive
+    blocks that are consecutive in the old file too joined into one run."""
+    runs: list[tuple[int, int, int]] = []
+    for index, offset in sorted(plan.reuse.items()):
+        start, length = blockmap.span(index)
+        if runs and runs[-1][0] + runs[-1][2] == start and runs[-1][1] + runs[-1][2] == offset:
+            runs[-1] = (runs[-1][0], runs[-1][1], runs[-1][2] + length)
+        else:
+            runs.append((start, offset, length))
+    return runs
+
+
+def copy_reused(old: Path, fd: int, blockmap: BlockMap, plan: Plan) -> None:
+    """Copy the shared bytes from the old file (in-kernel; a reflink where the file system can)."""
+    with old.open("rb") as source:
+        for start, offset, length in reuse_runs(blockmap, plan):
+            copied = 0
+            while copied < length:
+                done = os.copy_file_range(source.fileno(), fd, length - copied, offset + copied, start + copied)
+                if done <= 0:
+                    raise UpdateError(f"{old} changed while it was being updated: run `tea self-update` again")
+                copied += done
+
+
+def pieces(files: list[SourceFile], start: int, length: int) -> Iterator[tuple[SourceFile, int, int]]:
+    """(file, offset in it, length) covering the new file's bytes [start, start + length)."""
+    for source in files:
+        low, high = max(start, source.start), min(start + length, source.start + source.size)
+        if low < high:
+            yield source, low - source.start, high - low
+
+
+def fetch_run(fd: int, blockmap: BlockMap, files: list[SourceFile], run: tuple[int, int], transport: Transport,
+              progress: Progress) -> None:
+    """Download blocks [first, end), checking and writing each one as soon as it is complete."""
+    index, end = run
+    start, _ = blockmap.span(index)
+    length = min(end * blockmap.block_size, blockmap.size) - start
+    pending = bytearray()
+    for source, offset, size in pieces(files, start, length):
+        for chunk in transport.read(source.location, offset, size):
+            pending += chunk
+            progress.add(len(chunk))
+            while index < end and len(pending) >= blockmap.span(index)[1]:
+                index = write_checked(fd, blockmap, index, pending, source)
+
+
+def write_checked(fd: int, blockmap: BlockMap, index: int, pending: bytearray, source: SourceFile) -> int:
+    start, length = blockmap.span(index)
+    block = bytes(pending[:length])
+    if block_digest(block) != blockmap.digest(index):
+        raise UpdateError(f"{display(source.location)} sent bytes for {blockmap.name} [{start}, {start + length}) "
+                          f"that do not match its block map: refusing them (the installed AppImage is unchanged)")
+    os.pwrite(fd, block, start)
+    del pending[:length]
+    return index + 1
+
+
+def verify_whole(path: Path, blockmap: BlockMap) -> None:
+    progress = Progress(f"verifying {blockmap.name}", blockmap.size)
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in read_blocks(handle, 1 << 20):
+            digest.update(block)
+            progress.add(len(block))
+    progress.close()
+    if digest.hexdigest() != blockmap.sha256:
+        path.unlink(missing_ok=True)
+        raise UpdateError(f"the assembled {blockmap.name} has sha256 {digest.hexdigest()[:16]}…, the release "
+                          f"says {blockmap.sha256[:16]}…: discarded it (the installed AppImage is unchanged)")
+
+
+def replace(target: Path, partial: Path, fd: int) -> None:
+    """The new file takes the old one's mode and place, atomically."""
+    os.fchmod(fd, stat.S_IMODE(target.stat().st_mode))
+    os.fsync(fd)
+    os.replace(partial, target)
+    directory = os.open(target.parent, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(directory)
+    finally:
+        os.close(directory)
+
+
+@dataclass
+class Outcome:
+    updated: bool
+    reused: int = 0
+    fetched: int = 0  # bytes of the new file that had to be downloaded
+
+
+def update(target: Path, blockmap: BlockMap, files: list[SourceFile], transport: Transport, *,
+           check: bool = False) -> Outcome:
+    """Make `target` the file `blockmap` describes (or, with `check`, only say what that would take)."""
+    digests = old_digests(target, blockmap)
+    if up_to_date(target, blockmap, digests):
+        return Outcome(False)
+    partial = partial_path(target, blockmap)
+    if check:
+        plan = make_plan(blockmap, digests, set())
+        return Outcome(True, len(plan.reuse), sum(blockmap.span(index)[1] for index in plan.fetch))
+    remove_other_partials(target, partial)
+    with locked_partial(partial, blockmap.size) as (fd, resumed):
+        plan = make_plan(blockmap, digests, blocks_in_place(fd, blockmap) if resumed else set())
+        copy_reused(target, fd, blockmap, plan)
+        fetched = sum(blockmap.span(index)[1] for index in plan.fetch)
+        progress = Progress(f"downloading {blockmap.name}", fetched)
+        for run in plan.runs():
+            fetch_run(fd, blockmap, files, run, transport, progress)
+        progress.close()
+        verify_whole(partial, blockmap)
+        replace(target, partial, fd)
+    return Outcome(True, len(plan.reuse), fetched)

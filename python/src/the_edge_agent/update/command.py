@@ -1,0 +1,137 @@
+"""`tea self-update [--check] [--release URL|DIR] [--keyring FILE] [--appimage PATH]`.
+
+The AppImage to update is the one tea runs from ($APPIMAGE, set by the AppImage runtime). Its
+update information says where the next release is; the release's SHA256SUMS is the trust root
+(its signature is checked with the publisher's key when the AppImage is signed, or with
+--keyring): the block map, and through it every byte of the new file, must match it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import os
+import re
+import sys
+import time
+from pathlib import Path
+
+from ..errors import UpdateError
+from . import elf, signature, source
+from .apply import Outcome, SourceFile, megabytes, update
+from .blockmap import SUFFIX, BlockMap, BlockMapError
+from .transport import Transport
+
+SUMS, SIGNATURE = "SHA256SUMS", "SHA256SUMS.asc"
+LIMITS = {"api": 4 << 20, "sums": 1 << 20, "blockmap": 64 << 20}
+_SUMS_LINE = re.compile(r"([0-9a-fA-F]{64}) [ *](.+)")
+
+
+def say(text: str) -> None:
+    print(f"tea: {text}", file=sys.stderr, flush=True)
+
+
+def target_of(given: Path | None) -> Path:
+    """The real file to update (a symlink to it is left alone and keeps pointing at it)."""
+    path = given or (Path(os.environ["APPIMAGE"]) if os.environ.get("APPIMAGE") else None)
+    if path is None:
+        raise UpdateError("tea is not running from an AppImage: nothing to update (or pass --appimage PATH)")
+    real = Path(os.path.realpath(path))
+    if not real.is_file():
+        raise UpdateError(f"{path}: no such AppImage")
+    return real
+
+
+def parse_sums(text: bytes) -> dict[str, str]:
+    sums = {}
+    for line in text.decode(errors="replace").splitlines():
+        match = _SUMS_LINE.fullmatch(line.strip())
+        if line.strip() and not match:
+            raise UpdateError(f"the release's {SUMS} has a malformed line: {line[:80]!r}")
+        if match:
+            sums[match[2]] = match[1].lower()
+    return sums
+
+
+def listed(sums: dict[str, str], name: str, data: bytes) -> bytes:
+    """data, if SHA256SUMS lists `name` with its sha256."""
+    if name not in sums:
+        raise UpdateError(f"the release's {SUMS} does not list {name}: refusing an unverified file")
+    if hashlib.sha256(data).hexdigest() != sums[name]:
+        raise UpdateError(f"{name} does not match the release's {SUMS}: refusing it")
+    return data
+
+
+def optional(transport: Transport, location: str, limit: int) -> bytes | None:
+    try:
+        return transport.whole(location, limit)
+    except UpdateError:
+        return None
+
+
+def checked_sums(target: Path, release: source.Release, transport: Transport, keyring: Path | None) -> dict[str, str]:
+    """The release's SHA256SUMS, its signature checked when there is a key to check it with."""
+    text = transport.whole(release.locate(SUMS), LIMITS["sums"])
+    key = read_keyring(keyring) if keyring else elf.section_text(target, elf.SIGNING_KEY)
+    if key:
+        fingerprint = signature.verify(text, optional(transport, release.locate(SIGNATURE), LIMITS["sums"]), key,
+                                       target.parent)
+        say(f"{SUMS}: signed by {fingerprint}")
+    else:
+        say(f"this AppImage is not signed: the update is checked against {SUMS} only")
+    return parse_sums(text)
+
+
+def read_keyring(keyring: Path) -> str:
+    try:
+        return keyring.read_text()
+    except (OSError, UnicodeDecodeError) as error:
+        raise UpdateError(f"--keyring {keyring}: cannot read it ({error})") from None
+
+
+def source_files(release: source.Release, sums: dict[str, str], blockmap: BlockMap) -> list[SourceFile]:
+    """Where the new file's bytes are: the whole AppImage when the release lists it, else its parts."""
+    if blockmap.name in sums:
+        if sums[blockmap.name] != blockmap.sha256:
+            raise UpdateError(f"the release's {SUMS} and {blockmap.name}{SUFFIX} disagree about its sha256")
+        return [SourceFile(release.locate(blockmap.name), 0, blockmap.size)]
+    unlisted = [part.name for part in blockmap.parts if part.name not in sums]
+    if not blockmap.parts or unlisted:
+        raise UpdateError(f"the release's {SUMS} lists neither {blockmap.name} nor all of its parts")
+    files, start = [], 0
+    for part in blockmap.parts:
+        files.append(SourceFile(release.locate(part.name), start, part.size))
+        start += part.size
+    return files
+
+
+def self_update(args: argparse.Namespace) -> int:
+    started = time.monotonic()
+    target = target_of(args.appimage)
+    transport = Transport()
+    release = source.resolve(elf.section_text(target, elf.UPDATE_INFORMATION), args.release,
+                             lambda url: source.decode_json(transport.whole(url, LIMITS["api"]), url))
+    sums = checked_sums(target, release, transport, args.keyring)
+    name = release.appimage_name(list(sums))
+    try:
+        blockmap = BlockMap.from_json(listed(sums, name + SUFFIX,
+                                             transport.whole(release.locate(name + SUFFIX), LIMITS["blockmap"])))
+    except BlockMapError as error:
+        raise UpdateError(f"{name}{SUFFIX}: {error}") from None
+    if blockmap.name != name:
+        raise UpdateError(f"{name}{SUFFIX} describes {blockmap.name}: refusing it")
+    outcome = update(target, blockmap, source_files(release, sums, blockmap), transport, check=args.check)
+    report(target, blockmap, outcome, transport, args.check, time.monotonic() - started)
+    return 1 if args.check and outcome.updated else 0
+
+
+def report(target: Path, blockmap: BlockMap, outcome: Outcome, transport: Transport, check: bool,
+           seconds: float) -> None:
+    if not outcome.updated:
+        say(f"{target.name} is up to date ({blockmap.name})")
+    elif check:
+        say(f"update available: {blockmap.name}, {megabytes(outcome.fetched)} to download "
+            f"({megabytes(blockmap.size)} in all)")
+    else:
+        say(f"updated {target} to {blockmap.name}: {megabytes(blockmap.size - outcome.fetched)} reused, "
+            f"{megabytes(transport.received)} downloaded in {transport.requests} requests, {seconds:.1f} s")
