@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from release import appimage as appimage_module
-from release import config, delta, layout, publish, signing, split
+from release import config, delta, deps, hosts, layout, publish, signing, split
 from release.appimage import ALIGNMENT, elf_end_offset, pad_elf
 from release.artifacts import Kind
 from release.errors import ConfigError, VerifyError
@@ -170,10 +170,12 @@ def step_context(tmp_path: Path, runtime: Path, appdir: Path, key=None) -> tuple
     settings = config.resolve(arch="x86_64", flavor="python-llm", model="gemma-3-270m", packager="builtin",
                               out=tmp_path / "dist", build_dir=tmp_path / "build")
     settings = dataclasses.replace(settings, signing_key=key)
-    ctx = Context(settings)
+    ctx = Context(settings, host=hosts.Host(settings))  # this machine: no build root needed here
+    deps.BuildHostStep().run(ctx)
+    ctx.register(Kind.WHEEL, tmp_path / "llama.whl", digest="0" * 64, cpu_variants={"shipped": [], "dropped": {}})
     ctx.register(Kind.PACKAGER, runtime, name="builtin")
     ctx.register(Kind.MODEL, appdir / "usr/share/models/x.gguf", digest="0" * 64)
-    ctx.register(Kind.APPDIR, appdir, flavor="python-llm", min_glibc="2.36")
+    ctx.register(Kind.APPDIR, appdir, flavor="python-llm", min_glibc="2.36", min_glibcxx=None)
     ctx.register(Kind.ONEDIR, appdir / "usr/bin", flavor="python-llm", swi_prolog=None)
     return ctx, settings.flavors[0]
 
