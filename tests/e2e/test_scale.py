@@ -28,7 +28,7 @@ from pathlib import Path
 
 import pytest
 
-from release import config, plan
+from release import config, hosts, plan
 from release.artifacts import Kind
 from release.pipeline import BaseStep, Context, run
 
@@ -89,7 +89,7 @@ def build_release(model: Path, sha256: str, root: Path, cache: Path) -> Path:
                               build_dir=root / "build", out=root / "dist", cache_dir=cache)
     steps = plan.steps_until(settings, "checksums", skip=frozenset({"smoke", "functional", "variants", "systems"}))
     steps = [SyntheticModelStep(model, sha256) if step.name == "model" else step for step in steps]
-    run(steps, Context(settings))
+    run(steps, Context(settings, host=hosts.select(settings)))
     return settings.appimage_path(settings.flavors[0])
 
 

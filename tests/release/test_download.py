@@ -150,9 +150,15 @@ class BlobHandler(BaseHTTPRequestHandler):
             self.count(payload[first:])
 
     def count(self, payload: bytes) -> None:
-        self.wfile.write(payload)
+        # counted before the write: the client may return before this thread runs again
         with self.blob.lock:
             self.blob.bytes_sent += len(payload)
+        try:
+            self.wfile.write(payload)
+        except OSError:
+            with self.blob.lock:
+                self.blob.bytes_sent -= len(payload)
+            raise
 
     def log_message(self, *args: object) -> None:
         pass

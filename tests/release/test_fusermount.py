@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from release.rootfs import ensure_rootfs, run_in_rootfs
+from release.rootfs import Recipe, ensure_rootfs, run_in_rootfs
 from test_appimage_format import appdir, appimage, runtime  # noqa: F401
 from test_rootfs import rootfs_cache, tarball  # noqa: F401
 from test_runtime import reported
@@ -30,7 +30,7 @@ AS_NOBODY = "setpriv --reuid=65534 --regid=65534 --clear-groups"
 @pytest.fixture(scope="session")
 def fuse2_tarball(rootfs_cache) -> Path:  # noqa: F811
     """A minbase system plus Debian's `fuse` package (FUSE 2)."""
-    return ensure_rootfs(rootfs_cache, include=("fuse",))
+    return ensure_rootfs(rootfs_cache, recipe=Recipe(("fuse",), "FUSE 2 only: fusermount, no fusermount3"))
 
 
 def run_inside(tarball: Path, workdir: Path, appimage: Path, script: str, **env: str):
