@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from .errors import BuildError
 
-_DEB_LINE = re.compile(r"^deb\s+(?:\[[^\]]*\]\s+)?(?P<url>\S+)\s+(?P<suite>\S+)\s+(?P<components>.+?)\s*$")
+DEB_LINE = re.compile(r"^deb\s+(?:\[[^\]]*\]\s+)?(?P<url>\S+)\s+(?P<suite>\S+)\s+(?P<components>.+?)\s*$")
 
 
 @dataclass(frozen=True)
@@ -31,7 +31,7 @@ class Mirror:
 def mirror_of(sources_list: str) -> Mirror:
     """The mirror of the first `deb` line; BuildError when there is none."""
     for line in sources_list.splitlines():
-        match = _DEB_LINE.match(line.strip())
+        match = DEB_LINE.match(line.strip())
         if match:
             return Mirror(match["url"], match["components"])
     raise BuildError("the build root's /etc/apt/sources.list has no `deb` line to derive its sources from")

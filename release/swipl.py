@@ -44,7 +44,6 @@ JANUS_SOURCE = "share/janus-swi"     # in the prefix: janus-swi's Python package
 JANUS_FILES = ("setup.py", "pyproject.toml", "README.md", "janus")
 # What `build_script` and `make_relocatable` do, in words: part of the tarball's cache key.
 RECIPE = "upstream tarball; cmake, build, install; RUNPATHs relative to $ORIGIN; janus-swi source in share/"
-_DEB_LINE = re.compile(r"^deb\s+(?:\[[^\]]*\]\s+)?(?P<url>\S+)\s+(?P<suite>\S+)\s")
 
 
 @dataclass(frozen=True)
@@ -72,7 +71,7 @@ def mirror_url(system_root: Path) -> str:
 
 def _one_line_mirror(text: str) -> str | None:
     for line in text.splitlines():
-        match = _DEB_LINE.match(line.strip())
+        match = debian.DEB_LINE.match(line.strip())
         if match and not match["suite"].endswith("-security"):
             return match["url"]
     return None
