@@ -32,7 +32,7 @@ from release import config, hosts, plan
 from release.artifacts import Kind
 from release.pipeline import BaseStep, Context, run
 
-pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("scale")]
+pytestmark = [pytest.mark.slow, pytest.mark.big_disk]
 GiB, MiB = 1 << 30, 1 << 20
 MODEL_SIZE = 4 * GiB + 410 * MiB           # 4.40 GiB
 HOLE = range(4 * GiB - 8 * MiB, 4 * GiB + 8 * MiB)  # sparse in the source and in the image

@@ -391,6 +391,7 @@ def test_real_model_round_trips_through_mount_and_extraction(runtime, gguf_model
 
 
 @pytest.mark.slow
+@pytest.mark.big_disk
 def test_files_beyond_2_gib_are_extracted_intact(runtime, tmp_path, tmpdir_env):
     if shutil.disk_usage(tmp_path).free < 8 << 30:
         pytest.skip("needs 8 GiB free for a 2.5 GiB file and its extraction")
