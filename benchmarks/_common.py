@@ -123,20 +123,21 @@ def mounted(appimage: Path) -> Iterator[Path]:
         runtime.wait()
 
 
-def first_and_back_to_back(scratch: Path, make: Callable[[dict[str, str]], Callable[[], dict[str, float]]]
+def first_and_back_to_back(scratch: Path, label: str, make: Callable[[dict[str, str]], Callable[[], dict[str, float]]]
                            ) -> dict[str, Callable[[], dict[str, float]]]:
-    """The two ways a run of an AppImage starts, as measures for `alternate`:
+    """The two ways a run of an AppImage starts, as measures for `alternate`, named "<label>, ...":
     - first run: it mounts the image itself (APPIMAGE_MOUNT_LINGER=0: the mount goes with the run),
       so nothing of the image's files is in the kernel's cache of that mount;
     - back-to-back: right after another run, whose shared mount it joins, files still cached.
-    Each has a TMPDIR of its own, so one never joins the other's mount. make(env) returns a timed
-    run with env added to the environment (a runtime without shared mounts ignores both)."""
-    first, again = scratch / "first-run", scratch / "back-to-back"
+    Each has a TMPDIR of its own under scratch/label, so no run joins another's mount (a baseline
+    left to the default linger would be timed warm). make(env) returns a timed run with env added
+    to the environment (a runtime without shared mounts ignores both)."""
+    first, again = scratch / label / "first-run", scratch / label / "back-to-back"
     for directory in (first, again):
         directory.mkdir(parents=True, exist_ok=True)
     cold = make({"TMPDIR": str(first), "APPIMAGE_MOUNT_LINGER": "0"})
     before, timed_again = (make({"TMPDIR": str(again), "APPIMAGE_MOUNT_LINGER": "2"}) for _ in range(2))
-    return {"first run": cold, "back-to-back": lambda: (before(), timed_again())[1]}
+    return {f"{label}, first run": cold, f"{label}, back-to-back": lambda: (before(), timed_again())[1]}
 
 
 @contextlib.contextmanager

@@ -95,18 +95,18 @@ def variants(args: argparse.Namespace, agent: Path, env: dict[str, str], texts: 
     def appimage_run(image: Path, extra: dict[str, str]):
         return runner([str(image), "run", str(agent)], {**env, **extra}, texts)
 
-    chosen = {f"AppImage, {start}": measure for start, measure in
-              first_and_back_to_back(scratch, lambda extra: appimage_run(args.appimage, extra)).items()}
+    chosen = first_and_back_to_back(scratch, "AppImage", lambda extra: appimage_run(args.appimage, extra))
     chosen["plain GGUF"] = runner([str(args.onedir_tea), "run", str(agent)], {**env, "TEA_MODEL_PATH": str(args.model)},
                                   texts)
     if args.baseline_appimage:
-        chosen["baseline AppImage"] = appimage_run(args.baseline_appimage, {})
+        chosen |= first_and_back_to_back(scratch, "baseline AppImage",
+                                         lambda extra: appimage_run(args.baseline_appimage, extra))
     return chosen
 
 
 def report(results: dict[str, dict[str, float]], texts: set[str]) -> None:
     for name, result in results.items():
-        print(f"{name:24s} load+first token {result['first']:6.2f} s  {result['tok/s']:6.1f} tok/s "
+        print(f"{name:32s} load+first token {result['first']:6.2f} s  {result['tok/s']:6.1f} tok/s "
               f"({result['tokens']:.0f} tokens)  whole run {result['wall']:6.2f} s  CPU {result['cpu']:6.2f} s")
     print(f"generated text identical in every run: {'yes' if len(texts) == 1 else f'NO ({len(texts)} variants)'}; "
           f"load average after: {load_average()}")

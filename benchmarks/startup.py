@@ -60,18 +60,18 @@ def version_runner(command: Path, extra_env: dict[str, str] | None = None):
 
 
 def variants(args: argparse.Namespace, onefile: Path, scratch: Path, held: Path) -> dict:
-    chosen = {f"AppImage, {start}": measure for start, measure in
-              first_and_back_to_back(scratch, lambda env: version_runner(args.appimage, env)).items()}
+    chosen = first_and_back_to_back(scratch, "AppImage", lambda env: version_runner(args.appimage, env))
     chosen |= {"onedir": version_runner(args.onedir_tea), "onefile": version_runner(onefile),
                "AppRun in a held mount": version_runner(held / "AppRun")}
     if args.baseline_appimage:
-        chosen["baseline AppImage"] = version_runner(args.baseline_appimage)
+        chosen |= first_and_back_to_back(scratch, "baseline AppImage",
+                                         lambda env: version_runner(args.baseline_appimage, env))
     return chosen
 
 
 def report(results: dict[str, dict[str, float]]) -> None:
     for name, result in results.items():
-        print(f"{name:23s} {result['wall'] * 1000:7.1f} ms  CPU {result['cpu'] * 1000:7.1f} ms")
+        print(f"{name:32s} {result['wall'] * 1000:7.1f} ms  CPU {result['cpu'] * 1000:7.1f} ms")
     print(f"load average after: {load_average()}")
     onedir, onefile = results["onedir"]["wall"], results["onefile"]["wall"]
     for name in [name for name in results if "AppImage" in name]:
