@@ -1,4 +1,4 @@
-"""apt sources of a build root, derived from the one line debootstrap wrote (pure functions).
+"""apt sources of a build root, derived from the one line debootstrap wrote.
 
 No mirror is named in this project: debootstrap picks its default and writes it into the root's
 /etc/apt/sources.list (`deb http://deb.debian.org/debian bullseye main`). Every other source is
@@ -12,6 +12,7 @@ from __future__ import annotations
 import functools
 import re
 from dataclasses import dataclass
+from pathlib import Path
 
 from .errors import BuildError
 
@@ -30,11 +31,43 @@ class Mirror:
 
 def mirror_of(sources_list: str) -> Mirror:
     """The mirror of the first `deb` line; BuildError when there is none."""
-    for line in sources_list.splitlines():
+    mirror = _one_line_mirror(sources_list)
+    if mirror is None:
+        raise BuildError("the build root's /etc/apt/sources.list has no `deb` line to derive its sources from")
+    return mirror
+
+
+def system_mirror(system_root: Path) -> Mirror:
+    """The mirror the system at `system_root` installs from, in one-line or deb822 sources (a
+    build host may be a newer Debian, whose debootstrap or installer writes deb822)."""
+    apt = system_root / "etc/apt"
+    files = [apt / "sources.list", *sorted((apt / "sources.list.d").glob("*.list")),
+             *sorted((apt / "sources.list.d").glob("*.sources"))]
+    for path in files:
+        text = path.read_text() if path.is_file() else ""
+        mirror = _one_line_mirror(text) if path.suffix == ".list" else _deb822_mirror(text)
+        if mirror:
+            return mirror
+    raise BuildError(f"no Debian `deb` source in {apt} to derive a deb-src line from")
+
+
+def _one_line_mirror(text: str) -> Mirror | None:
+    """The first `deb` line's mirror; -security lines name the sibling, not the mirror."""
+    for line in text.splitlines():
         match = DEB_LINE.match(line.strip())
-        if match:
+        if match and not match["suite"].endswith("-security"):
             return Mirror(match["url"], match["components"])
-    raise BuildError("the build root's /etc/apt/sources.list has no `deb` line to derive its sources from")
+    return None
+
+
+def _deb822_mirror(text: str) -> Mirror | None:
+    for stanza in re.split(r"\n\s*\n", text):
+        fields = dict(line.split(":", 1) for line in stanza.splitlines() if ":" in line and not line.startswith("#"))
+        fields = {key.strip(): value.split() for key, value in fields.items()}
+        suites = fields.get("Suites", [])
+        if "deb" in fields.get("Types", []) and fields.get("URIs") and not all(s.endswith("-security") for s in suites):
+            return Mirror(fields["URIs"][0], " ".join(fields.get("Components", ["main"])))
+    return None
 
 
 def suite_lines(kind: str, mirror: Mirror, suite: str, *, updates: bool) -> list[str]:

@@ -56,37 +56,6 @@ class SwiplBuild:
 
 # --- apt, with private state ---------------------------------------------------------------------
 
-def mirror_url(system_root: Path) -> str:
-    """The Debian mirror the system at `system_root` installs from (one-line or deb822 sources)."""
-    apt = system_root / "etc/apt"
-    files = [apt / "sources.list", *sorted((apt / "sources.list.d").glob("*.list")),
-             *sorted((apt / "sources.list.d").glob("*.sources"))]
-    for path in files:
-        text = path.read_text() if path.is_file() else ""
-        url = _one_line_mirror(text) if path.suffix == ".list" else _deb822_mirror(text)
-        if url:
-            return url
-    raise BuildError(f"no Debian `deb` source in {apt} to derive a deb-src line from")
-
-
-def _one_line_mirror(text: str) -> str | None:
-    for line in text.splitlines():
-        match = debian.DEB_LINE.match(line.strip())
-        if match and not match["suite"].endswith("-security"):
-            return match["url"]
-    return None
-
-
-def _deb822_mirror(text: str) -> str | None:
-    for stanza in re.split(r"\n\s*\n", text):
-        fields = dict(line.split(":", 1) for line in stanza.splitlines() if ":" in line and not line.startswith("#"))
-        fields = {key.strip(): value.split() for key, value in fields.items()}
-        suites = fields.get("Suites", [])
-        if "deb" in fields.get("Types", []) and fields.get("URIs") and not all(s.endswith("-security") for s in suites):
-            return fields["URIs"][0]
-    return None
-
-
 def apt_options(state: Path) -> list[str]:
     """apt reading only our sources list and keeping its lists and downloads under `state`."""
     return ["-q", "-o", f"Dir::Etc::SourceList={state / 'sources.list'}", "-o", "Dir::Etc::SourceParts=/dev/null",
@@ -98,7 +67,7 @@ def available_versions(builder: hosts.BuildHost, pins: SwiplPins, state: Path) -
     """Versions of the source package in the pinned suite, newest first."""
     for sub in ("lists/partial", "cache/archives/partial"):
         (state / sub).mkdir(parents=True, exist_ok=True)
-    (state / "sources.list").write_text(f"deb-src {mirror_url(builder.system_root)} {pins.suite} main\n")
+    (state / "sources.list").write_text(f"deb-src {debian.system_mirror(builder.system_root).url} {pins.suite} main\n")
     builder.run(["apt-get", *apt_options(state), "update"], what=f"apt-get update (deb-src {pins.suite})",
                 stream=False)
     listing = builder.run(["apt-cache", *apt_options(state), "madison", pins.source], what="apt-cache madison",

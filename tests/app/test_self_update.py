@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from release import checksums, delta, gpg, layout, signing, split
+from release import checksums, delta, layout, signing, split
 from tea_helpers import TEA, run_tea
 from tests.keys import generate_key
 from tests.release.test_appimage_format import runtime  # noqa: F401

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+from pathlib import Path
 
 import pytest
 
@@ -34,6 +35,11 @@ def test_mirror_is_taken_from_the_first_deb_line_whatever_it_is():
         "deb https://mirror.example/debian/ trixie main contrib",
         "deb https://mirror.example/debian/ trixie-updates main contrib",
         "deb https://mirror.example/debian-security trixie-security main contrib"]
+
+
+def test_a_security_line_first_does_not_become_the_mirror():
+    sources = "deb http://deb.debian.org/debian-security bullseye-security main\n" + DEBOOTSTRAP_LINE
+    assert debian.root_sources(sources, "bullseye").splitlines()[0] == "deb http://deb.debian.org/debian bullseye main"
 
 
 @pytest.mark.parametrize("sources", ["", "# nothing\n", "deb-src http://x/debian bullseye main\n"])
@@ -80,3 +86,39 @@ def test_version_order_is_dpkgs(a, b):
     expected = -1 if dpkg_says("lt") else 1 if dpkg_says("gt") else 0
     assert debian.compare_versions(a, b) == expected
     assert debian.compare_versions(b, a) == -expected
+
+
+def system(tmp_path: Path, files: dict[str, str]) -> Path:
+    for name, text in files.items():
+        (tmp_path / "etc/apt" / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / "etc/apt" / name).write_text(text)
+    return tmp_path
+
+
+def test_mirror_from_one_line_sources_skips_security(tmp_path):
+    root = system(tmp_path, {"sources.list": "# comment\ndeb http://mirror.test/debian-security bookworm-security main\n"
+                                             "deb-src http://src.test/debian bookworm main\n"
+                                             "deb [arch=amd64] http://mirror.test/debian bookworm main\n"})
+    assert debian.system_mirror(root) == debian.Mirror("http://mirror.test/debian", "main")
+
+
+def test_mirror_from_deb822_sources(tmp_path):
+    root = system(tmp_path, {"sources.list.d/debian.sources":
+                             "Types: deb\nURIs: http://mirror.test/debian-security\nSuites: bookworm-security\n"
+                             "Components: main\n\n"
+                             "Types: deb deb-src\n# a note: with a colon\nURIs: http://mirror.test/debian\n"
+                             "Suites: bookworm bookworm-updates\nComponents: main\n"})
+    assert debian.system_mirror(root) == debian.Mirror("http://mirror.test/debian", "main")
+
+
+def test_one_line_sources_come_before_deb822_ones(tmp_path):
+    root = system(tmp_path, {"sources.list": "deb http://first.test/debian bookworm main\n",
+                             "sources.list.d/debian.sources": "Types: deb\nURIs: http://second.test/debian\n"
+                                                              "Suites: bookworm\n"})
+    assert debian.system_mirror(root).url == "http://first.test/debian"
+
+
+def test_no_deb_source_is_one_line_error(tmp_path):
+    root = system(tmp_path, {"sources.list": "deb-src http://src.test/debian bookworm main\n"})
+    with pytest.raises(BuildError, match=r"^no Debian `deb` source in .*etc/apt to derive a deb-src line from$"):
+        debian.system_mirror(root)

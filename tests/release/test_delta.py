@@ -24,7 +24,7 @@ from release.finalize import FinalizeStep
 from release.package import AppImageStep
 from release.pipeline import Context
 from release.squashfs import make_squashfs, sort_lines
-from test_appimage_format import build_appimage, make_appdir, runtime  # noqa: F401
+from test_appimage_format import make_appdir, runtime  # noqa: F401
 from tests.release_server import ReleaseServer
 from the_edge_agent.update.blockmap import BLOCK_SIZE, BlockMap, block_digest
 

@@ -24,42 +24,6 @@ other | 10.0.0-1 | http://mirror.test/debian trixie/main Sources
 """
 
 
-def system(tmp_path: Path, files: dict[str, str]) -> Path:
-    for name, text in files.items():
-        (tmp_path / "etc/apt" / name).parent.mkdir(parents=True, exist_ok=True)
-        (tmp_path / "etc/apt" / name).write_text(text)
-    return tmp_path
-
-
-def test_mirror_from_one_line_sources_skips_security(tmp_path):
-    root = system(tmp_path, {"sources.list": "# comment\ndeb http://mirror.test/debian-security bookworm-security main\n"
-                                             "deb-src http://src.test/debian bookworm main\n"
-                                             "deb [arch=amd64] http://mirror.test/debian bookworm main\n"})
-    assert swipl.mirror_url(root) == "http://mirror.test/debian"
-
-
-def test_mirror_from_deb822_sources(tmp_path):
-    root = system(tmp_path, {"sources.list.d/debian.sources":
-                             "Types: deb\nURIs: http://mirror.test/debian-security\nSuites: bookworm-security\n"
-                             "Components: main\n\n"
-                             "Types: deb deb-src\n# a note: with a colon\nURIs: http://mirror.test/debian\n"
-                             "Suites: bookworm bookworm-updates\nComponents: main\n"})
-    assert swipl.mirror_url(root) == "http://mirror.test/debian"
-
-
-def test_one_line_sources_come_before_deb822_ones(tmp_path):
-    root = system(tmp_path, {"sources.list": "deb http://first.test/debian bookworm main\n",
-                             "sources.list.d/debian.sources": "Types: deb\nURIs: http://second.test/debian\n"
-                                                              "Suites: bookworm\n"})
-    assert swipl.mirror_url(root) == "http://first.test/debian"
-
-
-def test_no_deb_source_is_one_line_error(tmp_path):
-    root = system(tmp_path, {"sources.list": "deb-src http://src.test/debian bookworm main\n"})
-    with pytest.raises(BuildError, match=r"^no Debian `deb` source in .*etc/apt to derive a deb-src line from$"):
-        swipl.mirror_url(root)
-
-
 def test_apt_keeps_its_state_private(tmp_path):
     options = swipl.apt_options(tmp_path)
     assert f"Dir::State::Lists={tmp_path / 'lists'}" in options

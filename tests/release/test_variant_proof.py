@@ -8,7 +8,7 @@ dies with SIGILL must fail the step with one line naming it.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
