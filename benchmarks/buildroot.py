@@ -68,6 +68,7 @@ def main() -> None:
     parser.add_argument("--scratch", type=Path, default=Path(tempfile.gettempdir()))
     args = parser.parse_args()
     os.chdir(REPO)
+    args.scratch.mkdir(parents=True, exist_ok=True)
     header("warm release build (freeze .. manifest, both flavors)", args.runs)
     warm = alternate({name: lambda base=base: fresh_then_rerun(base, args.scratch) for name, base in BASES.items()},
                      args.runs, warmup=1)

@@ -231,7 +231,11 @@ static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 	pthread_mutex_lock(&fs_lock);
 	int err = lookup_entry(fuse_req_userdata(req), parent, name, &entry);
 	pthread_mutex_unlock(&fs_lock);
-	if (err)
+	if (err == ENOENT) { /* the image never changes: the kernel may remember a name's absence */
+		entry.ino = 0;
+		entry.entry_timeout = FOREVER;
+		fuse_reply_entry(req, &entry);
+	} else if (err)
 		fuse_reply_err(req, err);
 	else
 		fuse_reply_entry(req, &entry);

@@ -13,7 +13,9 @@ import errno
 import os
 import random
 import struct
+import signal
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -22,6 +24,7 @@ from release.appimage import elf_end_offset, write_runtime_over
 from release.squashfs import mksquashfs_command
 from test_appimage_format import runtime  # noqa: F401
 from test_runtime import TIMEOUT, tmpdir_env  # noqa: F401
+from test_shared_mount import server_and_watchdog
 
 BLOCK = 128 << 10
 UNCOMPRESSED_BIT = 1 << 24
@@ -124,3 +127,25 @@ def test_blocks_pointing_outside_the_image_read_as_an_error(runtime, source, tmp
         (point / "usr/share/models/model.gguf").read_bytes()
     assert raised.value.errno == errno.EIO
     assert (point / "usr/share/models/exact.gguf").read_bytes() == FILES["usr/share/models/exact.gguf"]
+
+
+def test_a_missing_name_is_answered_by_the_kernel_once_looked_up(runtime, source, tmp_path, tmpdir_env):
+    """The image never changes, so the server lets the kernel cache a name's absence: Python's imports
+    and ld.so's library search probe hundreds of missing paths at every start. Proof: with the
+    server stopped, a missing name looked up before still gets its ENOENT."""
+    image = build_with(runtime, source, tmp_path / "Missing-x86_64.AppImage", ())
+    process, point = mounted(image, tmpdir_env)
+    server, _watchdog = server_and_watchdog(image, process.pid)
+    missing = point / "usr/lib/absent.so"
+    probe = [sys.executable, "-c", f"import os; os.stat({str(missing)!r})"]
+    try:
+        assert not missing.exists() and (point / "usr/lib/mixed.bin").exists()
+        os.kill(server, signal.SIGSTOP)
+        try:
+            looked_up = subprocess.run(probe, capture_output=True, text=True, timeout=10)
+        finally:
+            os.kill(server, signal.SIGCONT)
+        assert "FileNotFoundError" in looked_up.stderr
+    finally:
+        process.terminate()
+        process.wait(timeout=TIMEOUT)
