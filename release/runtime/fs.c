@@ -4,7 +4,7 @@
  *
  * Why: the bundled model (several GB) is stored uncompressed. squashfuse would read each 128 KiB
  * block into a buffer, copy it into the reply and write that to /dev/fuse, after walking the
- * file's block list from the start of a metadata block on every request. Here each open file
+ * file's block list from the start of a metadata block on every request. Here each file read
  * gets a table of where its blocks lie in the AppImage, and a read of uncompressed blocks is
  * answered with an fd-backed buffer: libfuse splices those pages from the AppImage's page cache
  * into /dev/fuse, with no userspace copy. Compressed blocks, holes and the tail fragment take
@@ -13,8 +13,12 @@
  * squashfuse's caches are not thread-safe, so every call into it holds fs_lock; the spliced
  * reads need no lock, which is what lets several server threads serve the model in parallel.
  *
+ * The image never changes, so a file's table serves every open of it for the server's life, and
+ * where the kernel can (FUSE_CAP_NO_OPEN_SUPPORT) it is told not to send opens at all: an open
+ * and a release each cost a round trip to the server, and tea opens ~170 files to start.
+ *
  * A hostile image (TARGET_APPIMAGE may name any file) gets guard.c's checks here too, as in
- * extract.c: a file's blocks and fragment when it is opened, a directory's listing when it is
+ * extract.c: a file's blocks and fragment when it is first read, a directory's listing when it is
  * opened or searched, an entry's inode reference before it is read. Lookup and readdir are ours,
  * with a name buffer as long as squashfs can store (squashfuse's hold 256 bytes).
  */
@@ -33,15 +37,22 @@
 struct server_fs {
 	sqfs_ll ll;
 	off_t image_size;
+	bool no_open; /* the kernel takes ENOSYS to an open as "never ask again, keep the pages" */
 };
 
-/* fi->fh of an open regular file. */
-struct open_file {
+/* A regular file that has been read or opened, kept for the server's life. */
+struct known_file {
+	fuse_ino_t ino;
+	struct known_file *next; /* in its bucket */
 	sqfs_inode inode;
 	/* Where data block i lies in the AppImage when it is stored verbatim, else -1; one entry
 	 * more than the file has blocks, -1, standing for the tail fragment. NULL: squashfuse reads. */
 	off_t *stored;
 };
+
+#define FILE_BUCKETS 4096
+static struct known_file *known_files[FILE_BUCKETS];
+static pthread_rwlock_t known_files_lock = PTHREAD_RWLOCK_INITIALIZER;
 
 /* In libsquashfuse_ll (its stat.h is not installed): an inode's attributes as stat(2) gives them. */
 sqfs_err sqfs_stat(sqfs *fs, sqfs_inode *inode, struct stat *st);
@@ -60,7 +71,7 @@ static off_t verbatim_at(const struct server_fs *sfs, const sqfs_blocklist *bl)
 }
 
 /* Fills file->stored; on a metadata error the file just keeps squashfuse's read path. */
-static void map_blocks(struct server_fs *sfs, struct open_file *file)
+static void map_blocks(struct server_fs *sfs, struct known_file *file)
 {
 	sqfs *fs = &sfs->ll.fs;
 	sqfs_blocklist bl;
@@ -82,7 +93,7 @@ static void map_blocks(struct server_fs *sfs, struct open_file *file)
 /* Where [off, off + *size) lies in the AppImage when all of it is stored verbatim (*size is
  * clipped at the end of the file); -1 when squashfuse has to read it. A file's blocks lie one
  * after the other, so verbatim blocks in a row are one range of the AppImage. */
-static off_t verbatim_range(const struct open_file *file, uint32_t block_size, off_t off,
+static off_t verbatim_range(const struct known_file *file, uint32_t block_size, off_t off,
 			    size_t *size)
 {
 	uint64_t file_size = file->inode.xtra.reg.file_size;
@@ -98,46 +109,83 @@ static off_t verbatim_range(const struct open_file *file, uint32_t block_size, o
 	return file->stored[first] + (off_t)((uint64_t)off % block_size);
 }
 
+static struct known_file **bucket_of(fuse_ino_t ino)
+{
+	return &known_files[(ino * 0x9E3779B97F4A7C15u) >> 52 & (FILE_BUCKETS - 1)];
+}
+
+static struct known_file *find_known(fuse_ino_t ino)
+{
+	struct known_file *file;
+	pthread_rwlock_rdlock(&known_files_lock);
+	for (file = *bucket_of(ino); file && file->ino != ino; file = file->next)
+		;
+	pthread_rwlock_unlock(&known_files_lock);
+	return file;
+}
+
+/* ino as a regular file with its block table, made on first use; NULL with *err when it cannot
+ * be read (not kept: a bad file is checked again, and answers EIO again). */
+static struct known_file *file_of(struct server_fs *sfs, fuse_ino_t ino, int *err)
+{
+	struct known_file *file = find_known(ino), *raced;
+	if (file)
+		return file;
+	if (!(file = calloc(1, sizeof *file))) {
+		*err = ENOMEM;
+		return NULL;
+	}
+	pthread_mutex_lock(&fs_lock);
+	*err = 0;
+	if (sqfs_ll_inode(&sfs->ll, &file->inode, ino) != SQFS_OK)
+		*err = ENOENT;
+	else if (!S_ISREG(file->inode.base.mode))
+		*err = EISDIR;
+	else if (!guard_file(&sfs->ll.fs, &file->inode))
+		*err = EIO;
+	else
+		map_blocks(sfs, file);
+	pthread_mutex_unlock(&fs_lock);
+	if (*err) {
+		free(file);
+		return NULL;
+	}
+	file->ino = ino;
+	pthread_rwlock_wrlock(&known_files_lock);
+	for (raced = *bucket_of(ino); raced && raced->ino != ino; raced = raced->next)
+		;
+	if (!raced) {
+		file->next = *bucket_of(ino);
+		*bucket_of(ino) = file;
+	}
+	pthread_rwlock_unlock(&known_files_lock);
+	if (raced) { /* another thread made it first */
+		free(file->stored);
+		free(file);
+	}
+	return raced ? raced : file;
+}
+
 static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	struct server_fs *sfs = fuse_req_userdata(req);
-	struct open_file *file = calloc(1, sizeof *file);
 	int err = 0;
 	if (fi->flags & (O_WRONLY | O_RDWR))
 		err = EROFS;
-	else if (!file)
-		err = ENOMEM;
-	pthread_mutex_lock(&fs_lock);
-	if (!err && sqfs_ll_inode(&sfs->ll, &file->inode, ino) != SQFS_OK)
-		err = ENOENT;
-	else if (!err && !S_ISREG(file->inode.base.mode))
-		err = EISDIR;
-	else if (!err && !guard_file(&sfs->ll.fs, &file->inode))
-		err = EIO;
-	else if (!err)
-		map_blocks(sfs, file);
-	pthread_mutex_unlock(&fs_lock);
+	else if (sfs->no_open)
+		err = ENOSYS; /* the first open: the kernel sends no more, and keeps the pages */
+	else
+		file_of(sfs, ino, &err);
 	if (err) {
-		free(file);
 		fuse_reply_err(req, err);
 		return;
 	}
-	fi->fh = (uintptr_t)file;
 	fi->keep_cache = 1; /* the image never changes: keep its pages across opens */
 	fuse_reply_open(req, fi);
 }
 
-static void op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
-{
-	struct open_file *file = (struct open_file *)(uintptr_t)fi->fh;
-	(void)ino;
-	free(file->stored);
-	free(file);
-	fuse_reply_err(req, 0);
-}
-
 /* Compressed data, holes and fragments: squashfuse decodes them into a buffer. */
-static void read_decoded(fuse_req_t req, struct server_fs *sfs, struct open_file *file,
+static void read_decoded(fuse_req_t req, struct server_fs *sfs, struct known_file *file,
 			 size_t size, off_t off)
 {
 	char *buf = malloc(size ? size : 1);
@@ -160,8 +208,13 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		    struct fuse_file_info *fi)
 {
 	struct server_fs *sfs = fuse_req_userdata(req);
-	struct open_file *file = (struct open_file *)(uintptr_t)fi->fh;
-	(void)ino;
+	int err;
+	struct known_file *file = file_of(sfs, ino, &err);
+	(void)fi;
+	if (!file) {
+		fuse_reply_err(req, err);
+		return;
+	}
 	off_t at = verbatim_range(file, sfs->ll.fs.sb.block_size, off, &size);
 	/* Only ever splice from inside the AppImage: a corrupt block table must not become a short
 	 * read, which FUSE would take for the end of the file. squashfuse says EIO instead. */
@@ -334,17 +387,19 @@ static void op_statfs(fuse_req_t req, fuse_ino_t ino)
 	LOCKED(stfs_ll_op_statfs(req, ino));
 }
 
-/* Splice replies need the capability asked for; symlinks never change, so the kernel may cache them. */
+/* Splice replies need the capability asked for; symlinks never change, so the kernel may cache
+ * them; where the kernel can do without opens, it is told so at the first one. */
 static void op_init(void *userdata, struct fuse_conn_info *conn)
 {
-	(void)userdata;
-	conn->want |= conn->capable & (FUSE_CAP_SPLICE_WRITE | FUSE_CAP_CACHE_SYMLINKS);
+	struct server_fs *sfs = userdata;
+	conn->want |= conn->capable & (FUSE_CAP_SPLICE_WRITE | FUSE_CAP_CACHE_SYMLINKS | FUSE_CAP_NO_OPEN_SUPPORT);
+	sfs->no_open = conn->want & FUSE_CAP_NO_OPEN_SUPPORT;
 }
 
 static const struct fuse_lowlevel_ops operations = {
 	.init = op_init, .getattr = op_getattr, .lookup = op_lookup, .forget = op_forget,
 	.opendir = op_opendir, .readdir = op_readdir, .releasedir = op_releasedir,
-	.open = op_open, .read = op_read, .release = op_release, .readlink = op_readlink,
+	.open = op_open, .read = op_read, .readlink = op_readlink,
 	.listxattr = op_listxattr, .getxattr = op_getxattr, .statfs = op_statfs,
 };
 

@@ -9,6 +9,7 @@ readahead. A block table that points outside the image is refused with EIO, neve
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import random
@@ -17,6 +18,7 @@ import signal
 import subprocess
 import sys
 from pathlib import Path
+from typing import Callable, Iterator
 
 import pytest
 
@@ -129,23 +131,44 @@ def test_blocks_pointing_outside_the_image_read_as_an_error(runtime, source, tmp
     assert (point / "usr/share/models/exact.gguf").read_bytes() == FILES["usr/share/models/exact.gguf"]
 
 
-def test_a_missing_name_is_answered_by_the_kernel_once_looked_up(runtime, source, tmp_path, tmpdir_env):
-    """The image never changes, so the server lets the kernel cache a name's absence: Python's imports
-    and ld.so's library search probe hundreds of missing paths at every start. Proof: with the
-    server stopped, a missing name looked up before still gets its ENOENT."""
-    image = build_with(runtime, source, tmp_path / "Missing-x86_64.AppImage", ())
-    process, point = mounted(image, tmpdir_env)
+@contextlib.contextmanager
+def stoppable_mount(image: Path, env: dict[str, str]) -> Iterator[tuple[Path, Callable[[], None]]]:
+    """A mount of image, and a function that stops (SIGSTOP) its server: what the kernel answers
+    after that, it answers from its own cache (a request to the server would hang)."""
+    process, point = mounted(image, env)
     server, _watchdog = server_and_watchdog(image, process.pid)
-    missing = point / "usr/lib/absent.so"
-    probe = [sys.executable, "-c", f"import os; os.stat({str(missing)!r})"]
     try:
-        assert not missing.exists() and (point / "usr/lib/mixed.bin").exists()
-        os.kill(server, signal.SIGSTOP)
-        try:
-            looked_up = subprocess.run(probe, capture_output=True, text=True, timeout=10)
-        finally:
-            os.kill(server, signal.SIGCONT)
-        assert "FileNotFoundError" in looked_up.stderr
+        yield point, lambda: os.kill(server, signal.SIGSTOP)
     finally:
+        os.kill(server, signal.SIGCONT)
         process.terminate()
         process.wait(timeout=TIMEOUT)
+
+
+def in_a_process(code: str, path: Path) -> subprocess.CompletedProcess:
+    """Python's `code` with path as sys.argv[1], in a process of its own that a hung request cannot stall."""
+    return subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True, text=True, timeout=10)
+
+
+def test_a_missing_name_is_answered_by_the_kernel_once_looked_up(runtime, source, tmp_path, tmpdir_env):
+    """The image never changes, so the server lets the kernel cache a name's absence: Python's imports
+    and ld.so's library search probe hundreds of missing paths at every start."""
+    image = build_with(runtime, source, tmp_path / "Missing-x86_64.AppImage", ())
+    with stoppable_mount(image, tmpdir_env) as (point, stop_server):
+        missing = point / "usr/lib/absent.so"
+        assert not missing.exists() and (point / "usr/lib/mixed.bin").exists()
+        stop_server()
+        assert "FileNotFoundError" in in_a_process("import os, sys; os.stat(sys.argv[1])", missing).stderr
+
+
+def test_opening_a_file_needs_no_server_once_it_has_been_opened(runtime, source, tmp_path, tmpdir_env):
+    """An open and a release cost a round trip each unless the kernel is told it need not send them
+    (~170 opens to start tea): after the first, files open without the server."""
+    image = build_with(runtime, source, tmp_path / "Opens-x86_64.AppImage", ())
+    name = "usr/share/models/model.gguf"
+    with stoppable_mount(image, tmpdir_env) as (point, stop_server):
+        assert (point / name).read_bytes() == FILES[name]
+        stop_server()
+        reopened = in_a_process("import os, sys; os.close(os.open(sys.argv[1], os.O_RDONLY)); print('opened')",
+                                point / name)
+        assert reopened.stdout == "opened\n"
