@@ -40,7 +40,9 @@ struct server_fs {
 	bool no_open; /* the kernel takes ENOSYS to an open as "never ask again, keep the pages" */
 };
 
-/* A regular file that has been read or opened, kept for the server's life. */
+/* A regular file that has been read or opened, kept for the server's life. Keyed by FUSE inode
+ * number: squashfuse's 64-bit scheme derives it from the inode's place in the image, so a number
+ * never comes to mean another file (forget recycles nothing). */
 struct known_file {
 	fuse_ino_t ino;
 	struct known_file *next; /* in its bucket */
