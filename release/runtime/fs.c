@@ -116,12 +116,19 @@ static struct known_file **bucket_of(fuse_ino_t ino)
 	return &known_files[(ino * 0x9E3779B97F4A7C15u) >> 52 & (FILE_BUCKETS - 1)];
 }
 
+/* ino's entry in its bucket, or NULL; the caller holds known_files_lock. */
+static struct known_file *in_bucket(fuse_ino_t ino)
+{
+	struct known_file *file = *bucket_of(ino);
+	while (file && file->ino != ino)
+		file = file->next;
+	return file;
+}
+
 static struct known_file *find_known(fuse_ino_t ino)
 {
-	struct known_file *file;
 	pthread_rwlock_rdlock(&known_files_lock);
-	for (file = *bucket_of(ino); file && file->ino != ino; file = file->next)
-		;
+	struct known_file *file = in_bucket(ino);
 	pthread_rwlock_unlock(&known_files_lock);
 	return file;
 }
@@ -154,8 +161,7 @@ static struct known_file *file_of(struct server_fs *sfs, fuse_ino_t ino, int *er
 	}
 	file->ino = ino;
 	pthread_rwlock_wrlock(&known_files_lock);
-	for (raced = *bucket_of(ino); raced && raced->ino != ino; raced = raced->next)
-		;
+	raced = in_bucket(ino);
 	if (!raced) {
 		file->next = *bucket_of(ino);
 		*bucket_of(ino) = file;
