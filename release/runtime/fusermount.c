@@ -42,13 +42,15 @@ static int find_in(const char *dirs, const char *name, char *out, size_t cap)
 	return 0;
 }
 
-/* The helper to mount with: fusermount3, else fusermount, in $PATH or the usual places. */
+/* The helper to mount with: fusermount3, else fusermount, in $PATH or the usual places. Without
+ * one, out is "": what fuse_detach takes for a direct mount. */
 int fusermount_find(char *out, size_t cap)
 {
 	for (size_t i = 0; i < sizeof helpers / sizeof helpers[0]; i++)
 		if (find_in(getenv("PATH"), helpers[i], out, cap) ||
 		    find_in(fallback_path, helpers[i], out, cap))
 			return 1;
+	out[0] = '\0';
 	return 0;
 }
 
@@ -123,7 +125,6 @@ int fuse_attach(struct fuse_session *se, const char *options, struct mount *m)
 {
 	char device[32];
 	if (!fusermount_find(m->helper, sizeof m->helper)) {
-		m->helper[0] = '\0';
 		if (geteuid() != 0)
 			snprintf(m->reason, sizeof m->reason, "neither fusermount3 nor fusermount is installed");
 		else if (fuse_session_mount(se, m->dir) == 0)

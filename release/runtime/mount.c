@@ -331,8 +331,7 @@ void mount_stop(struct mount *m)
 	}
 	kill(m->server, SIGKILL);
 	waitpid(m->server, NULL, 0);
-	if (!fusermount_find(m->helper, sizeof m->helper))
-		m->helper[0] = '\0';
+	fusermount_find(m->helper, sizeof m->helper);
 	fuse_detach(m->helper, m->dir);
 	rmdir(m->dir);
 }

@@ -169,8 +169,8 @@ static void clear_stale(int dir_fd, const char *dir, const char *key)
 			continue;
 		snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
 		if (rmdir(path) != 0 && errno == EBUSY) {
-			if (!helper[0] && !fusermount_find(helper, sizeof helper))
-				helper[0] = '\0';
+			if (!helper[0])
+				fusermount_find(helper, sizeof helper);
 			fuse_detach(helper, path);
 			rmdir(path);
 		}
