@@ -69,7 +69,8 @@ def digests(path: Path) -> list[bytes]:
 def layout_report(old: Path, new: Path) -> None:
     before, after = digests(old), digests(new)
     same = sum(1 for index, digest in enumerate(after) if index < len(before) and before[index] == digest)
-    anywhere = sum(1 for digest in after if digest in set(before))
+    known = set(before)
+    anywhere = sum(1 for digest in after if digest in known)
     print(f"layout: N+1 has {len(after)} blocks of 64 KiB; {same} identical at the same offset in N "
           f"({same / len(after):.1%}), {anywhere} found on N's grid ({anywhere / len(after):.1%})")
 
