@@ -23,9 +23,13 @@ from .errors import VerifyError
 
 
 def same_bytes(path: Path, expected: str, how: str) -> None:
-    if sha256_file(path) != expected:
-        raise VerifyError(f"{how} did not reproduce the new AppImage (sha256 {sha256_file(path)[:16]}…, expected "
-                          f"{expected[:16]}…)")
+    got = sha256_file(path)
+    if got != expected:
+        raise VerifyError(f"{how} did not reproduce the new AppImage (sha256 {got[:16]}…, expected {expected[:16]}…)")
+
+
+def last_line(stderr: str) -> str:
+    return (stderr.strip().splitlines() or ["(no output)"])[-1]
 
 
 def self_update(old: Path, release: str, expected: str, work: Path) -> str:
@@ -34,13 +38,12 @@ def self_update(old: Path, release: str, expected: str, work: Path) -> str:
     link_or_copy(old, copy)
     done = proc.run([copy, "self-update", "--release", release], what=f"{old.name} self-update", timeout=3600,
                     check=False, error=VerifyError)
-    lines = done.stderr.strip().splitlines() or ["(no output)"]
     if done.returncode != 0:
         if "invalid choice: 'self-update'" in done.stderr:
             raise VerifyError(f"{old.name} has no `tea self-update` (it predates delta updates): give a newer OLD")
-        raise VerifyError(f"{old.name} self-update failed (exit {done.returncode}): {lines[-1]}")
+        raise VerifyError(f"{old.name} self-update failed (exit {done.returncode}): {last_line(done.stderr)}")
     same_bytes(copy, expected, f"{old.name} self-update")
-    return lines[-1].removeprefix("tea: ")
+    return last_line(done.stderr).removeprefix("tea: ")
 
 
 def zsync_client(old: Path, release: str, name: str, expected: str, work: Path) -> str:
@@ -50,8 +53,7 @@ def zsync_client(old: Path, release: str, name: str, expected: str, work: Path) 
     done = proc.run(["zsync", "-q", "-i", old, "-o", out, release + zsync_path(Path(name)).name],
                     what="zsync", timeout=3600, cwd=out.parent, check=False, error=VerifyError)
     if done.returncode != 0:
-        raise VerifyError(f"zsync from {old.name} failed (exit {done.returncode}): "
-                          f"{(done.stderr.strip().splitlines() or ['(no output)'])[-1]}")
+        raise VerifyError(f"zsync from {old.name} failed (exit {done.returncode}): {last_line(done.stderr)}")
     same_bytes(out, expected, "zsync")
     return f"zsync from {old.name}: reproduced {name}"
 
