@@ -50,6 +50,10 @@ class Plan:
     reuse: dict[int, int] = field(default_factory=dict)  # block → offset of the same bytes in the old file
     fetch: list[int] = field(default_factory=list)
 
+    def fetch_bytes(self, blockmap: BlockMap) -> int:
+        """How much of the new file has to be downloaded."""
+        return sum(blockmap.span(index)[1] for index in self.fetch)
+
     def runs(self) -> list[tuple[int, int]]:
         """The blocks to fetch as [first, end) runs of consecutive blocks."""
         found: list[tuple[int, int]] = []
@@ -260,12 +264,12 @@ def update(target: Path, blockmap: BlockMap, files: list[SourceFile], transport:
     partial = partial_path(target, blockmap)
     if check:
         plan = make_plan(blockmap, digests, set())
-        return Outcome(True, len(plan.reuse), sum(blockmap.span(index)[1] for index in plan.fetch))
+        return Outcome(True, len(plan.reuse), plan.fetch_bytes(blockmap))
     remove_other_partials(target, partial)
     with locked_partial(partial, blockmap.size) as (fd, resumed):
         plan = make_plan(blockmap, digests, blocks_in_place(fd, blockmap) if resumed else set())
         copy_reused(target, fd, blockmap, plan)
-        fetched = sum(blockmap.span(index)[1] for index in plan.fetch)
+        fetched = plan.fetch_bytes(blockmap)
         progress = Progress(f"downloading {blockmap.name}", fetched)
         for run in plan.runs():
             fetch_run(fd, blockmap, files, run, transport, progress)
