@@ -33,14 +33,30 @@ ENTRY_SCRIPT = "from the_edge_agent.cli import main\n\nraise SystemExit(main())\
 # AppRun is a symlink to usr/bin/tea (no shell at every start), so what the AppRun script did is
 # done here, before tea runs: the AppImage runtime sets APPDIR, but an AppDir run directly (an
 # extracted AppImage) has to find it from the executable's place, usr/bin/tea in the AppDir.
+# Python 3.11's open() asks isatty() of every file it opens with default buffering, and on the
+# AppImage's FUSE mount each ask is a round trip to the server (an ioctl no kernel caches): ~130
+# per start, 7 ms of a 115 ms `tea --version`. The two importers that open an archive once per
+# module (PyInstaller's PYZ reader in the tea executable, zipimport for base_library.zip) open it
+# unbuffered from here on: the same reads, no isatty.
 APPDIR_HOOK = """\
+import io
 import os
 import sys
+import types
+import zipimport
 
 os.environ.setdefault("PYTHONDONTWRITEBYTECODE", "1")
 _appdir = os.path.dirname(os.path.dirname(os.path.dirname(os.path.realpath(sys.executable))))
 if "APPDIR" not in os.environ and os.path.isfile(os.path.join(_appdir, "AppRun")):
     os.environ["APPDIR"] = _appdir
+
+
+def _open_unbuffered(path, mode="rb"):
+    return io.open(path, mode, buffering=0)
+
+
+sys.modules["pyimod01_archive"].open = _open_unbuffered
+zipimport._io = types.SimpleNamespace(open_code=_open_unbuffered)
 """
 SWIPL_HOME = "swipl"  # the_edge_agent.prolog.BUNDLED_HOME
 VARIANT_GLOB = "libggml-cpu-*.so"
@@ -129,15 +145,31 @@ def dedupe_shared_libs(root: Path) -> int:
     return replaced
 
 
+def carries_debug_info(path: Path) -> bool:
+    with path.open("rb") as handle:
+        if handle.read(4) != b"\x7fELF":
+            return False
+        handle.seek(0)
+        return ELFFile(handle).get_section_by_name(".debug_info") is not None
+
+
 def strip_own_libraries(root: Path, strip: str = "strip") -> int:
-    """Strip the llama.cpp libraries and the janus-swi extension we compiled, and drop the extension's
-    RUNPATH (a directory of the build machine: the bundle's libswipl is found like every bundled
-    library). Not PyInstaller's --strip: it also strips the patchelf-edited libraries vendored by
-    manylinux wheels (numpy's OpenBLAS), which corrupts them ("ELF load command address/offset not
-    page-aligned")."""
+    """Strip the libraries compiled for this build and drop the janus-swi extension's RUNPATH (a
+    directory of the build machine: the bundle's libswipl is found like every bundled library).
+    Those are the llama.cpp libraries, the janus extension, and whatever carries debug info:
+    CPython's own (built with -g: 25 MB of libpython's 30, which no run reads and every AppImage
+    carried) and the extension modules pip compiled with its flags (PyYAML's). Never the libraries
+    auditwheel vendored into `<package>.libs/`: they are patchelf-edited, and strip corrupts them
+    ("ELF load command address/offset not page-aligned"), which is why this is not PyInstaller's
+    --strip."""
     internal = root / "_internal"
     janus = sorted((internal / "janus_swi").glob("_swipl*.so"))
-    libraries = [p for p in (internal / "llama_cpp" / "lib").glob("*.so*") if not p.is_symlink()] + janus
+    llama = [p for p in (internal / "llama_cpp" / "lib").glob("*.so*") if not p.is_symlink()]
+    built_with_debug_info = [
+        p for p in sorted(internal.rglob("*.so*"))
+        if p.is_file() and not p.is_symlink() and p not in llama + janus
+        and not any(part.endswith(".libs") for part in p.relative_to(internal).parts) and carries_debug_info(p)]
+    libraries = llama + janus + built_with_debug_info
     if janus:
         proc.run(["patchelf", "--remove-rpath", *janus], what="patchelf --remove-rpath")
     if libraries:

@@ -122,6 +122,52 @@ def test_only_the_llm_appimage_stores_its_code_uncompressed(llm_appimage, plain_
     assert not stored_verbatim(plain_appimage, Path(str(onedir).format("python")))
 
 
+def elf_sections(path: Path) -> set[str] | None:
+    """The section names of an ELF file, None for any other file."""
+    from elftools.elf.elffile import ELFFile
+
+    with path.open("rb") as handle:
+        if handle.read(4) != b"\x7fELF":
+            return None
+        handle.seek(0)
+        return {section.name for section in ELFFile(handle).iter_sections()}
+
+
+@pytest.mark.parametrize("flavor", ["python", "python-llm"])
+def test_no_shipped_library_carries_debug_info(build_dir, flavor):
+    """CPython is built with -g, and pip compiles extensions with its flags: unstripped, libpython
+    alone carried 25 MB no run reads."""
+    onedir = build_dir / "x86_64" / flavor / "freeze/dist/tea"
+    elves = {path: names for path in onedir.rglob("*") if path.is_file() and not path.is_symlink()
+             if (names := elf_sections(path)) is not None}
+    assert len(elves) > 50 and onedir / "_internal/libpython3.11.so.1.0" in elves
+    assert [path for path, names in elves.items() if ".debug_info" in names] == []
+
+
+def traced_start(tea: Path, args: list[str], trace: Path) -> tuple[int, int]:
+    """(isatty asks of the archives modules are imported from, opens of the first: the PYZ archive
+    in the tea executable, base_library.zip) of one run of tea."""
+    done = subprocess.run(["strace", "-f", "-qq", "-y", "-o", str(trace), "-e", "trace=ioctl,openat",
+                           str(tea), *args], cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    lines = trace.read_text().splitlines()
+    archives = (f"<{tea}>", f"<{tea.parent}/_internal/base_library.zip>")
+    asks = [line for line in lines if "TCGETS" in line and any(archive in line for archive in archives)]
+    opens = [line for line in lines if line.split("(", 1)[0].endswith("openat") and f'"{tea}"' in line]
+    return len(asks), len(opens)
+
+
+@pytest.mark.skipif(shutil.which("strace") is None, reason="strace is not installed")
+def test_imports_ask_no_isatty_of_the_archives_they_read(build_dir, tmp_path):
+    """On the AppImage's FUSE mount every isatty() is a round trip to its server: a run that imports
+    many more modules than `--version` reads the PYZ archive more often and asks no more."""
+    tea = build_dir / "x86_64/python/freeze/dist/tea/tea"
+    version_asks, version_opens = traced_start(tea, ["--version"], tmp_path / "version")
+    run_asks, run_opens = traced_start(tea, ["run", "examples/parallel.yaml"], tmp_path / "run")
+    assert run_opens > version_opens + 20
+    assert run_asks == version_asks
+
+
 def test_apprun_is_tea_itself_and_an_extracted_appdir_finds_its_model(llm_appimage, tmp_path):
     """No shell between the runtime and tea; run straight from the extracted AppDir (no runtime to
     set APPDIR), tea still finds the bundled model (the frozen tea's runtime hook sets APPDIR)."""
