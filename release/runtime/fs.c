@@ -13,13 +13,17 @@
  * squashfuse's caches are not thread-safe, so every call into it holds fs_lock; the spliced
  * reads need no lock, which is what lets several server threads serve the model in parallel.
  *
- * The image never changes, so a file's table serves every open of it for the server's life, and
- * where the kernel can (FUSE_CAP_NO_OPEN_SUPPORT) it is told not to send opens at all: an open
- * and a release each cost a round trip to the server, and tea opens ~170 files to start.
+ * The image never changes, so the kernel is let cache all it can, and every round trip it can be
+ * spared is spared (a cold `tea --version` sent ~350 requests, now ~130): a file's table serves
+ * every open of it for the server's life; where the kernel can, it is told not to send opens
+ * and opendirs at all (tea opens ~170 files to start), so it also keeps directory listings;
+ * listings carry each entry's attributes (READDIRPLUS), so the lookups that follow need no
+ * request; a small file's first read sends the kernel all of it; an image without xattrs says
+ * so once instead of being asked at every exec.
  *
  * A hostile image (TARGET_APPIMAGE may name any file) gets guard.c's checks here too, as in
  * extract.c: a file's blocks and fragment when it is first read, a directory's listing when it is
- * opened or searched, an entry's inode reference before it is read. Lookup and readdir are ours,
+ * listed or searched, an entry's inode reference before it is read. Lookup and readdir are ours,
  * with a name buffer as long as squashfs can store (squashfuse's hold 256 bytes).
  */
 #include <errno.h>
@@ -36,8 +40,10 @@
 /* squashfuse's ll operations find their sqfs_ll as the session's userdata: it comes first. */
 struct server_fs {
 	sqfs_ll ll;
+	struct fuse_session *session; /* to push file contents into the kernel's cache */
 	off_t image_size;
 	bool no_open; /* the kernel takes ENOSYS to an open as "never ask again, keep the pages" */
+	bool no_opendir; /* and to an opendir likewise, caching listings */
 };
 
 /* A regular file that has been read or opened, kept for the server's life. Keyed by FUSE inode
@@ -50,6 +56,7 @@ struct known_file {
 	/* Where data block i lies in the AppImage when it is stored verbatim, else -1; one entry
 	 * more than the file has blocks, -1, standing for the tail fragment. NULL: squashfuse reads. */
 	off_t *stored;
+	bool pushed; /* its first read has sent the kernel the rest of it (a small file) */
 };
 
 #define FILE_BUCKETS 4096
@@ -192,49 +199,86 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	fuse_reply_open(req, fi);
 }
 
-/* Compressed data, holes and fragments: squashfuse decodes them into a buffer. */
-static void read_decoded(fuse_req_t req, struct server_fs *sfs, struct known_file *file,
-			 size_t size, off_t off)
+/* [off, off + size) of file, clipped at its end: where its bytes lie in the AppImage (*data is
+ * fd-backed, *decoded NULL), or decoded by squashfuse into *decoded (the caller frees it). An
+ * errno when it cannot be read. */
+static int file_bytes(struct server_fs *sfs, struct known_file *file, off_t off, size_t size,
+		      struct fuse_bufvec *data, char **decoded)
 {
-	char *buf = malloc(size ? size : 1);
-	sqfs_off_t got = (sqfs_off_t)size;
-	if (!buf) {
-		fuse_reply_err(req, ENOMEM);
-		return;
+	off_t at = verbatim_range(file, sfs->ll.fs.sb.block_size, off, &size);
+	*decoded = NULL;
+	/* Only ever splice from inside the AppImage: a corrupt block table must not become a short
+	 * read, which FUSE would take for the end of the file. squashfuse says EIO instead. */
+	if (at >= 0 && at <= sfs->image_size - (off_t)size) {
+		*data = (struct fuse_bufvec)FUSE_BUFVEC_INIT(size);
+		data->buf[0].flags = FUSE_BUF_IS_FD | FUSE_BUF_FD_SEEK | FUSE_BUF_FD_RETRY;
+		data->buf[0].fd = sfs->ll.fs.fd;
+		data->buf[0].pos = at;
+		return 0;
 	}
+	/* Compressed data, holes and fragments: squashfuse decodes them into a buffer. */
+	sqfs_off_t got = (sqfs_off_t)size;
+	if (!(*decoded = malloc(size ? size : 1)))
+		return ENOMEM;
 	pthread_mutex_lock(&fs_lock);
-	sqfs_err err = sqfs_read_range(&sfs->ll.fs, &file->inode, off, &got, buf);
+	sqfs_err err = sqfs_read_range(&sfs->ll.fs, &file->inode, off, &got, *decoded);
 	pthread_mutex_unlock(&fs_lock);
-	if (err != SQFS_OK)
-		fuse_reply_err(req, EIO);
-	else
-		fuse_reply_buf(req, buf, (size_t)got);
-	free(buf);
+	if (err != SQFS_OK) {
+		free(*decoded);
+		*decoded = NULL;
+		return EIO;
+	}
+	*data = (struct fuse_bufvec)FUSE_BUFVEC_INIT((size_t)got);
+	data->buf[0].mem = *decoded;
+	return 0;
+}
+
+/* Files up to this size are sent to the kernel whole at their first read. Why: a start reads
+ * most of each file it touches (libpython, the PYZ archive, extension modules) in 2 to 75
+ * readahead-sized requests, each a round trip to this server; pushed (FUSE_NOTIFY_STORE) they
+ * are page-cache hits. Larger files (the model) are left to the kernel's readahead. */
+#define PUSH_LIMIT (8u << 20)
+#define PUSH_CHUNK (1u << 20) /* a pipe of this size splices it (pipe-max-size's default) */
+
+/* Sends the kernel [from, to) of file, a chunk at a time; a failure (the kernel has dropped the
+ * inode meanwhile, no memory) just leaves the rest to ordinary reads. */
+static void push(struct server_fs *sfs, struct known_file *file, fuse_ino_t ino, off_t from, off_t to)
+{
+	for (off_t off = from; off < to; off += PUSH_CHUNK) {
+		struct fuse_bufvec data;
+		char *decoded;
+		size_t size = to - off < PUSH_CHUNK ? (size_t)(to - off) : PUSH_CHUNK;
+		if (file_bytes(sfs, file, off, size, &data, &decoded) != 0)
+			return;
+		int err = fuse_lowlevel_notify_store(sfs->session, ino, off, &data, 0);
+		free(decoded);
+		if (err)
+			return;
+	}
 }
 
 static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		    struct fuse_file_info *fi)
 {
 	struct server_fs *sfs = fuse_req_userdata(req);
+	struct fuse_bufvec data;
+	char *decoded;
 	int err;
 	struct known_file *file = file_of(sfs, ino, &err);
 	(void)fi;
-	if (!file) {
+	if (file)
+		err = file_bytes(sfs, file, off, size, &data, &decoded);
+	if (!file || err) {
 		fuse_reply_err(req, err);
 		return;
 	}
-	off_t at = verbatim_range(file, sfs->ll.fs.sb.block_size, off, &size);
-	/* Only ever splice from inside the AppImage: a corrupt block table must not become a short
-	 * read, which FUSE would take for the end of the file. squashfuse says EIO instead. */
-	if (at < 0 || at > sfs->image_size - (off_t)size) {
-		read_decoded(req, sfs, file, size, off);
-		return;
-	}
-	struct fuse_bufvec data = FUSE_BUFVEC_INIT(size);
-	data.buf[0].flags = FUSE_BUF_IS_FD | FUSE_BUF_FD_SEEK | FUSE_BUF_FD_RETRY;
-	data.buf[0].fd = sfs->ll.fs.fd;
-	data.buf[0].pos = at;
 	fuse_reply_data(req, &data, 0);
+	free(decoded);
+	off_t file_size = (off_t)file->inode.xtra.reg.file_size, end = off + (off_t)fuse_buf_size(&data);
+	if (file_size <= PUSH_LIMIT && !__atomic_test_and_set(&file->pushed, __ATOMIC_RELAXED)) {
+		push(sfs, file, ino, end, file_size); /* after the reply: the reader goes on meanwhile */
+		push(sfs, file, ino, 0, off);
+	}
 }
 
 /* Every other operation is squashfuse's own, one at a time. */
@@ -260,30 +304,35 @@ static int directory_of(struct server_fs *sfs, fuse_ino_t ino, sqfs_inode *dir)
 	return guard_directory(&sfs->ll.fs, dir) ? 0 : EIO;
 }
 
+/* What the kernel is told of a directory entry (a lookup's answer), or the errno. */
+static int entry_param(struct server_fs *sfs, sqfs_dir_entry *entry, struct fuse_entry_param *out)
+{
+	sqfs *fs = &sfs->ll.fs;
+	sqfs_inode inode;
+	if (!guard_inode_ref(fs, sqfs_dentry_inode(entry)) ||
+	    sqfs_inode_get(fs, &inode, sqfs_dentry_inode(entry)) != SQFS_OK ||
+	    sqfs_stat(fs, &inode, &out->attr) != SQFS_OK)
+		return EIO;
+	out->ino = sfs->ll.ino_register(&sfs->ll, entry);
+	out->attr.st_ino = out->ino;
+	out->attr_timeout = out->entry_timeout = FOREVER;
+	return out->ino == SQFS_FUSE_INODE_NONE ? ENOMEM : 0;
+}
+
 /* squashfuse's lookup, guarded: fills out for name in parent, or returns the errno. */
 static int lookup_entry(struct server_fs *sfs, fuse_ino_t parent, const char *name,
 			struct fuse_entry_param *out)
 {
-	sqfs *fs = &sfs->ll.fs;
-	sqfs_inode dir, inode;
+	sqfs_inode dir;
 	sqfs_dir_entry entry;
 	bool found = false;
 	int err = directory_of(sfs, parent, &dir);
 	if (err)
 		return err;
 	sqfs_dentry_init(&entry, entry_name);
-	if (sqfs_dir_lookup(fs, &dir, name, strlen(name), &entry, &found) != SQFS_OK)
+	if (sqfs_dir_lookup(&sfs->ll.fs, &dir, name, strlen(name), &entry, &found) != SQFS_OK)
 		return EIO;
-	if (!found)
-		return ENOENT;
-	if (!guard_inode_ref(fs, sqfs_dentry_inode(&entry)) ||
-	    sqfs_inode_get(fs, &inode, sqfs_dentry_inode(&entry)) != SQFS_OK ||
-	    sqfs_stat(fs, &inode, &out->attr) != SQFS_OK)
-		return EIO;
-	out->ino = sfs->ll.ino_register(&sfs->ll, &entry);
-	out->attr.st_ino = out->ino;
-	out->attr_timeout = out->entry_timeout = FOREVER;
-	return out->ino == SQFS_FUSE_INODE_NONE ? ENOMEM : 0;
+	return found ? entry_param(sfs, &entry, out) : ENOENT;
 }
 
 static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
@@ -307,40 +356,57 @@ static void op_forget(fuse_req_t req, fuse_ino_t ino, unsigned long nlookup)
 	LOCKED(sqfs_ll_op_forget(req, ino, nlookup));
 }
 
+/* Where the kernel can do without opendirs, the first one says so; it then also caches every
+ * listing (FOPEN_CACHE_DIR), so a directory is listed once per mount. Elsewhere an opendir only
+ * checks the directory: each listing request finds it again by ino. */
 static void op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
-	sqfs_inode *dir = malloc(sizeof *dir);
-	pthread_mutex_lock(&fs_lock);
-	int err = dir ? directory_of(fuse_req_userdata(req), ino, dir) : ENOMEM;
-	pthread_mutex_unlock(&fs_lock);
-	if (err) {
-		free(dir);
-		fuse_reply_err(req, err);
-		return;
+	struct server_fs *sfs = fuse_req_userdata(req);
+	sqfs_inode dir;
+	int err = ENOSYS;
+	if (!sfs->no_opendir) {
+		pthread_mutex_lock(&fs_lock);
+		err = directory_of(sfs, ino, &dir);
+		pthread_mutex_unlock(&fs_lock);
 	}
-	fi->fh = (uintptr_t)dir;
-	fuse_reply_open(req, fi);
+	if (err)
+		fuse_reply_err(req, err);
+	else
+		fuse_reply_open(req, fi);
 }
 
-/* Fills buf with the entries of dir from off on, as many as fit; the bytes used, or -errno. */
-static ssize_t list_entries(fuse_req_t req, sqfs *fs, sqfs_inode *dir, char *buf, size_t size,
-			    off_t off)
+/* Fills buf with the entries of dir from off on, as many as fit; the bytes used, or -errno.
+ * plus: each with its attributes too (READDIRPLUS), as a lookup would answer. */
+static ssize_t list_entries(fuse_req_t req, fuse_ino_t ino, char *buf, size_t size, off_t off,
+			    bool plus)
 {
 	struct server_fs *sfs = fuse_req_userdata(req);
-	struct stat st = {0};
+	sqfs *fs = &sfs->ll.fs;
+	struct fuse_entry_param param = {0};
+	sqfs_inode dir;
 	sqfs_dir listing;
 	sqfs_dir_entry entry;
 	sqfs_err err = SQFS_OK;
-	size_t used = 0;
-	if (sqfs_dir_open(fs, dir, &listing, off) != SQFS_OK)
+	size_t used = 0, need;
+	int bad = directory_of(sfs, ino, &dir);
+	if (bad)
+		return -bad;
+	if (sqfs_dir_open(fs, &dir, &listing, off) != SQFS_OK)
 		return -EINVAL;
 	sqfs_dentry_init(&entry, entry_name);
 	while (sqfs_dir_next(fs, &listing, &entry, &err)) {
 		entry_name[sqfs_dentry_name_size(&entry)] = '\0';
-		st.st_ino = sfs->ll.ino_fuse_num(&sfs->ll, &entry);
-		st.st_mode = sqfs_dentry_mode(&entry);
-		size_t need = fuse_add_direntry(req, buf + used, size - used, entry_name, &st,
-						sqfs_dentry_next_offset(&entry));
+		off_t next = sqfs_dentry_next_offset(&entry);
+		if (plus) {
+			int failed = entry_param(sfs, &entry, &param);
+			if (failed)
+				return -failed;
+			need = fuse_add_direntry_plus(req, buf + used, size - used, entry_name, &param, next);
+		} else {
+			param.attr.st_ino = sfs->ll.ino_fuse_num(&sfs->ll, &entry);
+			param.attr.st_mode = sqfs_dentry_mode(&entry);
+			need = fuse_add_direntry(req, buf + used, size - used, entry_name, &param.attr, next);
+		}
 		if (need > size - used)
 			break;
 		used += need;
@@ -348,18 +414,15 @@ static ssize_t list_entries(fuse_req_t req, sqfs *fs, sqfs_inode *dir, char *buf
 	return err == SQFS_OK ? (ssize_t)used : -EIO;
 }
 
-static void op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
-		       struct fuse_file_info *fi)
+static void reply_listing(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, bool plus)
 {
-	struct server_fs *sfs = fuse_req_userdata(req);
 	char *buf = malloc(size ? size : 1);
-	(void)ino;
 	if (!buf) {
 		fuse_reply_err(req, ENOMEM);
 		return;
 	}
 	pthread_mutex_lock(&fs_lock);
-	ssize_t used = list_entries(req, &sfs->ll.fs, (sqfs_inode *)(uintptr_t)fi->fh, buf, size, off);
+	ssize_t used = list_entries(req, ino, buf, size, off, plus);
 	pthread_mutex_unlock(&fs_lock);
 	if (used < 0)
 		fuse_reply_err(req, (int)-used);
@@ -368,11 +431,20 @@ static void op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	free(buf);
 }
 
-static void op_releasedir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+static void op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+		       struct fuse_file_info *fi)
 {
-	(void)ino;
-	free((sqfs_inode *)(uintptr_t)fi->fh);
-	fuse_reply_err(req, 0);
+	(void)fi;
+	reply_listing(req, ino, size, off, false);
+}
+
+/* A listing with every entry's attributes: the kernel caches them, so the lookups that follow a
+ * listing (a start lists usr/bin/_internal and stats ~45 of its entries) need no round trip. */
+static void op_readdirplus(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+			   struct fuse_file_info *fi)
+{
+	(void)fi;
+	reply_listing(req, ino, size, off, true);
 }
 
 static void op_readlink(fuse_req_t req, fuse_ino_t ino)
@@ -380,14 +452,27 @@ static void op_readlink(fuse_req_t req, fuse_ino_t ino)
 	LOCKED(sqfs_ll_op_readlink(req, ino));
 }
 
+/* An image without xattrs (ours: mksquashfs -no-xattrs) answers ENOSYS, which the kernel takes
+ * as "never ask again": else every exec from the mount asks for security.capability. */
+static bool without_xattrs(fuse_req_t req)
+{
+	struct server_fs *sfs = fuse_req_userdata(req);
+	if (sfs->ll.fs.sb.xattr_id_table_start != (uint64_t)SQUASHFS_INVALID_BLK)
+		return false;
+	fuse_reply_err(req, ENOSYS);
+	return true;
+}
+
 static void op_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
 {
-	LOCKED(sqfs_ll_op_listxattr(req, ino, size));
+	if (!without_xattrs(req))
+		LOCKED(sqfs_ll_op_listxattr(req, ino, size));
 }
 
 static void op_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t size)
 {
-	LOCKED(sqfs_ll_op_getxattr(req, ino, name, size));
+	if (!without_xattrs(req))
+		LOCKED(sqfs_ll_op_getxattr(req, ino, name, size));
 }
 
 static void op_statfs(fuse_req_t req, fuse_ino_t ino)
@@ -400,13 +485,16 @@ static void op_statfs(fuse_req_t req, fuse_ino_t ino)
 static void op_init(void *userdata, struct fuse_conn_info *conn)
 {
 	struct server_fs *sfs = userdata;
-	conn->want |= conn->capable & (FUSE_CAP_SPLICE_WRITE | FUSE_CAP_CACHE_SYMLINKS | FUSE_CAP_NO_OPEN_SUPPORT);
+	conn->want |= conn->capable & (FUSE_CAP_SPLICE_WRITE | FUSE_CAP_CACHE_SYMLINKS |
+				       FUSE_CAP_NO_OPEN_SUPPORT | FUSE_CAP_NO_OPENDIR_SUPPORT);
 	sfs->no_open = conn->want & FUSE_CAP_NO_OPEN_SUPPORT;
+	sfs->no_opendir = conn->want & FUSE_CAP_NO_OPENDIR_SUPPORT;
+	conn->want &= ~FUSE_CAP_READDIRPLUS_AUTO; /* every listing with attributes, not only its start */
 }
 
 static const struct fuse_lowlevel_ops operations = {
 	.init = op_init, .getattr = op_getattr, .lookup = op_lookup, .forget = op_forget,
-	.opendir = op_opendir, .readdir = op_readdir, .releasedir = op_releasedir,
+	.opendir = op_opendir, .readdir = op_readdir, .readdirplus = op_readdirplus,
 	.open = op_open, .read = op_read, .readlink = op_readlink,
 	.listxattr = op_listxattr, .getxattr = op_getxattr, .statfs = op_statfs,
 };
@@ -427,5 +515,5 @@ struct fuse_session *fs_session(struct server_fs *sfs, const char *options)
 {
 	char *argv[] = {"appimage", "-o", (char *)options, NULL};
 	struct fuse_args args = FUSE_ARGS_INIT(3, argv);
-	return fuse_session_new(&args, &operations, sizeof operations, sfs);
+	return sfs->session = fuse_session_new(&args, &operations, sizeof operations, sfs);
 }

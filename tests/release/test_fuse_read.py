@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import hashlib
 import os
 import random
 import struct
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Callable, Iterator
 
@@ -172,3 +174,86 @@ def test_opening_a_file_needs_no_server_once_it_has_been_opened(runtime, source,
         reopened = in_a_process("import os, sys; os.close(os.open(sys.argv[1], os.O_RDONLY)); print('opened')",
                                 point / name)
         assert reopened.stdout == "opened\n"
+
+
+def resident_bytes(path: Path) -> int:
+    """How much of path the kernel holds in its page cache (whole pages)."""
+    done = subprocess.run(["fincore", "--noheadings", "--raw", "--bytes", "--output", "RES", str(path)],
+                          capture_output=True, text=True, check=True, timeout=TIMEOUT)
+    return int(done.stdout)
+
+
+def settled(measure: Callable[[], int], want: int, seconds: float = 10) -> int:
+    """measure() once it reaches want, or its last value after seconds."""
+    deadline = time.monotonic() + seconds
+    while (value := measure()) < want and time.monotonic() < deadline:
+        time.sleep(0.02)
+    return value
+
+
+# Unbuffered: a buffered open asks isatty(), an ioctl no kernel answers without the server.
+SHA256_OF_ARGV1 = ("import hashlib, sys; "
+                   "print(hashlib.sha256(open(sys.argv[1], 'rb', buffering=0).read()).hexdigest())")
+
+
+@pytest.mark.parametrize("name", ["usr/lib/mixed.bin", "usr/share/models/model.gguf"])
+def test_a_small_files_first_read_brings_the_whole_file_into_the_kernels_cache(runtime, source, tmp_path,
+                                                                             tmpdir_env, name):
+    """A start reads most of each file it touches, in readahead-sized requests, each a round trip:
+    the server sends the kernel all of a small file at its first read, the blocks it decodes
+    (mixed.bin) and those it splices (model.gguf, with its tail fragment), byte for byte."""
+    image = build_with(runtime, source, tmp_path / "Push-x86_64.AppImage", ())
+    data = FILES[name]
+    with stoppable_mount(image, tmpdir_env) as (point, stop_server):
+        with (point / name).open("rb", buffering=0) as handle:
+            assert handle.read(1) == data[:1]
+        assert settled(lambda: resident_bytes(point / name), len(data)) >= len(data)
+        stop_server()
+        assert in_a_process(SHA256_OF_ARGV1, point / name).stdout.strip() == hashlib.sha256(data).hexdigest()
+
+
+def test_a_large_files_first_read_leaves_the_rest_to_the_kernels_readahead(runtime, tmp_path, tmpdir_env):
+    """Above a few MB (the model) nothing is sent ahead: a reader that wants a part reads only that."""
+    root = tmp_path / "AppDir"
+    (root / "usr/share/models").mkdir(parents=True)
+    (root / "usr/share/models/big.gguf").write_bytes(noise(9 << 20, 8))
+    (root / "AppRun").write_text("#!/bin/sh\n")
+    image = build_with(runtime, root, tmp_path / "Large-x86_64.AppImage", ())
+    with stoppable_mount(image, tmpdir_env) as (point, _stop_server):
+        with (point / "usr/share/models/big.gguf").open("rb", buffering=0) as handle:
+            handle.read(1)
+        time.sleep(0.5)  # a push of 9 MiB takes a few ms
+        assert resident_bytes(point / "usr/share/models/big.gguf") < 1 << 20
+
+
+def test_a_listed_directory_is_listed_and_its_entries_stated_without_the_server(runtime, source, tmp_path,
+                                                                                 tmpdir_env):
+    """A start lists a few directories and then looks up dozens of their entries: each listing comes
+    with the entries' attributes (READDIRPLUS) and the kernel keeps the listing itself."""
+    image = build_with(runtime, source, tmp_path / "List-x86_64.AppImage", ())
+    with stoppable_mount(image, tmpdir_env) as (point, stop_server):
+        point_models = point / "usr/share/models"
+        models = sorted(os.listdir(point_models))
+        stop_server()
+        again = in_a_process("import os, sys; d = sys.argv[1]; names = sorted(os.listdir(d)); "
+                             "print(names, [os.stat(os.path.join(d, n)).st_size for n in names])", point_models)
+    sizes = [len(FILES[f"usr/share/models/{name}"]) for name in models]
+    assert again.stdout == f"{models} {sizes}\n"
+
+
+@pytest.mark.parametrize("xattrs", [False, True])
+def test_xattrs_are_served_and_an_image_without_them_says_so_once(runtime, tmp_path, tmpdir_env, xattrs):
+    """Every exec from the mount asks for security.capability: an image without xattrs (ours are
+    built with -no-xattrs) tells the kernel once that it has none, and is not asked again."""
+    root = tmp_path / "AppDir"
+    root.mkdir()
+    (root / "AppRun").write_text("#!/bin/sh\n")
+    os.setxattr(root / "AppRun", "user.tea", b"kept")
+    image = build_with(runtime, root, tmp_path / "Xattr-x86_64.AppImage", ("-xattrs",) if xattrs else ())
+    ask = "import os, sys\ntry:\n    print(os.getxattr(sys.argv[1], 'user.tea'))\nexcept OSError as e:\n    print(e.errno)"
+    with stoppable_mount(image, tmpdir_env) as (point, stop_server):
+        first = in_a_process(ask, point / "AppRun").stdout
+        if not xattrs:
+            stop_server()
+        again = in_a_process(ask, point / "AppRun").stdout
+    assert first == again == ("b'kept'\n" if xattrs else f"{errno.EOPNOTSUPP}\n")
