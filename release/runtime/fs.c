@@ -56,7 +56,7 @@ struct known_file {
 	/* Where data block i lies in the AppImage when it is stored verbatim, else -1; one entry
 	 * more than the file has blocks, -1, standing for the tail fragment. NULL: squashfuse reads. */
 	off_t *stored;
-	bool pushed; /* its first read has sent the kernel the rest of it (a small file) */
+	bool pushed; /* a read has sent the kernel the rest of it (a small file) */
 };
 
 #define FILE_BUCKETS 4096
@@ -239,6 +239,11 @@ static int file_bytes(struct server_fs *sfs, struct known_file *file, off_t off,
  * are page-cache hits. Larger files (the model) are left to the kernel's readahead. */
 #define PUSH_LIMIT (8u << 20)
 #define PUSH_CHUNK (1u << 20) /* a pipe of this size splices it (pipe-max-size's default) */
+/* One push at a time. A push waits for each page it stores to be unlocked, and the kernel keeps
+ * pages locked while their read waits for this server: were every server thread pushing, none
+ * would be left to answer those reads (measured: 64 concurrent first readers hung the mount). A
+ * file whose first read comes during another push is pushed at a later read. */
+static pthread_mutex_t push_lock = PTHREAD_MUTEX_INITIALIZER;
 
 /* Sends the kernel [from, to) of file, a chunk at a time; a failure (the kernel has dropped the
  * inode meanwhile, no memory) just leaves the rest to ordinary reads. */
@@ -275,10 +280,14 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	fuse_reply_data(req, &data, 0);
 	free(decoded);
 	off_t file_size = (off_t)file->inode.xtra.reg.file_size, end = off + (off_t)fuse_buf_size(&data);
-	if (file_size <= PUSH_LIMIT && !__atomic_test_and_set(&file->pushed, __ATOMIC_RELAXED)) {
+	if (file_size > PUSH_LIMIT || __atomic_load_n(&file->pushed, __ATOMIC_RELAXED) ||
+	    pthread_mutex_trylock(&push_lock) != 0)
+		return;
+	if (!__atomic_test_and_set(&file->pushed, __ATOMIC_RELAXED)) {
 		push(sfs, file, ino, end, file_size); /* after the reply: the reader goes on meanwhile */
 		push(sfs, file, ino, 0, off);
 	}
+	pthread_mutex_unlock(&push_lock);
 }
 
 /* Every other operation is squashfuse's own, one at a time. */
