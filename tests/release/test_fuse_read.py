@@ -27,7 +27,7 @@ import pytest
 from release.appimage import elf_end_offset, write_runtime_over
 from release.squashfs import mksquashfs_command
 from test_appimage_format import runtime  # noqa: F401
-from test_runtime import TIMEOUT, tmpdir_env  # noqa: F401
+from test_runtime import TIMEOUT, eventually, tmpdir_env  # noqa: F401
 from test_shared_mount import server_and_watchdog
 
 BLOCK = 128 << 10
@@ -183,14 +183,6 @@ def resident_bytes(path: Path) -> int:
     return int(done.stdout)
 
 
-def settled(measure: Callable[[], int], want: int, seconds: float = 10) -> int:
-    """measure() once it reaches want, or its last value after seconds."""
-    deadline = time.monotonic() + seconds
-    while (value := measure()) < want and time.monotonic() < deadline:
-        time.sleep(0.02)
-    return value
-
-
 # Unbuffered: a buffered open asks isatty(), an ioctl no kernel answers without the server.
 SHA256_OF_ARGV1 = ("import hashlib, sys; "
                    "print(hashlib.sha256(open(sys.argv[1], 'rb', buffering=0).read()).hexdigest())")
@@ -207,7 +199,7 @@ def test_a_small_files_first_read_brings_the_whole_file_into_the_kernels_cache(r
     with stoppable_mount(image, tmpdir_env) as (point, stop_server):
         with (point / name).open("rb", buffering=0) as handle:
             assert handle.read(1) == data[:1]
-        assert settled(lambda: resident_bytes(point / name), len(data)) >= len(data)
+        assert eventually(lambda: resident_bytes(point / name) >= len(data), timeout=10)
         stop_server()
         assert in_a_process(SHA256_OF_ARGV1, point / name).stdout.strip() == hashlib.sha256(data).hexdigest()
 
