@@ -9,7 +9,6 @@ from pathlib import Path
 from invoke import task
 
 from release import commands, config
-from tests import runner
 
 BUILD_HELP = {
     "arch": "x86_64|amd64|aarch64|arm64 (default: this machine)",
@@ -127,4 +126,6 @@ def clean(c, cache=False, out=None, build_dir=None):
 @commands.one_line_errors
 def test(c, fast=False, pytest_args=""):
     """The full test suite: a real offline release (270M model) then pytest, in parallel."""
+    from tests import runner  # the test machinery (pytest) is requirements-dev.txt's, needed by this task only
+
     raise SystemExit(runner.run_test_suite(fast=fast, pytest_args=pytest_args))
