@@ -158,3 +158,14 @@ def test_without_a_native_run_an_emulated_probe_is_held_to_the_reference():
         "rounding: mean |d log p| 0.200"
     with pytest.raises(VerifyError, match="off by 1.00 nats"):
         prover.prove_emulated(tea, Machine("max", "qemu"), "sse42", native=False)
+
+
+def test_an_emulated_cpu_is_told_by_its_own_identity_even_with_the_hosts_scores():
+    """An AVX2-only host emulating Haswell: ggml scores the same, CPUID differs, the emulation took effect."""
+    scores = {"haswell": 64, "sse42": 5, "x64": 1}
+    assert variant_proof.emulation_took_effect("AuthenticAMD AMD EPYC", scores,
+                                               "GenuineIntel Intel Core Processor (Haswell)", dict(scores))
+    assert not variant_proof.emulation_took_effect("AuthenticAMD AMD EPYC", scores, "AuthenticAMD AMD EPYC",
+                                                   {"sse42": 5, "x64": 1})
+    assert not variant_proof.emulation_took_effect(None, scores, None, dict(scores))
+    assert variant_proof.emulation_took_effect(None, scores, "GenuineIntel", {"sse42": 5, "x64": 1})
