@@ -4,9 +4,8 @@
  * must exist with these sizes and occupy real bytes in the file; `used` keeps the linker from
  * dropping them.
  *
- * .sqfs_sha256 is ours: the packager writes the sha256 of the appended squashfs into it, a content
- * identity the runtime reads for free (hashing a 4.5 GB image at every start would not be). It is
- * volatile so the compiler cannot fold the zeros it was linked with into the code.
+ * .sqfs_sha256 is ours: the packager writes the sha256 of the appended squashfs into it
+ * (identity.c reads it from the image run, and checks it before trusting it).
  */
 #include "appimage.h"
 
@@ -14,4 +13,4 @@ __attribute__((section(".digest_md5"), used)) static char digest_md5[16] = {0};
 __attribute__((section(".upd_info"), used)) static char update_information[1024] = {0};
 __attribute__((section(".sha256_sig"), used)) static char signature[1024] = {0};
 __attribute__((section(".sig_key"), used)) static char signing_key[8192] = {0};
-__attribute__((section(".sqfs_sha256"), used)) volatile const unsigned char squashfs_sha256[32] = {0};
+__attribute__((section(".sqfs_sha256"), used)) static const unsigned char squashfs_sha256[32] = {0};
