@@ -66,6 +66,7 @@ int elf_section(int fd, const char *name, off_t *offset, size_t *size);
 struct sqfs;
 int image_open(struct image *img, const char *source);
 int image_fs_init(const struct image *img, struct sqfs *fs, int *fd);
+void image_fs_destroy(struct sqfs *fs);
 int image_check(const struct image *img);
 
 /* identity.c: the embedded squashfs digest (checked against the content before a cached tree is

@@ -364,7 +364,7 @@ int extract_tree(const struct image *img, const char *dest, const char *pattern)
 			status = extract_children(w, &root, &top);
 		if (top.fd >= 0)
 			close(top.fd);
-		sqfs_destroy(&fs);
+		image_fs_destroy(&fs);
 	}
 	if (image_fd >= 0)
 		close(image_fd);

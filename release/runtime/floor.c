@@ -65,7 +65,7 @@ static int read_floor(const struct image *img, char *name, size_t name_cap, char
 		}
 	}
 	if (err == SQFS_OK)
-		sqfs_destroy(&fs);
+		image_fs_destroy(&fs);
 	if (fd >= 0)
 		close(fd);
 	return status;

@@ -599,6 +599,7 @@ void fs_close(struct server_fs *sfs)
 		}
 	memset(known_files, 0, sizeof known_files);
 	sqfs_ll_destroy(&sfs->ll);
+	sqfs_table_destroy(&sfs->ll.fs.xattr_table); /* sqfs_destroy forgets it */
 	close(sfs->ll.fs.fd);
 	free(sfs);
 }

@@ -57,6 +57,13 @@ int image_fs_init(const struct image *img, sqfs *fs, int *fd)
 	return *fd < 0 ? SQFS_ERR : sqfs_init(fs, *fd, (size_t)img->offset);
 }
 
+/* What image_fs_init made, freed: sqfs_destroy forgets the xattr table. */
+void image_fs_destroy(sqfs *fs)
+{
+	sqfs_destroy(fs);
+	sqfs_table_destroy(&fs->xattr_table);
+}
+
 static const char *init_error(sqfs_err err)
 {
 	switch (err) {
@@ -118,7 +125,7 @@ int image_check(const struct image *img)
 		status = -1;
 	}
 	if (err == SQFS_OK)
-		sqfs_destroy(&fs);
+		image_fs_destroy(&fs);
 	if (fd >= 0)
 		close(fd);
 	return status;

@@ -1,0 +1,162 @@
+"""The FUSE server (release/runtime/fs.c) against hostile and unusual images, each operation for real
+through a mount (issue 24's N1): lookups and listings of extended directories whose index lies,
+xattrs (squashfuse 0.1.105's getxattr overflows the heap on a well-formed image), stat of an inode
+whose uid/gid index lies outside the table, a symlink claiming 2 GiB. The runtime is the
+AddressSanitizer build: squashfuse's out-of-bounds reads abort the server, and the mount then
+answers ENOTCONN instead of the right answer.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import struct
+import subprocess
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+
+from squashfs_craft import directory_inode, field, index_entries, mksquashfs, root_entries, tables
+from test_runtime import TIMEOUT, mounts_under, tmpdir_env  # noqa: F401
+from test_runtime_hostile import appimage_of, sanitized_runtime, tiny_tree  # noqa: F401
+
+BIG = [f"file-{number:05d}-with-a-name-long-enough-to-fill-blocks" for number in range(1500)]
+
+
+@contextmanager
+def mounted(appimage: Path, env: dict):
+    """--appimage-mount of appimage; yields the mount point; the server must still answer at the end."""
+    process = subprocess.Popen([str(appimage), "--appimage-mount"], env=env, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)
+    point = process.stdout.readline().strip()
+    try:
+        assert point, process.stderr.read()
+        yield Path(point)
+        assert process.poll() is None and os.stat(point).st_ino == 1, "the FUSE server died"
+    finally:
+        process.terminate()
+        stderr = process.communicate(timeout=TIMEOUT)[1]
+    assert "Sanitizer" not in stderr, stderr[-3000:]
+    assert mounts_under(env["TMPDIR"]) == []
+
+
+def big_directory_image(tmp_path: Path, *options: str) -> bytearray:
+    """A root with `big`, a directory whose listing spans metadata blocks: an extended inode with
+    an index (mksquashfs indexes each metadata block the listing enters)."""
+    tree = tiny_tree(tmp_path / "tree")
+    (tree / "big").mkdir()
+    for name in BIG:
+        (tree / "big" / name).write_text(name)
+    return bytearray(mksquashfs(tree, tmp_path / "big.sqfs", *options).read_bytes())
+
+
+def corrupt_index(image: bytearray, **fields: int) -> bytearray:
+    """Set fields (index, start_block, size) of every index entry of /big."""
+    inodes, _ = tables(image)
+    block, offset = directory_inode(image, b"big")
+    layout = {"index": 0, "start_block": 4, "size": 8}
+    for entry_block, entry_offset in index_entries(image, block, offset):
+        for name, value in fields.items():
+            inodes.write(entry_block, entry_offset + layout[name], struct.pack("<I", value))
+    return image
+
+
+def id_table_block(image: bytes | bytearray) -> int:
+    """Where the uid/gid table's only metadata block is: 4 bytes of data, a short block to point into."""
+    return struct.unpack_from("<Q", image, field(image, "id_table"))[0]
+
+
+def test_lookups_in_an_extended_directory_never_copy_its_index_names(sanitized_runtime, tmp_path, tmpdir_env):
+    """N1 (a): index names claiming 64 KiB + 1 bytes overflowed the server's static name buffer
+    (and the file table after it). A lookup walks the entries and finds present and absent names."""
+    image = corrupt_index(big_directory_image(tmp_path), size=65537)
+    appimage = appimage_of(sanitized_runtime, image, tmp_path / "T.AppImage")
+    with mounted(appimage, tmpdir_env) as point:
+        for name in (BIG[0], BIG[700], BIG[-1]):
+            assert (point / "big" / name).read_text() == name
+        for absent in ("file-00700", BIG[700] + "x", "zzz", "a"):
+            with pytest.raises(FileNotFoundError):
+                os.stat(point / "big" / absent)
+
+
+def test_a_listing_resumed_in_an_extended_directory_never_follows_its_index(sanitized_runtime, tmp_path,
+                                                                           tmpdir_env):
+    """N1 (b): every index entry points into a 4-byte metadata block (the uid/gid table), at an
+    offset past its end. `ls -f` resumes the listing at offsets past the first index entry."""
+    image = big_directory_image(tmp_path)
+    image = corrupt_index(image, start_block=id_table_block(image) - field(image, "directory_table"))
+    appimage = appimage_of(sanitized_runtime, image, tmp_path / "T.AppImage")
+    with mounted(appimage, tmpdir_env) as point:
+        assert sorted(os.listdir(point / "big")) == BIG
+        listed = subprocess.run(["ls", "-f", str(point / "big")], capture_output=True, text=True, timeout=TIMEOUT)
+        assert sorted(listed.stdout.split()) == BIG
+
+
+XATTRS = {"user.tea.longer-name": b"value", "user.z": b"z" * 300, "security.tea": b"sec"}
+
+
+@pytest.fixture
+def xattr_image(sanitized_runtime, tmp_path) -> Path:  # noqa: F811
+    tree = tiny_tree(tmp_path / "tree")
+    target = tree / "usr/share/model"
+    for name, value in XATTRS.items():
+        os.setxattr(target, name, value)
+    if os.geteuid() == 0:
+        os.setxattr(target, "trusted.tea", b"trusted")
+    return appimage_of(sanitized_runtime, mksquashfs(tree, tmp_path / "x.sqfs", "-xattrs"), tmp_path / "X.AppImage")
+
+
+@pytest.mark.parametrize("absent", ["user.b", "user.tea", "user.tea.longer-nam", "user.tea.longer-namex",
+                                    "user.y", "security.te", "trusted.x", "system.posix_acl_access"])
+def test_getxattr_of_an_absent_name_is_enodata(xattr_image, tmpdir_env, absent):
+    """N1 (c): squashfuse's sqfs_xattr_find compared `&&` for `||`: an absent name with a stored
+    name's prefix made it copy the stored name into a buffer of the asked name's size (heap overflow
+    write, with this well-formed `mksquashfs -xattrs` image)."""
+    with mounted(xattr_image, tmpdir_env) as point:
+        with pytest.raises(OSError) as raised:
+            os.getxattr(point / "usr/share/model", absent)
+        assert raised.value.errno == errno.ENODATA
+
+
+def test_xattrs_read_back_as_stored(xattr_image, tmpdir_env):
+    """Every name listed under its own prefix (squashfuse listed trusted.* as security.*), each value."""
+    expected = {**XATTRS, **({"trusted.tea": b"trusted"} if os.geteuid() == 0 else {})}
+    with mounted(xattr_image, tmpdir_env) as point:
+        model = point / "usr/share/model"
+        assert sorted(os.listxattr(model)) == sorted(expected)
+        assert {name: os.getxattr(model, name) for name in expected} == expected
+        assert os.listxattr(point / "usr") == []
+        with pytest.raises(OSError) as raised:  # another file's name
+            os.getxattr(point / "AppRun", "user.tea.longer-name")
+        assert raised.value.errno == errno.ENODATA
+
+
+def patch_root_inode_field(image: bytearray, name: bytes, offset: int, fmt: str, value: int) -> bytearray:
+    struct.pack_into(fmt, image, root_entries(image)[name] + offset, value)
+    return image
+
+
+def test_an_inode_whose_uid_index_lies_outside_the_table_is_eio(sanitized_runtime, tmp_path, tmpdir_env):
+    """getattr and lookup stat the inode: squashfuse's sqfs_id_get has no bound (the table holds
+    one id, 4 bytes; index 5 reads 20 bytes in)."""
+    image = patch_root_inode_field(bytearray(mksquashfs(tiny_tree(tmp_path / "tree"), tmp_path / "t.sqfs").read_bytes()),
+                                   b"AppRun", 4, "<H", 5)
+    appimage = appimage_of(sanitized_runtime, image, tmp_path / "T.AppImage")
+    with mounted(appimage, tmpdir_env) as point:
+        with pytest.raises(OSError) as raised:
+            os.stat(point / "AppRun")
+        assert raised.value.errno == errno.EIO
+        assert (point / "usr/share/model").read_bytes() == b"model A\n"
+
+
+def test_a_symlink_claiming_2_gib_is_eio(sanitized_runtime, tmp_path, tmpdir_env):
+    """readlink: squashfuse allocates the claimed size + 1 and reads it all."""
+    tree = tiny_tree(tmp_path / "tree")
+    (tree / "link").symlink_to("usr/share/model")
+    image = patch_root_inode_field(bytearray(mksquashfs(tree, tmp_path / "t.sqfs").read_bytes()), b"link", 20, "<I", 0x7FFFFFFF)
+    appimage = appimage_of(sanitized_runtime, image, tmp_path / "T.AppImage")
+    with mounted(appimage, tmpdir_env) as point:
+        with pytest.raises(OSError) as raised:
+            os.readlink(point / "link")
+        assert raised.value.errno == errno.EIO
