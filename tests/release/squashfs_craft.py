@@ -175,3 +175,14 @@ def index_entries(image: bytes | bytearray, block: int, offset: int) -> list[tup
         at += 12 + struct.unpack("<I", inodes.read(block, at + 8, 4))[0] + 1
     assert found, "the directory has no index: give it more entries"
     return found
+
+
+def corrupt_index(image: bytearray, directory: bytes, **fields: int) -> bytearray:
+    """Set fields (index, start_block, size) of every index entry of the root's extended `directory`."""
+    inodes, _ = tables(image)
+    block, offset = directory_inode(image, directory)
+    layout = {"index": 0, "start_block": 4, "size": 8}
+    for entry_block, entry_offset in index_entries(image, block, offset):
+        for name, value in fields.items():
+            inodes.write(entry_block, entry_offset + layout[name], struct.pack("<I", value))
+    return image

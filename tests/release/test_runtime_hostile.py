@@ -182,6 +182,49 @@ def test_re_extraction_replaces_files_instead_of_writing_through_them(runtime, t
     assert os.listdir(elsewhere) == []
 
 
+def hard_linked_tree(root: Path, links: int) -> Path:
+    """One 1 MiB file under many names, across directories: one inode in the image."""
+    tree = tiny_tree(root)
+    (tree / "usr/share/big").write_bytes(os.urandom(1 << 20))
+    for number in range(links):
+        os.link(tree / "usr/share/big", tree / ("usr/bin" if number % 2 else "usr/share") / f"link{number:03d}")
+    return tree
+
+
+def test_hard_links_are_extracted_as_links(runtime, tmp_path, tmpdir_env):
+    """Issue 24's N11: a small image of one file with many names extracted to a copy per name
+    (12 KiB image, 1.6 GB on disk); unsquashfs makes links. So does the runtime now."""
+    appimage = appimage_of(runtime, mksquashfs(hard_linked_tree(tmp_path / "tree", 100), tmp_path / "t.sqfs"),
+                           tmp_path / "T.AppImage")
+    assert extract(appimage, tmp_path / "work", tmpdir_env).returncode == 0
+    root = tmp_path / "work/squashfs-root"
+    names = [root / "usr/share/big", *root.glob("usr/*/link*")]
+    assert len(names) == 101 and {path.stat().st_ino for path in names} == {names[0].stat().st_ino}
+    assert names[0].stat().st_nlink == 101 and names[-1].read_bytes() == (tmp_path / "tree/usr/share/big").read_bytes()
+    used = subprocess.run(["du", "-sk", str(root)], capture_output=True, text=True).stdout.split()[0]
+    assert int(used) < 2048  # KiB: one copy of the 1 MiB file
+
+
+def test_a_hard_link_whose_first_name_is_not_extracted_is_a_file(runtime, tmp_path, tmpdir_env):
+    """With a pattern, the first name extracted is the first copy; links follow it."""
+    appimage = appimage_of(runtime, mksquashfs(hard_linked_tree(tmp_path / "tree", 4), tmp_path / "t.sqfs"),
+                           tmp_path / "T.AppImage")
+    assert extract(appimage, tmp_path / "work", tmpdir_env, "usr/bin").returncode == 0
+    root = tmp_path / "work/squashfs-root"
+    assert sorted(os.listdir(root / "usr/bin")) == ["link001", "link003"] and not (root / "usr/share").exists()
+    assert (root / "usr/bin/link001").stat().st_ino == (root / "usr/bin/link003").stat().st_ino
+    assert (root / "usr/bin/link001").stat().st_size == 1 << 20
+
+
+def test_hard_links_in_the_extract_and_run_cache_are_links(runtime, tmp_path, tmpdir_env):
+    appimage = appimage_of(runtime, mksquashfs(hard_linked_tree(tmp_path / "tree", 40), tmp_path / "t.sqfs"),
+                           tmp_path / "T.AppImage")
+    env = {**tmpdir_env, "APPIMAGE_EXTRACT_AND_RUN": "1", "NO_CLEANUP": "1"}
+    assert subprocess.run([str(appimage)], env=env, capture_output=True, timeout=TIMEOUT).returncode == 0
+    tree_dir = extraction_cache(env) / f"extracted_{squashfs_sha256(appimage)}"
+    assert (tree_dir / "usr/share/big").stat().st_nlink == 41
+
+
 # ------------------------------------------------------------------------------------------------
 # 3: loops, shared directories, depth
 
@@ -285,15 +328,35 @@ def test_two_files_with_one_inode_number_are_corrupt(sanitized_runtime, tmp_path
     one_line(extract(appimage, tmp_path / "work", tmpdir_env), "two files share an inode number", "/bbbb")
 
 
+ENTRY_PATHS = {  # every way a run reads its image but the mount's walk (the next test): args, environment
+    "extract": (("--appimage-extract",), {}), "extract-pattern": (("--appimage-extract", "*/*"), {}),
+    "run": ((), {}), "private-mount-run": ((), {"APPIMAGE_SHARED_MOUNT": "0"}),
+    "extract-and-run": (("--appimage-extract-and-run",), {"NO_CLEANUP": "1"}),
+    "APPIMAGE_EXTRACT_AND_RUN": ((), {"APPIMAGE_EXTRACT_AND_RUN": "1"}),
+    "TARGET_APPIMAGE": ((), {}), "offset": (("--appimage-offset",), {}),
+    "signature": (("--appimage-signature",), {}), "updateinfo": (("--appimage-updateinfo",), {}),
+}
+
+
+@pytest.mark.parametrize("path", ENTRY_PATHS)
 @pytest.mark.parametrize("crash", sorted(FUZZ_CRASHES.glob("*.sqfs")), ids=lambda path: path.stem)
-def test_images_the_fuzzer_found_fail_cleanly(sanitized_runtime, tmp_path, tmpdir_env, crash):
-    """Each crash benchmarks/fuzz_runtime.py found: now one line, no sanitizer report."""
+def test_images_the_fuzzer_found_fail_cleanly(sanitized_runtime, tmp_path, tmpdir_env, crash, path):
+    """Each crash benchmarks/fuzz_runtime.py found, through each entry path: at most one line of
+    the runtime's, no signal, no sanitizer report, nothing written outside the target."""
     appimage = appimage_of(sanitized_runtime, crash, tmp_path / "T.AppImage")
-    for args in ((), ("*/*",)):
-        result = extract(appimage, tmp_path / "work", tmpdir_env, *args)
-        assert result.returncode in (0, 1) and "Sanitizer" not in result.stderr, result.stderr[-3000:]
-        assert len(result.stderr.splitlines()) <= 1
-        assert os.listdir(tmp_path / "work") in ([], ["squashfs-root"])
+    args, extra = ENTRY_PATHS[path]
+    env = {**tmpdir_env, **extra, "XDG_CACHE_HOME": str(tmp_path / "cache"), "APP_SLEEP": ""}
+    if path == "TARGET_APPIMAGE":
+        env["TARGET_APPIMAGE"], appimage = str(appimage), sanitized_runtime
+    work = tmp_path / "work"
+    work.mkdir()
+    result = subprocess.run([str(appimage), *args], cwd=work, env=env, capture_output=True, text=True,
+                            timeout=TIMEOUT)
+    assert result.returncode >= 0 and "Sanitizer" not in result.stderr, result.stderr[-3000:]
+    runtime_lines = [line for line in result.stderr.splitlines() if line.startswith("appimage: ")]
+    assert len(runtime_lines) <= 1 and "smashing" not in result.stderr, result.stderr[-3000:]
+    assert os.listdir(work) in ([], ["squashfs-root"])
+    assert eventually(lambda: mounts_under(tmpdir_env["TMPDIR"]) == [])
 
 
 def read_everything(point: Path) -> set[int]:
@@ -395,6 +458,55 @@ def test_signal_during_the_first_extraction_leaves_nothing(runtime, tmp_path, tm
     process.send_signal(sig)
     assert process.wait(timeout=TIMEOUT) == -sig
     assert os.listdir(cache) == [] and process.stdout.read() == b""
+
+
+def partial_trees(cache: Path) -> list[str]:
+    return sorted(name for name in os.listdir(cache) if name.startswith("extracted_") and "." in name)
+
+
+def killed_mid_extraction(appimage: Path, env: dict) -> str:
+    """Starts an extraction of appimage and SIGKILLs it half-way: the tree it leaves behind."""
+    cache = extraction_cache(env)
+    process = subprocess.Popen([str(appimage)], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + TIMEOUT
+    while not list(cache.glob("extracted_*.*/usr/share/model")) and time.monotonic() < deadline:
+        time.sleep(0.001)
+    process.kill()
+    assert process.wait(timeout=TIMEOUT) == -signal.SIGKILL
+    left = partial_trees(cache)
+    assert len(left) == 1
+    return left[0]
+
+
+@pytest.mark.parametrize("no_cleanup", ["", "1"])
+def test_an_extraction_killed_outright_is_reclaimed_by_the_next_run(runtime, tmp_path, tmpdir_env, no_cleanup):
+    """Issue 24's N12: SIGKILL (or the OOM killer, or a power cut) gives no chance to clean up; the
+    partial tree it leaves in the cache is deleted by the next extract-and-run (of any image)."""
+    big = appimage_of(runtime, mksquashfs(tiny_tree(tmp_path / "tree", b"\x01" * (256 << 20)), tmp_path / "t.sqfs"),
+                      tmp_path / "Big.AppImage")
+    env = {**tmpdir_env, "APPIMAGE_EXTRACT_AND_RUN": "1", "NO_CLEANUP": no_cleanup}
+    killed_mid_extraction(big, env)
+    small = image_with_model(runtime, tmp_path, "S", b"model S\n")
+    result = subprocess.run([str(small)], env=env, capture_output=True, text=True, timeout=TIMEOUT)
+    assert result.returncode == 0 and "model S" in result.stdout, result.stderr
+    assert partial_trees(extraction_cache(env)) == []
+
+
+def test_a_running_extraction_is_never_reclaimed(runtime, tmp_path, tmpdir_env):
+    """A run that is still using its private tree holds it: another run leaves it alone."""
+    appimage = image_with_model(runtime, tmp_path, "A", b"model A\n")
+    env = {**tmpdir_env, "APPIMAGE_EXTRACT_AND_RUN": "1"}
+    first = subprocess.Popen([str(appimage)], env={**env, "APP_SLEEP": "60"}, stdout=subprocess.PIPE, text=True)
+    appdir = first.stdout.readline().strip().partition("=")[2]
+    try:
+        assert Path(appdir).name in partial_trees(extraction_cache(env))
+        second = subprocess.run([str(appimage)], env=env, capture_output=True, text=True, timeout=TIMEOUT)
+        assert second.returncode == 0 and "model A" in second.stdout
+        assert Path(appdir, "usr/share/model").read_bytes() == b"model A\n"
+    finally:
+        first.terminate()
+        first.wait(timeout=TIMEOUT)
+    assert partial_trees(extraction_cache(env)) == []
 
 
 def as_user(uid: int, command: list[str], env: dict, cwd: Path) -> subprocess.CompletedProcess:

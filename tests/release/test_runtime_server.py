@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from squashfs_craft import directory_inode, field, index_entries, mksquashfs, root_entries, tables
+from squashfs_craft import corrupt_index, field, mksquashfs, root_entries
 from test_runtime import TIMEOUT, mounts_under, tmpdir_env  # noqa: F401
 from test_runtime_hostile import appimage_of, sanitized_runtime, tiny_tree  # noqa: F401
 
@@ -51,17 +51,6 @@ def big_directory_image(tmp_path: Path, *options: str) -> bytearray:
     return bytearray(mksquashfs(tree, tmp_path / "big.sqfs", *options).read_bytes())
 
 
-def corrupt_index(image: bytearray, **fields: int) -> bytearray:
-    """Set fields (index, start_block, size) of every index entry of /big."""
-    inodes, _ = tables(image)
-    block, offset = directory_inode(image, b"big")
-    layout = {"index": 0, "start_block": 4, "size": 8}
-    for entry_block, entry_offset in index_entries(image, block, offset):
-        for name, value in fields.items():
-            inodes.write(entry_block, entry_offset + layout[name], struct.pack("<I", value))
-    return image
-
-
 def id_table_block(image: bytes | bytearray) -> int:
     """Where the uid/gid table's only metadata block is: 4 bytes of data, a short block to point into."""
     return struct.unpack_from("<Q", image, field(image, "id_table"))[0]
@@ -70,7 +59,7 @@ def id_table_block(image: bytes | bytearray) -> int:
 def test_lookups_in_an_extended_directory_never_copy_its_index_names(sanitized_runtime, tmp_path, tmpdir_env):
     """N1 (a): index names claiming 64 KiB + 1 bytes overflowed the server's static name buffer
     (and the file table after it). A lookup walks the entries and finds present and absent names."""
-    image = corrupt_index(big_directory_image(tmp_path), size=65537)
+    image = corrupt_index(big_directory_image(tmp_path), b"big", size=65537)
     appimage = appimage_of(sanitized_runtime, image, tmp_path / "T.AppImage")
     with mounted(appimage, tmpdir_env) as point:
         for name in (BIG[0], BIG[700], BIG[-1]):
@@ -85,7 +74,7 @@ def test_a_listing_resumed_in_an_extended_directory_never_follows_its_index(sani
     """N1 (b): every index entry points into a 4-byte metadata block (the uid/gid table), at an
     offset past its end. `ls -f` resumes the listing at offsets past the first index entry."""
     image = big_directory_image(tmp_path)
-    image = corrupt_index(image, start_block=id_table_block(image) - field(image, "directory_table"))
+    image = corrupt_index(image, b"big", start_block=id_table_block(image) - field(image, "directory_table"))
     appimage = appimage_of(sanitized_runtime, image, tmp_path / "T.AppImage")
     with mounted(appimage, tmpdir_env) as point:
         assert sorted(os.listdir(point / "big")) == BIG

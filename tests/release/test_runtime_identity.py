@@ -1,0 +1,127 @@
+"""What runs share, keyed by what they run (issue 24's N10): the shared mount by the identity of the
+image file, the extract-and-run cache by the squashfs sha256 embedded in the image's own runtime,
+checked against its content once per file. Images whose embedded digest lies (TARGET_APPIMAGE
+naming another image, an AppImage assembled from another one's runtime bytes, an image changed
+after its digest was checked) must never run another image's tree.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+from release.appimage import digest_section_offset, elf_end_offset
+from test_runtime import TIMEOUT, eventually, extraction_cache, mounts_gone, squashfs_sha256, tmpdir_env  # noqa: F401
+from test_runtime_hostile import image_with_model, runtime  # noqa: F401
+from test_shared_mount import stop_servers
+
+MISMATCH = "does not match its content: its extraction is not shared"
+
+
+def run(image: Path, env: dict, **extra: str) -> subprocess.CompletedProcess:
+    return subprocess.run([str(image)], env={**env, **extra}, capture_output=True, text=True, timeout=TIMEOUT)
+
+
+def model_of(result: subprocess.CompletedProcess) -> str:
+    assert result.returncode == 0, result.stderr
+    return next(line for line in result.stdout.splitlines() if line.startswith("model "))
+
+
+def two_images(runtime: Path, tmp_path: Path) -> tuple[Path, Path]:  # noqa: F811
+    return (image_with_model(runtime, tmp_path, "A", b"model A\n"),
+            image_with_model(runtime, tmp_path, "B", b"model B\n"))
+
+
+def assembled(a: Path, b: Path, out: Path) -> Path:
+    """A's runtime bytes (its .sqfs_sha256 included) in front of B's squashfs."""
+    offset = elf_end_offset(a)
+    out.write_bytes(a.read_bytes()[:offset] + b.read_bytes()[offset:])
+    out.chmod(0o755)
+    return out
+
+
+def cached_trees(env: dict) -> list[str]:
+    return sorted(name for name in os.listdir(extraction_cache(env)) if name.startswith("extracted_"))
+
+
+def test_target_appimage_shares_the_targets_mount_not_the_runtimes(runtime, tmp_path, tmpdir_env):  # noqa: F811
+    """TARGET_APPIMAGE=B A used to mount B under A's key: the next run of A joined it and ran B."""
+    a, b = two_images(runtime, tmp_path)
+    env = {**tmpdir_env, "APPIMAGE_MOUNT_LINGER": "30"}
+    try:
+        assert model_of(run(a, env, TARGET_APPIMAGE=str(b))) == "model B"
+        assert model_of(run(a, env)) == "model A"
+        assert model_of(run(b, env)) == "model B"
+    finally:
+        stop_servers(a), stop_servers(b)
+    assert mounts_gone(env["TMPDIR"])
+
+
+def test_an_image_assembled_from_anothers_runtime_does_not_join_its_mount(runtime, tmp_path, tmpdir_env):  # noqa: F811
+    """Measured without any attacker: C, A's runtime bytes with B's squashfs, joined A's lingering
+    mount and ran A's AppRun; then A joined C's."""
+    a, b = two_images(runtime, tmp_path)
+    c = assembled(a, b, tmp_path / "C.AppImage")
+    env = {**tmpdir_env, "APPIMAGE_MOUNT_LINGER": "30"}
+    try:
+        assert model_of(run(a, env)) == "model A"
+        assert model_of(run(c, env)) == "model B"
+        assert model_of(run(a, env)) == "model A"
+    finally:
+        stop_servers(a), stop_servers(c)
+    assert mounts_gone(env["TMPDIR"])
+
+
+def test_target_appimage_caches_the_target_under_its_own_digest(runtime, tmp_path, tmpdir_env):  # noqa: F811
+    a, b = two_images(runtime, tmp_path)
+    env = {**tmpdir_env, "APPIMAGE_EXTRACT_AND_RUN": "1", "NO_CLEANUP": "1"}
+    assert model_of(run(a, env, TARGET_APPIMAGE=str(b))) == "model B"
+    assert model_of(run(a, env)) == "model A"
+    assert cached_trees(env) == sorted(f"extracted_{squashfs_sha256(image)}" for image in (a, b))
+
+
+def test_a_digest_that_lies_is_checked_and_shares_nothing(runtime, tmp_path, tmpdir_env):  # noqa: F811
+    """C claims A's digest: its run says so in one line, runs its own content, and leaves A's
+    cached tree as it was."""
+    a, b = two_images(runtime, tmp_path)
+    c = assembled(a, b, tmp_path / "C.AppImage")
+    env = {**tmpdir_env, "APPIMAGE_EXTRACT_AND_RUN": "1", "NO_CLEANUP": "1"}
+    assert model_of(run(a, env)) == "model A"
+    lied = run(c, env)
+    assert model_of(lied) == "model B" and lied.stderr == f"appimage: the squashfs sha256 embedded in {c} {MISMATCH}\n"
+    assert cached_trees(env) == [f"extracted_{squashfs_sha256(a)}"]
+    assert model_of(run(a, env)) == "model A"
+
+
+def test_the_check_is_made_once_per_file_and_again_after_a_change(runtime, tmp_path, tmpdir_env):  # noqa: F811
+    """A record of the checked identity makes later runs free; an image changed in place (same size,
+    its digest now wrong) has a new identity, is checked again, and does not get the old tree."""
+    a, _ = two_images(runtime, tmp_path)
+    env = {**tmpdir_env, "APPIMAGE_EXTRACT_AND_RUN": "1", "NO_CLEANUP": "1"}
+    assert model_of(run(a, env)) == "model A"
+    records = [name for name in os.listdir(extraction_cache(env)) if name.startswith("verified_")]
+    assert len(records) == 1 and (extraction_cache(env) / records[0]).read_text() == squashfs_sha256(a) != ""
+    assert model_of(run(a, env)) == "model A" and len(os.listdir(extraction_cache(env))) == 3  # tree, record, lock
+    data = a.read_bytes()
+    assert data.count(b"model A\n") == 1  # stored verbatim (uncompressed fragments)
+    a.write_bytes(data.replace(b"model A\n", b"model X\n"))
+    changed = run(a, env)
+    assert model_of(changed) == "model X" and MISMATCH in changed.stderr
+
+
+def test_an_image_without_a_digest_still_shares_its_mount(tmp_path, tmpdir_env, runtime):  # noqa: F811
+    """The mount's key needs no digest: runs of one file share a mount (zeroed .sqfs_sha256)."""
+    a, _ = two_images(runtime, tmp_path)
+    data = bytearray(a.read_bytes())
+    at = digest_section_offset(runtime)
+    data[at:at + 32] = bytes(32)
+    a.write_bytes(bytes(data))
+    env = {**tmpdir_env, "APPIMAGE_MOUNT_LINGER": "30"}
+    try:
+        first, second = run(a, env), run(a, env)
+        assert model_of(first) == model_of(second) == "model A"
+        assert first.stdout.splitlines()[0] == second.stdout.splitlines()[0]  # APPDIR: one mount
+    finally:
+        stop_servers(a)
+    assert eventually(lambda: mounts_gone(env["TMPDIR"]))
