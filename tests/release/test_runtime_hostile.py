@@ -14,6 +14,7 @@ import os
 import shutil
 import signal
 import stat
+import struct
 import subprocess
 import time
 from pathlib import Path
@@ -251,12 +252,24 @@ def test_one_directory_reached_twice_is_corruption(sanitized_runtime, tmp_path, 
     one_line(extract(appimage, tmp_path / "work", tmpdir_env), "appears twice", "/usr/two")
 
 
-def test_nesting_deeper_than_the_cap_is_refused(runtime, tmp_path, tmpdir_env):
+MAX_DEPTH = 128  # release/runtime/extract.c
+
+
+@pytest.mark.parametrize("levels", [MAX_DEPTH, MAX_DEPTH + 1])
+def test_nesting_is_capped_at_exactly_max_depth(runtime, tmp_path, tmpdir_env, levels):
+    """Issue 30's R8: the cap itself extracts, one level more is refused (a test of 130 levels
+    let the cap be off by one either way)."""
     tree = tiny_tree(tmp_path / "tree")
-    deep = tree.joinpath(*["d"] * 130)
+    deep = tree.joinpath(*["d"] * levels)
     deep.mkdir(parents=True)
+    (deep / "bottom").write_text("deep\n")
     appimage = appimage_of(runtime, mksquashfs(tree, tmp_path / "t.sqfs"), tmp_path / "T.AppImage")
-    one_line(extract(appimage, tmp_path / "work", tmpdir_env), "nest too deep")
+    result = extract(appimage, tmp_path / "work", tmpdir_env)
+    if levels == MAX_DEPTH:
+        assert result.returncode == 0, result.stderr
+        assert (tmp_path / "work/squashfs-root").joinpath(*["d"] * levels, "bottom").read_text() == "deep\n"
+    else:
+        one_line(result, "nest too deep")
 
 
 # ------------------------------------------------------------------------------------------------
@@ -289,6 +302,50 @@ def test_crafted_superblocks_fail_with_one_line(sanitized_runtime, tmp_path, tmp
     one_line(result, "bad squashfs image")
     assert not (tmp_path / "squashfs-root").exists()
     assert mounts_under(tmpdir_env["TMPDIR"]) == [] and os.listdir(tmpdir_env["TMPDIR"]) == []
+
+
+TABLES = {"id_table": "uid/gid", "fragment_table": "fragment", "lookup_table": "export", "xattr_table": "xattr"}
+
+
+@pytest.mark.parametrize("where", ["at the inode table", "inside the inode table", "at the directory table"])
+@pytest.mark.parametrize("table", sorted(TABLES))
+def test_a_table_placed_before_the_directory_tables_end_is_refused(sanitized_runtime, tmp_path, tmpdir_env,
+                                                                   table, where):
+    """Issue 30's R7: every other table lies after the directory table; one at or before its start
+    overlaps the inode or directory metadata that squashfuse would then read as that table."""
+    image = crafted(tiny_tree(tmp_path / "tree"), tmp_path)
+    position = {"at the inode table": field(image, "inode_table"), "inside the inode table":
+                field(image, "inode_table") + 8, "at the directory table": field(image, "directory_table")}[where]
+    appimage = appimage_of(sanitized_runtime, set_fields(image, **{table: position}), tmp_path / "T.AppImage")
+    one_line(extract(appimage, tmp_path / "work", tmpdir_env),
+             f"bad squashfs image at offset {sanitized_runtime.stat().st_size}",
+             f"its {TABLES[table]} table lies outside the image")
+
+
+def fragment_index_image(tmp_path: Path, past: int) -> bytearray:
+    """AppRun's fragment index set `past` entries beyond the last one of the fragment table."""
+    image = crafted(tiny_tree(tmp_path / "tree"), tmp_path)
+    inode = root_entries(image)[b"AppRun"]
+    assert struct.unpack_from("<H", image, inode)[0] == 2  # a basic file inode: fragment index at +20
+    struct.pack_into("<I", image, inode + 20, field(image, "fragments") - 1 + past)
+    return image
+
+
+@pytest.mark.parametrize("past", [1, 1000])
+def test_a_fragment_index_past_the_fragment_table_is_corrupt(sanitized_runtime, tmp_path, tmpdir_env, past):
+    """Issue 30: guard.c's fragment-index bound. Index == fragments reads the 16 bytes after the
+    table's last entry, inside or past its metadata block (AddressSanitizer sees either)."""
+    appimage = appimage_of(sanitized_runtime, fragment_index_image(tmp_path, past), tmp_path / "T.AppImage")
+    one_line(extract(appimage, tmp_path / "work", tmpdir_env), "corrupt", "fragment", "/AppRun")
+    process = subprocess.Popen([str(appimage), "--appimage-mount"], env=tmpdir_env, stdout=subprocess.PIPE, text=True)
+    point = Path(process.stdout.readline().strip())
+    try:
+        with pytest.raises(OSError) as raised:
+            (point / "AppRun").read_bytes()
+        assert raised.value.errno == errno.EIO and (point / "usr/share/model").read_bytes() == b"model A\n"
+    finally:
+        process.terminate()
+        process.wait(timeout=TIMEOUT)
 
 
 def test_fragment_outside_the_image_says_corrupt_not_a_stale_errno(sanitized_runtime, tmp_path, tmpdir_env):

@@ -16,6 +16,7 @@ import pytest
 from release import gpg, signing
 from test_appimage_format import appdir, appimage, build_appimage, make_appdir, runtime  # noqa: F401
 from test_runtime import reported, run, tmpdir_env, tree  # noqa: F401
+from test_signing import move_section
 
 
 # ------------------------------------------------------------------------------------------------
@@ -182,6 +183,17 @@ def test_section_options_print_the_text_up_to_the_first_nul(appimage, tmpdir_env
     write(appimage, section, b"gh-releases-zsync|o|r|latest|x.zsync\0left over")
     result = run(appimage, option, env=tmpdir_env)
     assert result.returncode == 0 and result.stdout == "gh-releases-zsync|o|r|latest|x.zsync\n"
+
+
+@pytest.mark.parametrize("option, section", [("--appimage-signature", ".sha256_sig"),
+                                             ("--appimage-updateinfo", ".upd_info")])
+def test_a_section_outside_the_elf_part_is_not_printed(appimage, tmpdir_env, option, section):
+    """Issue 30's S3 on the runtime's side: a section header pointing into the squashfs."""
+    end, size = signing.elf_end_offset(appimage), signing.sections(appimage)[section].size
+    move_section(appimage, section, end - size + 1)
+    result = run(appimage, option, env=tmpdir_env)
+    assert (result.returncode, result.stdout) == (1, "")
+    assert result.stderr == f"appimage: the {section} section of {appimage} lies outside its ELF part\n"
 
 
 def rename_section(appimage: Path, old: bytes, new: bytes) -> None:
