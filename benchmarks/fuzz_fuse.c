@@ -22,7 +22,7 @@
 
 #include "fuzz_image.h"
 
-#define MAX_REQUESTS 600
+#define MAX_REQUESTS 300
 #define MAX_DIRS 32
 #define LIST_SIZE 1024 /* a few entries per reply: continuations get used */
 #define REPLY_MAX (4u << 20)

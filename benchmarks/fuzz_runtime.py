@@ -142,10 +142,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--harness", choices=sorted(HARNESSES), default="extract")
     parser.add_argument("--minutes", type=float, default=30.0)
-    parser.add_argument("--timeout", type=int, default=1, help="seconds one input may take")
+    parser.add_argument("--timeout", type=int, help="seconds one input may take (default 1; fuse, whose inputs "
+                        "make up to 300 requests each: 5)")
     parser.add_argument("--workdir", type=Path, help="default: $TMPDIR/tea-fuzz-<harness>")
     args = parser.parse_args()
     work = args.workdir or Path(tempfile.gettempdir()) / f"tea-fuzz-{args.harness}"
+    args.timeout = args.timeout or (5 if args.harness == "fuse" else 1)
     corpus, seeds, artifacts = work / "corpus", work / "seeds", work / "artifacts"
     for directory in (corpus, seeds, artifacts):
         directory.mkdir(parents=True, exist_ok=True)

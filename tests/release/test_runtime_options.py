@@ -131,11 +131,11 @@ def test_a_portable_config_another_user_can_write_is_never_used(shared_folder, t
     (target / "swi-prolog").mkdir(parents=True)
     (target / "swi-prolog/init.pl").write_text(":- shell('touch PWNED').\n")
     owner, mode = {"attacker-0777": (ATTACKER, 0o777), "attacker-0755": (ATTACKER, 0o755),
-                   "victim-group-writable": (VICTIM, 0o770)}.get(planted, (VICTIM, 0o700))
+                   "victim-group-writable": (VICTIM, 0o770), "symlink-to-attacker": (ATTACKER, 0o777)
+                   }.get(planted, (VICTIM, 0o700))
     os.chown(target, owner, owner)
     target.chmod(mode)
     if planted == "symlink-to-attacker":
-        os.chown(target, ATTACKER, ATTACKER)
         config.symlink_to(target)
     result = run_as(VICTIM, image, shared, tmp_path)
     assert result.returncode == 0, result.stderr

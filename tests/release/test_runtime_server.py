@@ -149,3 +149,38 @@ def test_a_symlink_claiming_2_gib_is_eio(sanitized_runtime, tmp_path, tmpdir_env
         with pytest.raises(OSError) as raised:
             os.readlink(point / "link")
         assert raised.value.errno == errno.EIO
+
+
+def attrs_image(tmp_path: Path) -> bytearray:
+    """A root file `attrs` with one xattr: an extended file inode, its xattr index the first (0)."""
+    tree = tiny_tree(tmp_path / "tree")
+    (tree / "attrs").write_text("attrs\n")
+    os.setxattr(tree / "attrs", "user.tea", b"value")
+    image = bytearray(mksquashfs(tree, tmp_path / "a.sqfs", "-xattrs").read_bytes())
+    assert struct.unpack_from("<H", image, root_entries(image)[b"attrs"])[0] == 9  # extended file inode
+    return image
+
+
+def xattr_id_entry(image: bytes | bytearray) -> int:
+    """Where the first xattr id (`ref u64, count u32, size u32`) is: its table's first metadata block."""
+    block = struct.unpack_from("<Q", image, field(image, "xattr_table") + 16)[0]
+    assert struct.unpack_from("<H", image, block)[0] & 0x8000  # stored uncompressed (-noX)
+    return block + 2
+
+
+@pytest.mark.parametrize("corruption", ["index past the xattr ids", "first entry past its block"])
+def test_xattr_references_that_lie_are_eio(sanitized_runtime, tmp_path, tmpdir_env, corruption):
+    """squashfuse trusted the inode's xattr index (sqfs_table_get has no bound) and the offset of
+    the first entry in its metadata block."""
+    image = attrs_image(tmp_path)
+    if corruption == "index past the xattr ids":
+        struct.pack_into("<I", image, root_entries(image)[b"attrs"] + 52, 1000)
+    else:
+        struct.pack_into("<H", image, xattr_id_entry(image), 0xFFF0)
+    appimage = appimage_of(sanitized_runtime, image, tmp_path / "T.AppImage")
+    with mounted(appimage, tmpdir_env) as point:
+        for call in (lambda: os.getxattr(point / "attrs", "user.tea"), lambda: os.listxattr(point / "attrs")):
+            with pytest.raises(OSError) as raised:
+                call()
+            assert raised.value.errno == errno.EIO
+        assert (point / "attrs").read_text() == "attrs\n"
