@@ -95,17 +95,21 @@ def test_a_digest_that_lies_is_checked_and_shares_nothing(runtime, tmp_path, tmp
 
 
 def test_the_check_is_made_once_per_file_and_again_after_a_change(runtime, tmp_path, tmpdir_env):  # noqa: F811
-    """A record of the checked identity makes later runs free; an image changed in place (same size,
-    its digest now wrong) has a new identity, is checked again, and does not get the old tree."""
+    """A record of the checked identity makes later runs free; an image changed in place (same
+    inode, size and modification time, its digest now wrong) has a new change time, so a new
+    identity: it is checked again and does not get the old tree."""
     a, _ = two_images(runtime, tmp_path)
     env = {**tmpdir_env, "APPIMAGE_EXTRACT_AND_RUN": "1", "NO_CLEANUP": "1"}
     assert model_of(run(a, env)) == "model A"
     records = [name for name in os.listdir(extraction_cache(env)) if name.startswith("verified_")]
     assert len(records) == 1 and (extraction_cache(env) / records[0]).read_text() == squashfs_sha256(a) != ""
     assert model_of(run(a, env)) == "model A" and len(os.listdir(extraction_cache(env))) == 3  # tree, record, lock
-    data = a.read_bytes()
+    data, before = a.read_bytes(), a.stat()
     assert data.count(b"model A\n") == 1  # stored verbatim (uncompressed fragments)
     a.write_bytes(data.replace(b"model A\n", b"model X\n"))
+    os.utime(a, ns=(before.st_atime_ns, before.st_mtime_ns))  # anyone can put the times back; not the ctime
+    assert (a.stat().st_ino, a.stat().st_size, a.stat().st_mtime_ns) == (before.st_ino, before.st_size,
+                                                                         before.st_mtime_ns)
     changed = run(a, env)
     assert model_of(changed) == "model X" and MISMATCH in changed.stderr
 
