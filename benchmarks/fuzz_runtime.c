@@ -41,13 +41,21 @@ static void check_sandbox(void)
 	closedir(dir);
 }
 
+/* in RAM: on a disk shared with other work, file creation latency made inputs time out */
+static char sandbox[] = "/dev/shm/fuzz-runtime-XXXXXX";
+
+static void remove_sandbox(void)
+{
+	remove_tree(sandbox);
+}
+
 int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
 	(void)argc, (void)argv;
-	char sandbox[] = "/tmp/fuzz-runtime-XXXXXX";
 	struct rlimit fsize = {64 << 20, 64 << 20}; /* the fuzzer hunts memory errors, not big outputs */
 	if (!mkdtemp(sandbox) || chdir(sandbox) != 0)
 		abort();
+	atexit(remove_sandbox);
 	setrlimit(RLIMIT_FSIZE, &fsize);
 	quiet = getenv("FUZZ_RUNTIME_VERBOSE") ? dup(2) : open("/dev/null", O_WRONLY | O_CLOEXEC);
 	signal(SIGXFSZ, SIG_IGN);

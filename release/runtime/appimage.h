@@ -80,6 +80,7 @@ struct sha256 {
 	uint32_t state[8];
 	uint64_t length;
 	unsigned char buffer[64];
+	void (*compress)(uint32_t state[8], const unsigned char *data, size_t blocks);
 };
 void sha256_init(struct sha256 *h);
 void sha256_update(struct sha256 *h, const void *data, size_t size);

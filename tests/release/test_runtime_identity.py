@@ -8,11 +8,15 @@ after its digest was checked) must never run another image's tree.
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
+from contextlib import contextmanager
 from pathlib import Path
 
+import pytest
+
 from release.appimage import digest_section_offset, elf_end_offset
-from test_runtime import TIMEOUT, eventually, extraction_cache, mounts_gone, squashfs_sha256, tmpdir_env  # noqa: F401
+from test_runtime import TIMEOUT, extraction_cache, mounts_gone, squashfs_sha256, tmpdir_env  # noqa: F401
 from test_runtime_hostile import image_with_model, runtime  # noqa: F401
 from test_shared_mount import stop_servers
 
@@ -45,17 +49,24 @@ def cached_trees(env: dict) -> list[str]:
     return sorted(name for name in os.listdir(extraction_cache(env)) if name.startswith("extracted_"))
 
 
+@contextmanager
+def lingering(env: dict, *images: Path):
+    """Runs whose shared mounts linger 30 s: every one is stopped, and gone, at the end."""
+    try:
+        yield {**env, "APPIMAGE_MOUNT_LINGER": "30"}
+    finally:
+        for image in images:
+            stop_servers(image)
+    assert mounts_gone(env["TMPDIR"])
+
+
 def test_target_appimage_shares_the_targets_mount_not_the_runtimes(runtime, tmp_path, tmpdir_env):  # noqa: F811
     """TARGET_APPIMAGE=B A used to mount B under A's key: the next run of A joined it and ran B."""
     a, b = two_images(runtime, tmp_path)
-    env = {**tmpdir_env, "APPIMAGE_MOUNT_LINGER": "30"}
-    try:
+    with lingering(tmpdir_env, a, b) as env:
         assert model_of(run(a, env, TARGET_APPIMAGE=str(b))) == "model B"
         assert model_of(run(a, env)) == "model A"
         assert model_of(run(b, env)) == "model B"
-    finally:
-        stop_servers(a), stop_servers(b)
-    assert mounts_gone(env["TMPDIR"])
 
 
 def test_an_image_assembled_from_anothers_runtime_does_not_join_its_mount(runtime, tmp_path, tmpdir_env):  # noqa: F811
@@ -63,14 +74,10 @@ def test_an_image_assembled_from_anothers_runtime_does_not_join_its_mount(runtim
     mount and ran A's AppRun; then A joined C's."""
     a, b = two_images(runtime, tmp_path)
     c = assembled(a, b, tmp_path / "C.AppImage")
-    env = {**tmpdir_env, "APPIMAGE_MOUNT_LINGER": "30"}
-    try:
+    with lingering(tmpdir_env, a, c) as env:
         assert model_of(run(a, env)) == "model A"
         assert model_of(run(c, env)) == "model B"
         assert model_of(run(a, env)) == "model A"
-    finally:
-        stop_servers(a), stop_servers(c)
-    assert mounts_gone(env["TMPDIR"])
 
 
 def test_target_appimage_caches_the_target_under_its_own_digest(runtime, tmp_path, tmpdir_env):  # noqa: F811
@@ -121,11 +128,25 @@ def test_an_image_without_a_digest_still_shares_its_mount(tmp_path, tmpdir_env, 
     at = digest_section_offset(runtime)
     data[at:at + 32] = bytes(32)
     a.write_bytes(bytes(data))
-    env = {**tmpdir_env, "APPIMAGE_MOUNT_LINGER": "30"}
-    try:
+    with lingering(tmpdir_env, a) as env:
         first, second = run(a, env), run(a, env)
         assert model_of(first) == model_of(second) == "model A"
         assert first.stdout.splitlines()[0] == second.stdout.splitlines()[0]  # APPDIR: one mount
-    finally:
-        stop_servers(a)
-    assert eventually(lambda: mounts_gone(env["TMPDIR"]))
+
+
+@pytest.mark.parametrize("cpu", ["Westmere", "max"])
+def test_the_digest_is_checked_with_and_without_sha_instructions(runtime, tmp_path, tmpdir_env, cpu):  # noqa: F811
+    """sha256.c's two paths: the plain rounds on a CPU without SHA-NI (Westmere), the SHA-NI rounds
+    where qemu has them (max): a right digest is recorded, a wrong one is said."""
+    if shutil.which("qemu-x86_64-static") is None:
+        pytest.skip("needs qemu-user-static")
+    a, b = two_images(runtime, tmp_path)
+    c = assembled(a, b, tmp_path / "C.AppImage")
+    env = {**tmpdir_env, "APPIMAGE_EXTRACT_AND_RUN": "1", "NO_CLEANUP": "1"}
+    emulated = ["qemu-x86_64-static", "-cpu", cpu]
+    right = subprocess.run([*emulated, str(a)], env=env, capture_output=True, text=True, timeout=TIMEOUT)
+    wrong = subprocess.run([*emulated, str(c)], env=env, capture_output=True, text=True, timeout=TIMEOUT)
+    assert model_of(right) == "model A" and right.stderr == ""
+    assert model_of(wrong) == "model B" and MISMATCH in wrong.stderr
+    records = [path for path in extraction_cache(env).iterdir() if path.name.startswith("verified_")]
+    assert [path.read_text() for path in records] == [squashfs_sha256(a)]

@@ -140,9 +140,13 @@ def test_an_inode_whose_uid_index_lies_outside_the_table_is_eio(sanitized_runtim
 
 
 def test_a_symlink_claiming_2_gib_is_eio(sanitized_runtime, tmp_path, tmpdir_env):
-    """readlink: squashfuse allocates the claimed size + 1 and reads it all."""
+    """readlink: squashfuse allocates the claimed size + 1 and reads it all. Metadata enough follows
+    the link's inode (a long listing) for a read of PATH_MAX bytes to succeed: only the size check
+    makes this EIO."""
     tree = tiny_tree(tmp_path / "tree")
     (tree / "link").symlink_to("usr/share/model")
+    for name in BIG[:300]:
+        (tree / "usr/bin" / name).write_text("")
     image = patch_root_inode_field(bytearray(mksquashfs(tree, tmp_path / "t.sqfs").read_bytes()), b"link", 20, "<I", 0x7FFFFFFF)
     appimage = appimage_of(sanitized_runtime, image, tmp_path / "T.AppImage")
     with mounted(appimage, tmpdir_env) as point:
