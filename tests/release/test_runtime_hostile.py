@@ -26,8 +26,8 @@ from release.runtime_build import build_runtime
 from squashfs_craft import (entry_inode_offset, entry_name_at, field, mksquashfs, point_entry, rename_entry, root_entries,
                             root_inode_position, set_fields)
 from test_appimage_format import runtime  # noqa: F401
-from test_runtime import (TIMEOUT, eventually, extraction_cache, mounts_under, squashfs_sha256, tmpdir_env,  # noqa: F401
-                          world_readable_dir)
+from test_runtime import (TIMEOUT, eventually, extracted_trees, extraction_cache, mounts_under,  # noqa: F401
+                          squashfs_sha256, tmpdir_env, world_readable_dir)
 
 FUZZ_CRASHES = Path(__file__).with_name("fuzz_crashes")
 VICTIM, ATTACKER = 65534, 65533
@@ -498,7 +498,7 @@ def test_same_size_same_mtime_images_do_not_share_a_cache(runtime, tmp_path, tmp
     first = subprocess.run([str(a)], env=env, capture_output=True, text=True, timeout=TIMEOUT)
     second = subprocess.run([str(b)], env=env, capture_output=True, text=True, timeout=TIMEOUT)
     assert "model A" in first.stdout and "model B" in second.stdout, second.stdout
-    assert sorted(os.listdir(extraction_cache(env))) == sorted(
+    assert extracted_trees(env) == sorted(
         f"extracted_{squashfs_sha256(image)}" for image in (a, b))
 
 
@@ -514,7 +514,7 @@ def test_signal_during_the_first_extraction_leaves_nothing(runtime, tmp_path, tm
         time.sleep(0.001)
     process.send_signal(sig)
     assert process.wait(timeout=TIMEOUT) == -sig
-    assert os.listdir(cache) == [] and process.stdout.read() == b""
+    assert extracted_trees(env) == [] and process.stdout.read() == b""
 
 
 def partial_trees(cache: Path) -> list[str]:

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from release.appimage import digest_section_offset, elf_end_offset
-from test_runtime import TIMEOUT, extraction_cache, mounts_gone, squashfs_sha256, tmpdir_env  # noqa: F401
+from test_runtime import TIMEOUT, extracted_trees, extraction_cache, mounts_gone, squashfs_sha256, tmpdir_env  # noqa: F401
 from test_runtime_hostile import image_with_model, runtime  # noqa: F401
 from test_shared_mount import stop_servers
 
@@ -43,10 +43,6 @@ def assembled(a: Path, b: Path, out: Path) -> Path:
     out.write_bytes(a.read_bytes()[:offset] + b.read_bytes()[offset:])
     out.chmod(0o755)
     return out
-
-
-def cached_trees(env: dict) -> list[str]:
-    return sorted(name for name in os.listdir(extraction_cache(env)) if name.startswith("extracted_"))
 
 
 @contextmanager
@@ -85,7 +81,7 @@ def test_target_appimage_caches_the_target_under_its_own_digest(runtime, tmp_pat
     env = {**tmpdir_env, "APPIMAGE_EXTRACT_AND_RUN": "1", "NO_CLEANUP": "1"}
     assert model_of(run(a, env, TARGET_APPIMAGE=str(b))) == "model B"
     assert model_of(run(a, env)) == "model A"
-    assert cached_trees(env) == sorted(f"extracted_{squashfs_sha256(image)}" for image in (a, b))
+    assert extracted_trees(env) == sorted(f"extracted_{squashfs_sha256(image)}" for image in (a, b))
 
 
 def test_a_digest_that_lies_is_checked_and_shares_nothing(runtime, tmp_path, tmpdir_env):  # noqa: F811
@@ -97,7 +93,7 @@ def test_a_digest_that_lies_is_checked_and_shares_nothing(runtime, tmp_path, tmp
     assert model_of(run(a, env)) == "model A"
     lied = run(c, env)
     assert model_of(lied) == "model B" and lied.stderr == f"appimage: the squashfs sha256 embedded in {c} {MISMATCH}\n"
-    assert cached_trees(env) == [f"extracted_{squashfs_sha256(a)}"]
+    assert extracted_trees(env) == [f"extracted_{squashfs_sha256(a)}"]
     assert model_of(run(a, env)) == "model A"
 
 
