@@ -535,13 +535,13 @@ def killed_mid_extraction(appimage: Path, env: dict) -> str:
     return left[0]
 
 
-@pytest.mark.parametrize("no_cleanup", ["", "1"])
+@pytest.mark.parametrize("no_cleanup", [{}, {"NO_CLEANUP": "1"}], ids=["private", "no-cleanup"])
 def test_an_extraction_killed_outright_is_reclaimed_by_the_next_run(runtime, tmp_path, tmpdir_env, no_cleanup):
     """Issue 24's N12: SIGKILL (or the OOM killer, or a power cut) gives no chance to clean up; the
     partial tree it leaves in the cache is deleted by the next extract-and-run (of any image)."""
     big = appimage_of(runtime, mksquashfs(tiny_tree(tmp_path / "tree", b"\x01" * (256 << 20)), tmp_path / "t.sqfs"),
                       tmp_path / "Big.AppImage")
-    env = {**tmpdir_env, "APPIMAGE_EXTRACT_AND_RUN": "1", "NO_CLEANUP": no_cleanup}
+    env = {**tmpdir_env, "APPIMAGE_EXTRACT_AND_RUN": "1", **no_cleanup}
     killed_mid_extraction(big, env)
     small = image_with_model(runtime, tmp_path, "S", b"model S\n")
     result = subprocess.run([str(small)], env=env, capture_output=True, text=True, timeout=TIMEOUT)
