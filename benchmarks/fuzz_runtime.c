@@ -41,8 +41,10 @@ static void check_sandbox(void)
 	closedir(dir);
 }
 
-/* in RAM: on a disk shared with other work, file creation latency made inputs time out */
-static char sandbox[] = "/dev/shm/fuzz-runtime-XXXXXX";
+/* In $FUZZ_SANDBOX (fuzz_runtime.py: a directory in /dev/shm that it removes, whatever way
+ * libFuzzer ends), else /dev/shm: on a disk shared with other work, file creation latency made
+ * inputs time out. */
+static char sandbox[PATH_MAX];
 
 static void remove_sandbox(void)
 {
@@ -53,6 +55,8 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
 	(void)argc, (void)argv;
 	struct rlimit fsize = {64 << 20, 64 << 20}; /* the fuzzer hunts memory errors, not big outputs */
+	const char *parent = getenv("FUZZ_SANDBOX");
+	snprintf(sandbox, sizeof sandbox, "%s/fuzz-runtime-XXXXXX", parent ? parent : "/dev/shm");
 	if (!mkdtemp(sandbox) || chdir(sandbox) != 0)
 		abort();
 	atexit(remove_sandbox);

@@ -111,10 +111,11 @@ def fuzz_once(binary: Path, corpus: Path, seeds: Path, artifacts: Path, seconds:
     command = ["nice", "-n", "10", str(binary), str(corpus), str(seeds), f"-max_total_time={seconds}",
                f"-timeout={timeout}", "-rss_limit_mb=2048", "-max_len=262144", "-print_final_stats=1",
                f"-artifact_prefix={artifacts}/"]
-    env = {**os.environ, "ASAN_OPTIONS": f"detect_leaks=0:log_path={artifacts}/sanitizer",
-           "UBSAN_OPTIONS": f"print_stacktrace=1:log_path={artifacts}/sanitizer"}
-    result = subprocess.run(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-                            errors="replace", env=env)
+    with tempfile.TemporaryDirectory(prefix="tea-fuzz-", dir="/dev/shm" if os.path.isdir("/dev/shm") else None) as sandbox:
+        env = {**os.environ, "ASAN_OPTIONS": f"detect_leaks=0:log_path={artifacts}/sanitizer",
+               "UBSAN_OPTIONS": f"print_stacktrace=1:log_path={artifacts}/sanitizer", "FUZZ_SANDBOX": sandbox}
+        result = subprocess.run(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                                errors="replace", env=env)
     log.write(result.stderr)
     return result.stderr
 
