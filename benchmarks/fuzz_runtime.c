@@ -41,13 +41,25 @@ static void check_sandbox(void)
 	closedir(dir);
 }
 
+/* In $FUZZ_SANDBOX (fuzz_runtime.py: a directory in /dev/shm that it removes, whatever way
+ * libFuzzer ends), else /dev/shm: on a disk shared with other work, file creation latency made
+ * inputs time out. */
+static char sandbox[PATH_MAX];
+
+static void remove_sandbox(void)
+{
+	remove_tree(sandbox);
+}
+
 int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
 	(void)argc, (void)argv;
-	char sandbox[] = "/tmp/fuzz-runtime-XXXXXX";
 	struct rlimit fsize = {64 << 20, 64 << 20}; /* the fuzzer hunts memory errors, not big outputs */
+	const char *parent = getenv("FUZZ_SANDBOX");
+	snprintf(sandbox, sizeof sandbox, "%s/fuzz-runtime-XXXXXX", parent ? parent : "/dev/shm");
 	if (!mkdtemp(sandbox) || chdir(sandbox) != 0)
 		abort();
+	atexit(remove_sandbox);
 	setrlimit(RLIMIT_FSIZE, &fsize);
 	quiet = getenv("FUZZ_RUNTIME_VERBOSE") ? dup(2) : open("/dev/null", O_WRONLY | O_CLOEXEC);
 	signal(SIGXFSZ, SIG_IGN);

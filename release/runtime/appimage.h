@@ -8,8 +8,9 @@
  *     information), .sha256_sig (1024, signature) and .sig_key (8192, signing key), zero-filled,
  *     for tools that fill them in later (release/signing.py fills the last two).
  *     Our own .sqfs_sha256 (32 bytes) holds the sha256 of the squashfs, written by the packager
- *     (release/appimage.py): the extract-and-run cache and the shared mount are keyed on it
- *     (zero: neither is shared).
+ *     (release/appimage.py): the extract-and-run cache is keyed on it once it has been checked
+ *     against the content (identity.c; zero: nothing is cached). The shared mount is keyed on the
+ *     file's identity instead.
  *   - A squashfs image follows right after the ELF: its offset is
  *     e_shoff + e_shnum * e_shentsize (the section header table is the last part of the ELF).
  *
@@ -17,8 +18,8 @@
  *   (no option)                  join this user's shared mount of the image, mounting it if there
  *                                is none (shared.c; it outlives the last run by
  *                                APPIMAGE_MOUNT_LINGER seconds, default 5), run AppRun with every
- *                                argument, exit with AppRun's status. APPIMAGE_SHARED_MOUNT=0, or
- *                                no embedded .sqfs_sha256: a private mount at
+ *                                argument, exit with AppRun's status. APPIMAGE_SHARED_MOUNT=0: a
+ *                                private mount at
  *                                $TMPDIR/.mount_<name>XXXXXX instead, unmounted before the runtime
  *                                exits. FUSE mounts go through fusermount3 or fusermount (FUSE 2),
  *                                or directly as root without either.
@@ -65,21 +66,53 @@ int elf_section(int fd, const char *name, off_t *offset, size_t *size);
 struct sqfs;
 int image_open(struct image *img, const char *source);
 int image_fs_init(const struct image *img, struct sqfs *fs, int *fd);
+void image_fs_destroy(struct sqfs *fs);
 int image_check(const struct image *img);
-int image_content_id(char *hex, size_t cap);
+
+/* identity.c: the embedded squashfs digest (checked against the content before a cached tree is
+ * shared under it) and the file identity that keys the shared mount; hex holds 65 bytes */
+int image_digest(const struct image *img, char hex[65]);
+int image_identity_key(const struct image *img, char hex[65]);
+int image_digest_verified(const struct image *img, int dir_fd, const char *digest_hex);
+
+/* sha256.c */
+struct sha256 {
+	uint32_t state[8];
+	uint64_t length;
+	unsigned char buffer[64];
+	void (*compress)(uint32_t state[8], const unsigned char *data, size_t blocks);
+};
+void sha256_init(struct sha256 *h);
+void sha256_update(struct sha256 *h, const void *data, size_t size);
+void sha256_final(struct sha256 *h, unsigned char out[32]);
 
 /* guard.c: 1 when squashfuse can act on this part of the image without reading out of bounds */
 struct sqfs_inode;
 int guard_tables(struct sqfs *fs);
+int guard_metadata_ref(struct sqfs *fs, uint64_t start, uint64_t block, uint64_t offset);
 int guard_inode_ref(struct sqfs *fs, uint64_t id);
 int guard_directory(struct sqfs *fs, const struct sqfs_inode *dir);
 int guard_file(struct sqfs *fs, struct sqfs_inode *file);
+int guard_ids(const struct sqfs *fs, const struct sqfs_inode *inode);
+int guard_symlink(const struct sqfs_inode *link);
+
+/* directory.c: lookups and listings that never follow squashfuse's directory index; 0 or -1.
+ * An entry's name buffer must hold NAME_BUFFER bytes (a name's size field allows 64 KiB). */
+#define NAME_BUFFER 65537
+#ifdef SQFS_DIR_H /* squashfuse's sqfs_dir and sqfs_dir_entry are typedefs of unnamed structs */
+int dir_open_at(sqfs *fs, sqfs_inode *dir, sqfs_dir *listing, off_t offset);
+int dir_lookup(sqfs *fs, sqfs_inode *dir, const char *name, size_t size, sqfs_dir_entry *entry, bool *found);
+#endif
+int image_lookup(struct sqfs *fs, const char *path, struct sqfs_inode *inode, _Bool *found);
+
+/* xattrs.c: getxattr / listxattr answers (an errno, 0 on success), in place of squashfuse's */
+int xattr_get(struct sqfs *fs, const struct sqfs_inode *inode, const char *name, char *buf, size_t cap,
+	      size_t *size, char *name_buffer);
+int xattr_list(struct sqfs *fs, const struct sqfs_inode *inode, char *buf, size_t cap, size_t *size,
+	       char *name_buffer);
 
 /* superblock.c: NULL when the superblock is sane for a squashfs of `available` bytes, else why not */
 const char *superblock_problem(const unsigned char raw[96], uint64_t available);
-
-/* sections.c: the squashfs sha256 the packager embedded (all zero when it did not) */
-extern volatile const unsigned char squashfs_sha256[32];
 
 /* A mount of the image, as a run sees it. */
 struct mount {
@@ -96,7 +129,7 @@ struct mount {
 struct listener {
 	int fd;
 	int dir_fd;           /* the per-user directory */
-	char key[65];         /* image_content_id: the squashfs sha256 in hex */
+	char key[65];         /* image_identity_key: the image file's identity, hashed, in hex */
 };
 
 /* mount.c: 0 = mounted, 1 = no FUSE (m->reason says why), -1 = bad image or error */
@@ -123,6 +156,7 @@ void fuse_detach(const char *helper, const char *dir);
 /* fs.c */
 struct server_fs;
 struct server_fs *fs_open(const struct image *img);
+void fs_close(struct server_fs *sfs);
 struct fuse_session *fs_session(struct server_fs *sfs, const char *options);
 
 /* extract.c: into dest (created, or reused when it is a real directory); 0 or -1 (reported) */
@@ -144,8 +178,9 @@ int user_private_base(char *out, size_t cap);
 int extract_and_run(const struct image *img, char *argv0, int argc, char **argv);
 void remove_tree(const char *dir);
 
-/* floor.c: 1 (after one line on stderr) when this system's glibc is older than the image needs */
-int floor_check(const struct image *img, int argc, char **argv);
+/* floor.c: 1 (after one line on stderr) when this system's glibc is older than the image needs;
+ * only after image_check passed */
+int floor_check(const struct image *img);
 
 /* info.c: --appimage-signature, --appimage-updateinformation */
 int print_section(const struct image *img, const char *name);

@@ -11,7 +11,10 @@
  *     whatever already sits at an entry's name is unlinked first, so a hard link to a file elsewhere
  *     is replaced, not written through;
  *   - each directory inode is extracted once (a loop or a shared subtree is corruption), at most
- *     MAX_DEPTH levels deep, and directory modes are set once their contents are written.
+ *     MAX_DEPTH levels deep, and directory modes are set once their contents are written;
+ *   - each file inode is written once: its other names (hard links) become links to that first
+ *     copy, so a small image of one big file with many names does not fill the disk (the link is
+ *     made through directories opened with O_NOFOLLOW, as everything else).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -44,6 +47,10 @@ struct walk {
 	char path[PATH_MAX];          /* the entry's path inside the image, for patterns and messages */
 	struct seen dirs;             /* directory inode ids already extracted */
 	struct seen files;            /* inode number -> inode id of each file extracted */
+	struct seen written;          /* inode id -> 1 + index in `paths` of its first extracted name */
+	char **paths;                 /* those names, relative to the destination */
+	size_t npaths;
+	int top;                      /* the destination directory */
 	int depth;
 };
 
@@ -174,6 +181,53 @@ static int copy_data(struct walk *w, sqfs_inode *inode, int fd)
 	return interrupted() ? -1 : 0;
 }
 
+/* Opens the directory holding path (relative to the destination), never following a symlink;
+ * *base is path's last component. */
+static int open_parent(const struct walk *w, const char *path, const char **base)
+{
+	char component[MAX_NAME + 1];
+	int fd = dup(w->top);
+	const char *at = path;
+	for (size_t n; fd >= 0 && (n = strcspn(at, "/")) < strlen(at); at += n + 1) {
+		if (n > MAX_NAME)
+			n = MAX_NAME;
+		memcpy(component, at, n);
+		component[n] = '\0';
+		int next = openat(fd, component, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+		close(fd);
+		fd = next;
+	}
+	*base = at;
+	return fd;
+}
+
+/* A hard link at dir/name to the copy of this inode extracted first, at `first`. */
+static int link_to_first(struct walk *w, const char *first, int dir, const char *name)
+{
+	const char *base;
+	int parent = open_parent(w, first, &base);
+	int status = parent >= 0 && clear_name(w, dir, name) == 0 && linkat(parent, base, dir, name, 0) == 0
+		? 0 : failed(w, "link");
+	if (parent >= 0)
+		close(parent);
+	return status;
+}
+
+/* The name under which inode id was written already, or NULL (then w->path is remembered as it). */
+static const char *first_name(struct walk *w, sqfs_inode_id id)
+{
+	char **grown = realloc(w->paths, (w->npaths + 1) * sizeof *w->paths);
+	if (!grown)
+		return NULL;
+	w->paths = grown;
+	uint64_t index = remember(&w->written, id, w->npaths + 1);
+	if (index <= w->npaths)
+		return w->paths[index - 1];
+	if (index == w->npaths + 1 && (w->paths[w->npaths] = strdup(w->path)))
+		w->npaths++;
+	return NULL;
+}
+
 static int extract_file(struct walk *w, sqfs_inode *inode, sqfs_inode_id id, int dir, const char *name)
 {
 	/* hard links share number and inode; squashfuse caches block indexes by number alone */
@@ -181,6 +235,9 @@ static int extract_file(struct walk *w, sqfs_inode *inode, sqfs_inode_id id, int
 		return corrupt(w, "two files share an inode number");
 	if (!guard_file(w->fs, inode))
 		return corrupt(w, "a file's block list or fragment lies outside the image");
+	const char *first = first_name(w, id);
+	if (first)
+		return link_to_first(w, first, dir, name);
 	if (clear_name(w, dir, name) != 0)
 		return -1;
 	int fd = openat(dir, name, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
@@ -198,8 +255,7 @@ static int extract_symlink(struct walk *w, sqfs_inode *inode, int dir, const cha
 {
 	char target[PATH_MAX];
 	size_t size = sizeof target;
-	if (inode->xtra.symlink_size >= sizeof target ||
-	    sqfs_readlink(w->fs, inode, target, &size) != SQFS_OK)
+	if (!guard_symlink(inode) || sqfs_readlink(w->fs, inode, target, &size) != SQFS_OK)
 		return corrupt(w, "symlink target cannot be read");
 	if (clear_name(w, dir, name) != 0)
 		return -1;
@@ -261,7 +317,7 @@ static int extract_children(struct walk *w, sqfs_inode *dir_inode, struct level 
 	sqfs_dir dir;
 	sqfs_dir_entry entry;
 	sqfs_err err = SQFS_OK;
-	if (!guard_directory(w->fs, dir_inode) || sqfs_dir_open(w->fs, dir_inode, &dir, 0) != SQFS_OK)
+	if (dir_open_at(w->fs, dir_inode, &dir, 0) != 0)
 		return corrupt(w, "a directory cannot be read");
 	sqfs_dentry_init(&entry, w->name);
 	while (!interrupted() && sqfs_dir_next(w->fs, &dir, &entry, &err)) {
@@ -294,7 +350,7 @@ int extract_tree(const struct image *img, const char *dest, const char *pattern)
 	int image_fd = -1, status = -1;
 	struct walk *w = calloc(1, sizeof *w);
 	struct level top = {.up = NULL, .fd = -1};
-	if (!w || !(w->chunk = malloc(CHUNK)) || !(w->name = malloc(65537))) {
+	if (!w || !(w->chunk = malloc(CHUNK)) || !(w->name = malloc(NAME_BUFFER))) {
 		report("out of memory");
 	} else if (image_fs_init(img, &fs, &image_fd) != SQFS_OK) {
 		report("cannot read the squashfs image in %s", img->path);
@@ -304,17 +360,20 @@ int extract_tree(const struct image *img, const char *dest, const char *pattern)
 		if (!guard_inode_ref(&fs, root_id) || sqfs_inode_get(&fs, &root, root_id) != SQFS_OK ||
 		    !S_ISDIR(root.base.mode))
 			corrupt(w, "the root directory cannot be read");
-		else if (remember(&w->dirs, root_id, 0) == 0 && (top.fd = open_dest(dest)) >= 0)
+		else if (remember(&w->dirs, root_id, 0) == 0 && (top.fd = w->top = open_dest(dest)) >= 0)
 			status = extract_children(w, &root, &top);
 		if (top.fd >= 0)
 			close(top.fd);
-		sqfs_destroy(&fs);
+		image_fs_destroy(&fs);
 	}
 	if (image_fd >= 0)
 		close(image_fd);
+	for (size_t i = 0; w && i < w->npaths; i++)
+		free(w->paths[i]);
 	if (w)
 		free(w->dirs.keys), free(w->dirs.values), free(w->files.keys), free(w->files.values),
-			free(w->chunk), free(w->name);
+			free(w->written.keys), free(w->written.values), free(w->paths), free(w->chunk),
+			free(w->name);
 	free(w);
 	return status;
 }

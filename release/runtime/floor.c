@@ -3,12 +3,13 @@
  * exit 1, instead of failing later inside the dynamic loader ("GLIBC_2.35 not found").
  *
  * The packager records "<name> <min glibc>" at .tea/glibc-floor in the image (the highest
- * GLIBC_ symbol version any bundled ELF needs). It is read with squashfuse's reader, before
+ * GLIBC_ symbol version any bundled ELF needs). It is read with squashfuse's reader, after
+ * image_check and with the same guards as extraction (directory.c's lookup, guard_file), before
  * anything is mounted or extracted. The system's glibc release is read from the banner inside
  * its libc.so.6 ("GNU C Library (...) stable release version 2.31."), without running anything.
  * An image without the file, or a system whose libc.so.6 is not found (not glibc: then the
- * loader's own error is the best there is), is not checked. Informational --appimage-* options
- * (help, version, offset, extract, mount) always work.
+ * loader's own error is the best there is), is not checked. main.c asks only on the paths that
+ * run the app: informational --appimage-* options, extract and mount always work.
  */
 #include <fcntl.h>
 #include <stdio.h>
@@ -54,9 +55,8 @@ static int read_floor(const struct image *img, char *name, size_t name_cap, char
 	bool found = false;
 	int fd, status = -1;
 	sqfs_err err = image_fs_init(img, &fs, &fd);
-	if (err == SQFS_OK && sqfs_inode_get(&fs, &inode, sqfs_inode_root(&fs)) == SQFS_OK &&
-	    sqfs_lookup_path(&fs, &inode, FLOOR_FILE, &found) == SQFS_OK && found &&
-	    S_ISREG(inode.base.mode)) {
+	if (err == SQFS_OK && image_lookup(&fs, FLOOR_FILE, &inode, &found) == 0 && found &&
+	    S_ISREG(inode.base.mode) && guard_file(&fs, &inode)) {
 		sqfs_off_t size = sizeof text - 1;
 		if (sqfs_read_range(&fs, &inode, 0, &size, text) == SQFS_OK) {
 			char format[32];
@@ -65,7 +65,7 @@ static int read_floor(const struct image *img, char *name, size_t name_cap, char
 		}
 	}
 	if (err == SQFS_OK)
-		sqfs_destroy(&fs);
+		image_fs_destroy(&fs);
 	if (fd >= 0)
 		close(fd);
 	return status;
@@ -112,17 +112,11 @@ static int system_glibc(char *out, size_t cap)
 	return -1;
 }
 
-static int runs_the_app(int argc, char **argv)
-{
-	return argc < 2 || strncmp(argv[1], "--appimage-", 11) != 0 ||
-	       strcmp(argv[1], "--appimage-extract-and-run") == 0;
-}
-
 /* 0: go on. 1: this system's glibc is older than the image needs (said in one line). */
-int floor_check(const struct image *img, int argc, char **argv)
+int floor_check(const struct image *img)
 {
 	char name[64], needed[16], have[16];
-	if (!runs_the_app(argc, argv) || read_floor(img, name, sizeof name, needed, sizeof needed) != 0 ||
+	if (read_floor(img, name, sizeof name, needed, sizeof needed) != 0 ||
 	    system_glibc(have, sizeof have) != 0 || version_number(needed) == 0)
 		return 0;
 	if (version_number(have) >= version_number(needed))

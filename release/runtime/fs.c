@@ -23,8 +23,11 @@
  *
  * A hostile image (TARGET_APPIMAGE may name any file) gets guard.c's checks here too, as in
  * extract.c: a file's blocks and fragment when it is first read, a directory's listing when it is
- * listed or searched, an entry's inode reference before it is read. Lookup and readdir are ours,
- * with a name buffer as long as squashfs can store (squashfuse's hold 256 bytes).
+ * listed or searched, an entry's inode reference before it is read, an inode's uid/gid indexes
+ * before it is stat'ed, a symlink's size before it is read. Lookup and readdir are ours, walking
+ * the entries without squashfuse's directory index (directory.c), with a name buffer as long as
+ * squashfs can store (squashfuse's hold 256 bytes); so are getxattr and listxattr (xattrs.c:
+ * squashfuse's overflow the heap). No operation is left to squashfuse's ll.c but forget and statfs.
  */
 #include <errno.h>
 #include <float.h>
@@ -32,6 +35,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <squashfuse/ll.h>
 
@@ -67,7 +71,7 @@ static pthread_rwlock_t known_files_lock = PTHREAD_RWLOCK_INITIALIZER;
 sqfs_err sqfs_stat(sqfs *fs, sqfs_inode *inode, struct stat *st);
 
 static pthread_mutex_t fs_lock = PTHREAD_MUTEX_INITIALIZER;
-static char entry_name[65537]; /* a directory entry's name (up to 64 KiB), under fs_lock */
+static char entry_name[NAME_BUFFER]; /* a directory entry's or xattr's name, under fs_lock */
 static const double FOREVER = DBL_MAX; /* the image never changes: the kernel may cache all of it */
 
 /* Where a data block lies in the AppImage if it is stored uncompressed, else -1. */
@@ -298,9 +302,28 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		pthread_mutex_unlock(&fs_lock);                                                   \
 	} while (0)
 
+/* An inode's attributes, as stat(2) gives them; an errno when they cannot be read. */
+static int inode_stat(sqfs *fs, sqfs_inode *inode, struct stat *st)
+{
+	return guard_ids(fs, inode) && sqfs_stat(fs, inode, st) == SQFS_OK ? 0 : EIO;
+}
+
 static void op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
-	LOCKED(sqfs_ll_op_getattr(req, ino, fi));
+	struct server_fs *sfs = fuse_req_userdata(req);
+	sqfs_inode inode;
+	struct stat st;
+	int err = ENOENT;
+	(void)fi;
+	pthread_mutex_lock(&fs_lock);
+	if (sqfs_ll_inode(&sfs->ll, &inode, ino) == SQFS_OK)
+		err = inode_stat(&sfs->ll.fs, &inode, &st);
+	pthread_mutex_unlock(&fs_lock);
+	st.st_ino = ino;
+	if (err)
+		fuse_reply_err(req, err);
+	else
+		fuse_reply_attr(req, &st, FOREVER);
 }
 
 /* The directory inode of ino, if its listing can be read; else the errno to answer. */
@@ -320,7 +343,7 @@ static int entry_param(struct server_fs *sfs, sqfs_dir_entry *entry, struct fuse
 	sqfs_inode inode;
 	if (!guard_inode_ref(fs, sqfs_dentry_inode(entry)) ||
 	    sqfs_inode_get(fs, &inode, sqfs_dentry_inode(entry)) != SQFS_OK ||
-	    sqfs_stat(fs, &inode, &out->attr) != SQFS_OK)
+	    inode_stat(fs, &inode, &out->attr) != 0)
 		return EIO;
 	out->ino = sfs->ll.ino_register(&sfs->ll, entry);
 	out->attr.st_ino = out->ino;
@@ -339,7 +362,7 @@ static int lookup_entry(struct server_fs *sfs, fuse_ino_t parent, const char *na
 	if (err)
 		return err;
 	sqfs_dentry_init(&entry, entry_name);
-	if (sqfs_dir_lookup(&sfs->ll.fs, &dir, name, strlen(name), &entry, &found) != SQFS_OK)
+	if (dir_lookup(&sfs->ll.fs, &dir, name, strlen(name), &entry, &found) != 0)
 		return EIO;
 	return found ? entry_param(sfs, &entry, out) : ENOENT;
 }
@@ -400,7 +423,7 @@ static ssize_t list_entries(fuse_req_t req, fuse_ino_t ino, char *buf, size_t si
 	int bad = directory_of(sfs, ino, &dir);
 	if (bad)
 		return -bad;
-	if (sqfs_dir_open(fs, &dir, &listing, off) != SQFS_OK)
+	if (dir_open_at(fs, &dir, &listing, off) != 0)
 		return -EINVAL;
 	sqfs_dentry_init(&entry, entry_name);
 	while (sqfs_dir_next(fs, &listing, &entry, &err)) {
@@ -458,7 +481,23 @@ static void op_readdirplus(fuse_req_t req, fuse_ino_t ino, size_t size, off_t of
 
 static void op_readlink(fuse_req_t req, fuse_ino_t ino)
 {
-	LOCKED(sqfs_ll_op_readlink(req, ino));
+	struct server_fs *sfs = fuse_req_userdata(req);
+	sqfs_inode inode;
+	char target[PATH_MAX];
+	size_t size = sizeof target;
+	int err = 0;
+	pthread_mutex_lock(&fs_lock);
+	if (sqfs_ll_inode(&sfs->ll, &inode, ino) != SQFS_OK)
+		err = ENOENT;
+	else if (!S_ISLNK(inode.base.mode))
+		err = EINVAL;
+	else if (!guard_symlink(&inode) || sqfs_readlink(&sfs->ll.fs, &inode, target, &size) != SQFS_OK)
+		err = EIO;
+	pthread_mutex_unlock(&fs_lock);
+	if (err)
+		fuse_reply_err(req, err);
+	else
+		fuse_reply_readlink(req, target);
 }
 
 /* An image without xattrs (ours: mksquashfs -no-xattrs) answers ENOSYS, which the kernel takes
@@ -472,16 +511,42 @@ static bool without_xattrs(fuse_req_t req)
 	return true;
 }
 
+/* listxattr (name NULL) or getxattr of name: size 0 asks for the size only. */
+static void reply_xattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t size)
+{
+	struct server_fs *sfs = fuse_req_userdata(req);
+	sqfs_inode inode;
+	size_t real = 0;
+	char *buf = size ? malloc(size) : NULL;
+	int err = ENOENT;
+	if (size && !buf) {
+		fuse_reply_err(req, ENOMEM);
+		return;
+	}
+	pthread_mutex_lock(&fs_lock);
+	if (sqfs_ll_inode(&sfs->ll, &inode, ino) == SQFS_OK)
+		err = name ? xattr_get(&sfs->ll.fs, &inode, name, buf, size, &real, entry_name)
+			   : xattr_list(&sfs->ll.fs, &inode, buf, size, &real, entry_name);
+	pthread_mutex_unlock(&fs_lock);
+	if (err)
+		fuse_reply_err(req, err);
+	else if (size == 0)
+		fuse_reply_xattr(req, real);
+	else
+		fuse_reply_buf(req, buf, real);
+	free(buf);
+}
+
 static void op_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
 {
 	if (!without_xattrs(req))
-		LOCKED(sqfs_ll_op_listxattr(req, ino, size));
+		reply_xattr(req, ino, NULL, size);
 }
 
 static void op_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t size)
 {
 	if (!without_xattrs(req))
-		LOCKED(sqfs_ll_op_getxattr(req, ino, name, size));
+		reply_xattr(req, ino, name, size);
 }
 
 static void op_statfs(fuse_req_t req, fuse_ino_t ino)
@@ -511,12 +576,32 @@ static const struct fuse_lowlevel_ops operations = {
 /* The image as squashfuse sees it; NULL when it cannot be read. */
 struct server_fs *fs_open(const struct image *img)
 {
-	int fd;
+	int fd = -1;
 	struct server_fs *sfs = calloc(1, sizeof *sfs);
-	if (!sfs || image_fs_init(img, &sfs->ll.fs, &fd) != SQFS_OK || sqfs_ll_init(&sfs->ll) != SQFS_OK)
-		return NULL;
-	sfs->image_size = img->size;
-	return sfs;
+	if (sfs && image_fs_init(img, &sfs->ll.fs, &fd) == SQFS_OK && sqfs_ll_init(&sfs->ll) == SQFS_OK) {
+		sfs->image_size = img->size;
+		return sfs;
+	}
+	if (fd >= 0)
+		close(fd);
+	free(sfs);
+	return NULL;
+}
+
+/* Frees sfs and every file table made for it (the fuzz harness serves one image after another). */
+void fs_close(struct server_fs *sfs)
+{
+	for (size_t i = 0; i < FILE_BUCKETS; i++)
+		for (struct known_file *file = known_files[i], *next; file; file = next) {
+			next = file->next;
+			free(file->stored);
+			free(file);
+		}
+	memset(known_files, 0, sizeof known_files);
+	sqfs_ll_destroy(&sfs->ll);
+	sqfs_table_destroy(&sfs->ll.fs.xattr_table); /* sqfs_destroy forgets it */
+	close(sfs->ll.fs.fd);
+	free(sfs);
 }
 
 /* A FUSE session serving sfs; options is libfuse's -o string. */

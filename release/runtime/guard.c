@@ -3,9 +3,12 @@
  * whose offset lies past the end of its (short) metadata block, a fragment index past the fragment
  * table, a fragment that ends past its block, or a table whose metadata blocks are shorter than
  * the table makes squashfuse copy out of bounds; a data block "size" of up to 4 GiB makes it
- * allocate that much (all found by benchmarks/fuzz_runtime.py). The runtime asks these before each
- * call that would act on such a value.
+ * allocate that much (all found by benchmarks/fuzz_runtime.py); a uid/gid index past the uid/gid
+ * table and a symlink "size" of 4 GiB are used as they are. The runtime asks these before each call
+ * that would act on such a value.
  */
+#include <sys/stat.h>
+
 #include <squashfuse/squashfuse.h>
 
 #include "appimage.h"
@@ -15,8 +18,9 @@
 #define UNCOMPRESSED_BIT (1u << 24)
 #define SUPERBLOCK_SIZE 96
 
-/* 1 when offset lies inside (or at the end of) the metadata block at start + block. */
-static int metadata_ref_ok(sqfs *fs, uint64_t start, uint64_t block, uint64_t offset)
+/* 1 when offset lies inside (or at the end of) the metadata block at start + block: squashfuse's
+ * sqfs_md_read copies from block data + offset without asking. */
+int guard_metadata_ref(sqfs *fs, uint64_t start, uint64_t block, uint64_t offset)
 {
 	sqfs_block *cached;
 	sqfs_off_t pos = (sqfs_off_t)(start + block);
@@ -26,12 +30,12 @@ static int metadata_ref_ok(sqfs *fs, uint64_t start, uint64_t block, uint64_t of
 
 int guard_inode_ref(sqfs *fs, uint64_t id)
 {
-	return metadata_ref_ok(fs, fs->sb.inode_table_start, id >> 16, id & 0xffff);
+	return guard_metadata_ref(fs, fs->sb.inode_table_start, id >> 16, id & 0xffff);
 }
 
 int guard_directory(sqfs *fs, const sqfs_inode *dir)
 {
-	return metadata_ref_ok(fs, fs->sb.directory_table_start, dir->xtra.dir.start_block,
+	return guard_metadata_ref(fs, fs->sb.directory_table_start, dir->xtra.dir.start_block,
 			       dir->xtra.dir.offset);
 }
 
@@ -99,5 +103,18 @@ int guard_tables(sqfs *fs)
 {
 	return table_ok(fs, &fs->id_table, fs->sb.no_ids) &&
 	       table_ok(fs, &fs->frag_table, fs->sb.fragments) &&
-	       (!sqfs_export_ok(fs) || table_ok(fs, &fs->export_table, fs->sb.inodes));
+	       (!sqfs_export_ok(fs) || table_ok(fs, &fs->export_table, fs->sb.inodes)) &&
+	       table_ok(fs, &fs->xattr_table, fs->xattr_info.xattr_ids);
+}
+
+/* An inode's uid and gid indexes lie in the uid/gid table (sqfs_id_get has no bound). */
+int guard_ids(const sqfs *fs, const sqfs_inode *inode)
+{
+	return inode->base.uid < fs->sb.no_ids && inode->base.guid < fs->sb.no_ids;
+}
+
+/* A symlink's target fits a PATH_MAX buffer (squashfuse would allocate its u32 size). */
+int guard_symlink(const sqfs_inode *link)
+{
+	return S_ISLNK(link->base.mode) && link->xtra.symlink_size < PATH_MAX;
 }

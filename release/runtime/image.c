@@ -1,8 +1,7 @@
 /*
  * The running AppImage itself: its absolute path, where its squashfs starts, an up-front
  * validation of that squashfs so a corrupt or truncated file fails with one clear line before
- * anything is mounted or extracted (rather than as a hang, a crash or an obscure I/O error later),
- * and its content identity.
+ * anything is mounted or extracted (rather than as a hang, a crash or an obscure I/O error later).
  */
 #include <ctype.h>
 #include <errno.h>
@@ -56,6 +55,13 @@ int image_fs_init(const struct image *img, sqfs *fs, int *fd)
 	memset(fs, 0, sizeof *fs);
 	*fd = open(img->path, O_RDONLY | O_CLOEXEC);
 	return *fd < 0 ? SQFS_ERR : sqfs_init(fs, *fd, (size_t)img->offset);
+}
+
+/* What image_fs_init made, freed: sqfs_destroy forgets the xattr table. */
+void image_fs_destroy(sqfs *fs)
+{
+	sqfs_destroy(fs);
+	sqfs_table_destroy(&fs->xattr_table);
 }
 
 static const char *init_error(sqfs_err err)
@@ -119,26 +125,8 @@ int image_check(const struct image *img)
 		status = -1;
 	}
 	if (err == SQFS_OK)
-		sqfs_destroy(&fs);
+		image_fs_destroy(&fs);
 	if (fd >= 0)
 		close(fd);
 	return status;
-}
-
-/*
- * The extract-and-run cache key: the sha256 of the squashfs that the packager embedded in the
- * runtime (.sqfs_sha256). A content identity at no cost at run time; a key made of size, mtime and
- * a few sampled blocks let two images that differ only inside a same-size file share a cache.
- * Returns 1 and the hex digest, or 0 when no digest was embedded (then nothing is shared).
- */
-int image_content_id(char *hex, size_t cap)
-{
-	int any = 0;
-	if (cap < 65)
-		return 0;
-	for (int i = 0; i < 32; i++) {
-		any |= squashfs_sha256[i];
-		snprintf(hex + 2 * i, 3, "%02x", squashfs_sha256[i]);
-	}
-	return any != 0;
 }

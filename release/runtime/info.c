@@ -1,7 +1,8 @@
 /*
  * --appimage-signature and --appimage-updateinformation: print what AppImage tools wrote into
  * the .sha256_sig / .upd_info sections, as type2-runtime does: the text up to the first NUL,
- * then a newline (an unsigned image prints an empty line).
+ * then a newline (an unsigned image prints an empty line). A section must lie inside the ELF part
+ * (as release/signing.py requires of the signature sections).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -25,6 +26,11 @@ int print_section(const struct image *img, const char *name)
 	}
 	if (elf_section(fd, name, &offset, &size) != 0 || size > SECTION_MAX) {
 		report("%s has no %s section", img->path, name);
+		close(fd);
+		return 1;
+	}
+	if (offset < 0 || offset > img->offset - (off_t)size) { /* it would print squashfs bytes */
+		report("the %s section of %s lies outside its ELF part", name, img->path);
 		close(fd);
 		return 1;
 	}

@@ -123,6 +123,8 @@ static int appimage_option(const struct image *img, char *argv0, int argc, char 
 		return extract_tree(img, "squashfs-root", argc > 2 ? argv[2] : NULL) != 0;
 	if (strcmp(opt, "--appimage-mount") == 0)
 		return mount_until_signal(img);
+	if (floor_check(img) != 0)
+		return 1;
 	return extract_and_run(img, argv0, argc - 2, argv + 2);
 }
 
@@ -134,11 +136,10 @@ int main(int argc, char **argv)
 	char *argv0 = target && *target ? target : argv[0];
 	if (image_open(&img, target && *target ? target : "/proc/self/exe") != 0)
 		return 1;
-	if (floor_check(&img, argc, argv) != 0)
-		return 1;
 	if (argc > 1 && strncmp(argv[1], "--appimage-", 11) == 0)
 		return appimage_option(&img, argv0, argc, argv);
-	if (image_check(&img) != 0)
+	/* nothing reads the squashfs before image_check has passed it, the floor check included */
+	if (image_check(&img) != 0 || floor_check(&img) != 0)
 		return 1;
 	if (extract_and_run_env && *extract_and_run_env)
 		return extract_and_run(&img, argv0, argc - 1, argv + 1);

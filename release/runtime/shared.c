@@ -7,8 +7,9 @@
  * Everything lives in $TMPDIR/appimage-mounts-<uid>, made 0700 and used only while it is a real
  * directory of this user that nobody else can enter (checked on the opened directory: O_NOFOLLOW
  * and fstat, as lstat would, without a race); otherwise runs fall back to private mounts. Names
- * there are keyed by image_content_id(), the squashfs sha256 the packager embedded (an image
- * without one is never shared: two images must not meet at one mount by chance):
+ * there are keyed by image_identity_key(), the identity of the image file run (identity.c): a run
+ * joins a mount only of the very same unchanged file, never one of another image that claims the
+ * same squashfs digest:
  *   <key>.lock         flock'ed while a run looks for the server or starts one, so concurrent
  *                      first runs start one server, not several
  *   <key>.sock         the server's socket; a connected run is a client until its connection
@@ -80,7 +81,8 @@ static int open_user_dir(char *path, size_t cap, char *reason, size_t reason_cap
 	}
 	int fd = open(path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 	if (fd < 0 || fstat(fd, &st) != 0)
-		snprintf(reason, reason_cap, "%s is not a directory", path);
+		snprintf(reason, reason_cap, "%s: %s", path,
+			 errno == ELOOP ? "is a symbolic link" : strerror(errno));
 	else if (st.st_uid != getuid() || (st.st_mode & 077) != 0)
 		snprintf(reason, reason_cap, "%s is not private to this user (owner %u, mode %03o)",
 			 path, (unsigned)st.st_uid, (unsigned)(st.st_mode & 0777));
@@ -258,7 +260,7 @@ int shared_mount(const struct image *img, struct mount *m)
 	memset(m, 0, sizeof *m);
 	if (fuse_device_missing(m))
 		return 1;
-	if (!image_content_id(l.key, sizeof l.key))
+	if (!image_identity_key(img, l.key))
 		return mount_start(img, m);
 	l.dir_fd = open_user_dir(dir, sizeof dir, reason, sizeof reason);
 	if (l.dir_fd < 0) {

@@ -99,3 +99,90 @@ def root_entries(image: bytes | bytearray) -> dict[bytes, int]:
             found[bytes(image[at + 8:at + 9 + name_size])] = inode_position(image, header_block, entry_offset)
             at += 9 + name_size
     return found
+
+
+class Table:
+    """An uncompressed metadata table of an image (inode or directory table) as one logical byte
+    stream: references (block relative to the table's start, offset) map to file positions, and
+    fields that straddle two metadata blocks are read and patched right."""
+
+    def __init__(self, image: bytes | bytearray, start: int, end: int):
+        self.image, self.start, self.blocks = image, start, {}  # block start (relative) -> payload position
+        at = start
+        while at < end:
+            header = struct.unpack_from("<H", image, at)[0]
+            assert header & 0x8000, "the table must be uncompressed (-noI -noD)"
+            self.blocks[at - start] = (at + 2, header & 0x7FFF)
+            at += 2 + (header & 0x7FFF)
+        self.order = sorted(self.blocks)
+
+    def positions(self, block: int, offset: int, size: int) -> list[int]:
+        index, found = self.order.index(block), []
+        while offset >= self.blocks[self.order[index]][1]:  # a reference past its block's end
+            offset -= self.blocks[self.order[index]][1]
+            index += 1
+        while len(found) < size:
+            payload, length = self.blocks[self.order[index]]
+            found += range(payload + offset, payload + min(length, offset + size - len(found)))
+            index, offset = index + 1, 0
+        return found
+
+    def read(self, block: int, offset: int, size: int) -> bytes:
+        return bytes(self.image[p] for p in self.positions(block, offset, size))
+
+    def write(self, block: int, offset: int, data: bytes) -> None:
+        for position, byte in zip(self.positions(block, offset, len(data)), data):
+            self.image[position] = byte
+
+
+def tables(image: bytes | bytearray) -> tuple[Table, Table]:
+    """The inode and directory tables (the directory table ends where the next table's data starts)."""
+    inode_start, dir_start = field(image, "inode_table"), field(image, "directory_table")
+    following = [field(image, name) for name in ("fragment_table", "lookup_table", "id_table", "xattr_table")]
+    first_block = min(struct.unpack_from("<Q", image, at)[0] for at in following if at != 0xFFFFFFFFFFFFFFFF)
+    return Table(image, inode_start, dir_start), Table(image, dir_start, min(first_block, *following))
+
+
+LDIR_TYPE = 8
+
+
+def directory_inode(image: bytes | bytearray, name: bytes) -> tuple[int, int]:
+    """(block, offset) of the inode of the root directory's entry `name` (an extended directory)."""
+    inodes, directories = tables(image)
+    root = field(image, "root_inode")
+    start_block, _, size, offset = struct.unpack_from("<IIHH", inodes.read(root >> 16, root & 0xFFFF, 32), 16)
+    listing, at = directories.read(start_block, offset, size - 3), 0
+    while at < len(listing):
+        count, header_block, _ = struct.unpack_from("<III", listing, at)
+        at += 12
+        for _ in range(count + 1):
+            entry_offset, _, _, name_size = struct.unpack_from("<HhHH", listing, at)
+            if listing[at + 8:at + 9 + name_size] == name:
+                assert struct.unpack("<H", inodes.read(header_block, entry_offset, 2))[0] == LDIR_TYPE
+                return header_block, entry_offset
+            at += 9 + name_size
+    raise AssertionError(f"no directory {name!r} in the root")
+
+
+def index_entries(image: bytes | bytearray, block: int, offset: int) -> list[tuple[int, int]]:
+    """Where each directory index entry of the extended directory inode at (block, offset) starts,
+    as (block, offset) references into the inode table: `index u32, start_block u32, size u32, name`."""
+    inodes, _ = tables(image)
+    count = struct.unpack("<H", inodes.read(block, offset + 32, 2))[0]
+    found, at = [], offset + 40
+    for _ in range(count):
+        found.append((block, at))  # the offset may pass the block's end: positions() walks on
+        at += 12 + struct.unpack("<I", inodes.read(block, at + 8, 4))[0] + 1
+    assert found, "the directory has no index: give it more entries"
+    return found
+
+
+def corrupt_index(image: bytearray, directory: bytes, **fields: int) -> bytearray:
+    """Set fields (index, start_block, size) of every index entry of the root's extended `directory`."""
+    inodes, _ = tables(image)
+    block, offset = directory_inode(image, directory)
+    layout = {"index": 0, "start_block": 4, "size": 8}
+    for entry_block, entry_offset in index_entries(image, block, offset):
+        for name, value in fields.items():
+            inodes.write(entry_block, entry_offset + layout[name], struct.pack("<I", value))
+    return image

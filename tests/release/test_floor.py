@@ -12,7 +12,9 @@ from pathlib import Path
 import pytest
 
 from release import appdir, appimage, floor
+from squashfs_craft import corrupt_index, entry_name_at, mksquashfs, set_fields
 from test_appimage_format import build_appimage, make_appdir, runtime  # noqa: F401
+from test_runtime_hostile import appimage_of, sanitized_runtime, tiny_tree  # noqa: F401
 
 HOST_LIBSTDCXX = Path("/usr/lib/x86_64-linux-gnu/libstdc++.so.6")
 
@@ -156,3 +158,64 @@ def test_a_system_without_glibc_is_not_refused(runtime, tmp_path):  # noqa: F811
                           capture_output=True, text=True, timeout=30, env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "TMPDIR": "/"})
     assert "needs glibc" not in done.stderr
     assert "AppRun" in done.stderr  # got as far as starting AppRun (which needs a /bin/sh this jail lacks)
+
+
+# --- the floor check against hostile images (issue 24's N2) ------------------------------------------
+# The floor is read on every plain run and extract-and-run, so it must come after image_check and
+# read the image with the same guards as everything else. The runtime here is the AddressSanitizer
+# build (test_runtime_hostile.sanitized_runtime), and each image carries a floor file.
+
+FLOOR_PATHS = {"run": ((), {}), "extract-and-run": (("--appimage-extract-and-run",), {}),
+               "APPIMAGE_EXTRACT_AND_RUN": ((), {"APPIMAGE_EXTRACT_AND_RUN": "1"}), "TARGET_APPIMAGE": ((), {})}
+
+
+def hostile_floor_image(tmp_path: Path, case: str) -> bytearray:
+    tree = tiny_tree(tmp_path / "tree")
+    (tree / ".tea").mkdir()
+    (tree / ".tea/glibc-floor").write_text("tea-demo 9.99\n")
+    if case == "extended directory, lying index":
+        for number in range(1500):
+            (tree / f".tea/file-{number:05d}-with-a-name-long-enough-to-fill-blocks").write_text("")
+        image = bytearray(mksquashfs(tree, tmp_path / "t.sqfs").read_bytes())
+        return corrupt_index(image, b".tea", size=65537)  # names of 64 KiB + 1 bytes, as squashfuse reads them
+    if case == "long name before the floor file":
+        (tree / ".tea/aaa-longname").mkdir()
+        for number in range(100):
+            (tree / f".tea/f{number:03d}").write_text("")
+        image = bytearray(mksquashfs(tree, tmp_path / "t.sqfs").read_bytes())
+        at = entry_name_at(image, b"aaa-longname")
+        image[at - 2:at] = (300).to_bytes(2, "little")  # a 301-byte name, no NUL or '/' in it
+        image[at + 12:at + 301] = b"x" * 289
+        return image
+    return set_fields(bytearray(mksquashfs(tree, tmp_path / "t.sqfs").read_bytes()), block_size=0)
+
+
+def run_floor_path(appimage: Path, bare_runtime: Path, path: str, tmp_path: Path) -> subprocess.CompletedProcess:
+    args, extra = FLOOR_PATHS[path]
+    if path == "TARGET_APPIMAGE":
+        extra, appimage = {"TARGET_APPIMAGE": str(appimage)}, bare_runtime
+    return run(appimage, *args, tmp_path=tmp_path, XDG_CACHE_HOME=str(tmp_path / "cache"), **extra)
+
+
+@pytest.mark.parametrize("path", FLOOR_PATHS)
+@pytest.mark.parametrize("case, expected", [
+    ("block size 0", "appimage: bad squashfs image"),  # was SIGFPE, exit 136
+    ("extended directory, lying index", "tea-demo needs glibc >= 9.99"),  # was SIGSEGV, exit 139
+    ("long name before the floor file", None),  # was "*** stack smashing detected ***", exit 134
+])
+def test_a_hostile_image_fails_cleanly_on_every_path_that_reads_the_floor(sanitized_runtime, tmp_path, case,
+                                                                          expected, path):
+    """Refused in one line (a bad superblock), or the floor read right past a lying index, or an
+    unreadable floor that is no refusal (or the extraction's refusal of the name): never a signal
+    or a sanitizer report."""
+    appimage = appimage_of(sanitized_runtime, hostile_floor_image(tmp_path, case), tmp_path / "T.AppImage")
+    done = run_floor_path(appimage, sanitized_runtime, path, tmp_path)
+    assert done.returncode >= 0 and "Sanitizer" not in done.stderr and "smashing" not in done.stderr, \
+        done.stderr[-3000:]
+    if expected:
+        assert done.returncode == 1 and done.stderr.startswith(expected) and len(done.stderr.splitlines()) == 1, \
+            done.stderr
+    else:  # the app runs from the mount; extraction refuses the name in one line
+        refused = done.stderr.startswith("appimage: squashfs image is corrupt: an unsafe entry name")
+        assert (done.returncode, "APPDIR=" in done.stdout) == (0, True) or \
+            (done.returncode == 1 and refused and len(done.stderr.splitlines()) == 1), done.stderr

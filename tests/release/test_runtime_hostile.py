@@ -14,6 +14,7 @@ import os
 import shutil
 import signal
 import stat
+import struct
 import subprocess
 import time
 from pathlib import Path
@@ -25,8 +26,8 @@ from release.runtime_build import build_runtime
 from squashfs_craft import (entry_inode_offset, entry_name_at, field, mksquashfs, point_entry, rename_entry, root_entries,
                             root_inode_position, set_fields)
 from test_appimage_format import runtime  # noqa: F401
-from test_runtime import (TIMEOUT, eventually, extraction_cache, mounts_under, squashfs_sha256, tmpdir_env,  # noqa: F401
-                          world_readable_dir)
+from test_runtime import (TIMEOUT, eventually, extracted_trees, extraction_cache, mounts_under,  # noqa: F401
+                          squashfs_sha256, tmpdir_env, world_readable_dir)
 
 FUZZ_CRASHES = Path(__file__).with_name("fuzz_crashes")
 VICTIM, ATTACKER = 65534, 65533
@@ -182,6 +183,49 @@ def test_re_extraction_replaces_files_instead_of_writing_through_them(runtime, t
     assert os.listdir(elsewhere) == []
 
 
+def hard_linked_tree(root: Path, links: int) -> Path:
+    """One 1 MiB file under many names, across directories: one inode in the image."""
+    tree = tiny_tree(root)
+    (tree / "usr/share/big").write_bytes(os.urandom(1 << 20))
+    for number in range(links):
+        os.link(tree / "usr/share/big", tree / ("usr/bin" if number % 2 else "usr/share") / f"link{number:03d}")
+    return tree
+
+
+def test_hard_links_are_extracted_as_links(runtime, tmp_path, tmpdir_env):
+    """Issue 24's N11: a small image of one file with many names extracted to a copy per name
+    (12 KiB image, 1.6 GB on disk); unsquashfs makes links. So does the runtime now."""
+    appimage = appimage_of(runtime, mksquashfs(hard_linked_tree(tmp_path / "tree", 100), tmp_path / "t.sqfs"),
+                           tmp_path / "T.AppImage")
+    assert extract(appimage, tmp_path / "work", tmpdir_env).returncode == 0
+    root = tmp_path / "work/squashfs-root"
+    names = [root / "usr/share/big", *root.glob("usr/*/link*")]
+    assert len(names) == 101 and {path.stat().st_ino for path in names} == {names[0].stat().st_ino}
+    assert names[0].stat().st_nlink == 101 and names[-1].read_bytes() == (tmp_path / "tree/usr/share/big").read_bytes()
+    used = subprocess.run(["du", "-sk", str(root)], capture_output=True, text=True).stdout.split()[0]
+    assert int(used) < 2048  # KiB: one copy of the 1 MiB file
+
+
+def test_a_hard_link_whose_first_name_is_not_extracted_is_a_file(runtime, tmp_path, tmpdir_env):
+    """With a pattern, the first name extracted is the first copy; links follow it."""
+    appimage = appimage_of(runtime, mksquashfs(hard_linked_tree(tmp_path / "tree", 4), tmp_path / "t.sqfs"),
+                           tmp_path / "T.AppImage")
+    assert extract(appimage, tmp_path / "work", tmpdir_env, "usr/bin").returncode == 0
+    root = tmp_path / "work/squashfs-root"
+    assert sorted(os.listdir(root / "usr/bin")) == ["link001", "link003"] and not (root / "usr/share").exists()
+    assert (root / "usr/bin/link001").stat().st_ino == (root / "usr/bin/link003").stat().st_ino
+    assert (root / "usr/bin/link001").stat().st_size == 1 << 20
+
+
+def test_hard_links_in_the_extract_and_run_cache_are_links(runtime, tmp_path, tmpdir_env):
+    appimage = appimage_of(runtime, mksquashfs(hard_linked_tree(tmp_path / "tree", 40), tmp_path / "t.sqfs"),
+                           tmp_path / "T.AppImage")
+    env = {**tmpdir_env, "APPIMAGE_EXTRACT_AND_RUN": "1", "NO_CLEANUP": "1"}
+    assert subprocess.run([str(appimage)], env=env, capture_output=True, timeout=TIMEOUT).returncode == 0
+    tree_dir = extraction_cache(env) / f"extracted_{squashfs_sha256(appimage)}"
+    assert (tree_dir / "usr/share/big").stat().st_nlink == 41
+
+
 # ------------------------------------------------------------------------------------------------
 # 3: loops, shared directories, depth
 
@@ -208,12 +252,24 @@ def test_one_directory_reached_twice_is_corruption(sanitized_runtime, tmp_path, 
     one_line(extract(appimage, tmp_path / "work", tmpdir_env), "appears twice", "/usr/two")
 
 
-def test_nesting_deeper_than_the_cap_is_refused(runtime, tmp_path, tmpdir_env):
+MAX_DEPTH = 128  # release/runtime/extract.c
+
+
+@pytest.mark.parametrize("levels", [MAX_DEPTH, MAX_DEPTH + 1])
+def test_nesting_is_capped_at_exactly_max_depth(runtime, tmp_path, tmpdir_env, levels):
+    """Issue 30's R8: the cap itself extracts, one level more is refused (a test of 130 levels
+    let the cap be off by one either way)."""
     tree = tiny_tree(tmp_path / "tree")
-    deep = tree.joinpath(*["d"] * 130)
+    deep = tree.joinpath(*["d"] * levels)
     deep.mkdir(parents=True)
+    (deep / "bottom").write_text("deep\n")
     appimage = appimage_of(runtime, mksquashfs(tree, tmp_path / "t.sqfs"), tmp_path / "T.AppImage")
-    one_line(extract(appimage, tmp_path / "work", tmpdir_env), "nest too deep")
+    result = extract(appimage, tmp_path / "work", tmpdir_env)
+    if levels == MAX_DEPTH:
+        assert result.returncode == 0, result.stderr
+        assert (tmp_path / "work/squashfs-root").joinpath(*["d"] * levels, "bottom").read_text() == "deep\n"
+    else:
+        one_line(result, "nest too deep")
 
 
 # ------------------------------------------------------------------------------------------------
@@ -246,6 +302,50 @@ def test_crafted_superblocks_fail_with_one_line(sanitized_runtime, tmp_path, tmp
     one_line(result, "bad squashfs image")
     assert not (tmp_path / "squashfs-root").exists()
     assert mounts_under(tmpdir_env["TMPDIR"]) == [] and os.listdir(tmpdir_env["TMPDIR"]) == []
+
+
+TABLES = {"id_table": "uid/gid", "fragment_table": "fragment", "lookup_table": "export", "xattr_table": "xattr"}
+
+
+@pytest.mark.parametrize("where", ["at the inode table", "inside the inode table", "at the directory table"])
+@pytest.mark.parametrize("table", sorted(TABLES))
+def test_a_table_placed_before_the_directory_tables_end_is_refused(sanitized_runtime, tmp_path, tmpdir_env,
+                                                                   table, where):
+    """Issue 30's R7: every other table lies after the directory table; one at or before its start
+    overlaps the inode or directory metadata that squashfuse would then read as that table."""
+    image = crafted(tiny_tree(tmp_path / "tree"), tmp_path)
+    position = {"at the inode table": field(image, "inode_table"), "inside the inode table":
+                field(image, "inode_table") + 8, "at the directory table": field(image, "directory_table")}[where]
+    appimage = appimage_of(sanitized_runtime, set_fields(image, **{table: position}), tmp_path / "T.AppImage")
+    one_line(extract(appimage, tmp_path / "work", tmpdir_env),
+             f"bad squashfs image at offset {sanitized_runtime.stat().st_size}",
+             f"its {TABLES[table]} table lies outside the image")
+
+
+def fragment_index_image(tmp_path: Path, past: int) -> bytearray:
+    """AppRun's fragment index set `past` entries beyond the last one of the fragment table."""
+    image = crafted(tiny_tree(tmp_path / "tree"), tmp_path)
+    inode = root_entries(image)[b"AppRun"]
+    assert struct.unpack_from("<H", image, inode)[0] == 2  # a basic file inode: fragment index at +20
+    struct.pack_into("<I", image, inode + 20, field(image, "fragments") - 1 + past)
+    return image
+
+
+@pytest.mark.parametrize("past", [1, 1000])
+def test_a_fragment_index_past_the_fragment_table_is_corrupt(sanitized_runtime, tmp_path, tmpdir_env, past):
+    """Issue 30: guard.c's fragment-index bound. Index == fragments reads the 16 bytes after the
+    table's last entry, inside or past its metadata block (AddressSanitizer sees either)."""
+    appimage = appimage_of(sanitized_runtime, fragment_index_image(tmp_path, past), tmp_path / "T.AppImage")
+    one_line(extract(appimage, tmp_path / "work", tmpdir_env), "corrupt", "fragment", "/AppRun")
+    process = subprocess.Popen([str(appimage), "--appimage-mount"], env=tmpdir_env, stdout=subprocess.PIPE, text=True)
+    point = Path(process.stdout.readline().strip())
+    try:
+        with pytest.raises(OSError) as raised:
+            (point / "AppRun").read_bytes()
+        assert raised.value.errno == errno.EIO and (point / "usr/share/model").read_bytes() == b"model A\n"
+    finally:
+        process.terminate()
+        process.wait(timeout=TIMEOUT)
 
 
 def test_fragment_outside_the_image_says_corrupt_not_a_stale_errno(sanitized_runtime, tmp_path, tmpdir_env):
@@ -285,15 +385,35 @@ def test_two_files_with_one_inode_number_are_corrupt(sanitized_runtime, tmp_path
     one_line(extract(appimage, tmp_path / "work", tmpdir_env), "two files share an inode number", "/bbbb")
 
 
+ENTRY_PATHS = {  # every way a run reads its image but the mount's walk (the next test): args, environment
+    "extract": (("--appimage-extract",), {}), "extract-pattern": (("--appimage-extract", "*/*"), {}),
+    "run": ((), {}), "private-mount-run": ((), {"APPIMAGE_SHARED_MOUNT": "0"}),
+    "extract-and-run": (("--appimage-extract-and-run",), {"NO_CLEANUP": "1"}),
+    "APPIMAGE_EXTRACT_AND_RUN": ((), {"APPIMAGE_EXTRACT_AND_RUN": "1"}),
+    "TARGET_APPIMAGE": ((), {}), "offset": (("--appimage-offset",), {}),
+    "signature": (("--appimage-signature",), {}), "updateinfo": (("--appimage-updateinfo",), {}),
+}
+
+
+@pytest.mark.parametrize("path", ENTRY_PATHS)
 @pytest.mark.parametrize("crash", sorted(FUZZ_CRASHES.glob("*.sqfs")), ids=lambda path: path.stem)
-def test_images_the_fuzzer_found_fail_cleanly(sanitized_runtime, tmp_path, tmpdir_env, crash):
-    """Each crash benchmarks/fuzz_runtime.py found: now one line, no sanitizer report."""
+def test_images_the_fuzzer_found_fail_cleanly(sanitized_runtime, tmp_path, tmpdir_env, crash, path):
+    """Each crash benchmarks/fuzz_runtime.py found, through each entry path: at most one line of
+    the runtime's, no signal, no sanitizer report, nothing written outside the target."""
     appimage = appimage_of(sanitized_runtime, crash, tmp_path / "T.AppImage")
-    for args in ((), ("*/*",)):
-        result = extract(appimage, tmp_path / "work", tmpdir_env, *args)
-        assert result.returncode in (0, 1) and "Sanitizer" not in result.stderr, result.stderr[-3000:]
-        assert len(result.stderr.splitlines()) <= 1
-        assert os.listdir(tmp_path / "work") in ([], ["squashfs-root"])
+    args, extra = ENTRY_PATHS[path]
+    env = {**tmpdir_env, **extra, "XDG_CACHE_HOME": str(tmp_path / "cache"), "APP_SLEEP": ""}
+    if path == "TARGET_APPIMAGE":
+        env["TARGET_APPIMAGE"], appimage = str(appimage), sanitized_runtime
+    work = tmp_path / "work"
+    work.mkdir()
+    result = subprocess.run([str(appimage), *args], cwd=work, env=env, capture_output=True, text=True,
+                            timeout=TIMEOUT)
+    assert result.returncode >= 0 and "Sanitizer" not in result.stderr, result.stderr[-3000:]
+    runtime_lines = [line for line in result.stderr.splitlines() if line.startswith("appimage: ")]
+    assert len(runtime_lines) <= 1 and "smashing" not in result.stderr, result.stderr[-3000:]
+    assert os.listdir(work) in ([], ["squashfs-root"])
+    assert eventually(lambda: mounts_under(tmpdir_env["TMPDIR"]) == [])
 
 
 def read_everything(point: Path) -> set[int]:
@@ -378,7 +498,7 @@ def test_same_size_same_mtime_images_do_not_share_a_cache(runtime, tmp_path, tmp
     first = subprocess.run([str(a)], env=env, capture_output=True, text=True, timeout=TIMEOUT)
     second = subprocess.run([str(b)], env=env, capture_output=True, text=True, timeout=TIMEOUT)
     assert "model A" in first.stdout and "model B" in second.stdout, second.stdout
-    assert sorted(os.listdir(extraction_cache(env))) == sorted(
+    assert extracted_trees(env) == sorted(
         f"extracted_{squashfs_sha256(image)}" for image in (a, b))
 
 
@@ -394,7 +514,56 @@ def test_signal_during_the_first_extraction_leaves_nothing(runtime, tmp_path, tm
         time.sleep(0.001)
     process.send_signal(sig)
     assert process.wait(timeout=TIMEOUT) == -sig
-    assert os.listdir(cache) == [] and process.stdout.read() == b""
+    assert extracted_trees(env) == [] and process.stdout.read() == b""
+
+
+def partial_trees(cache: Path) -> list[str]:
+    return sorted(name for name in os.listdir(cache) if name.startswith("extracted_") and "." in name)
+
+
+def killed_mid_extraction(appimage: Path, env: dict) -> str:
+    """Starts an extraction of appimage and SIGKILLs it half-way: the tree it leaves behind."""
+    cache = extraction_cache(env)
+    process = subprocess.Popen([str(appimage)], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + TIMEOUT
+    while not list(cache.glob("extracted_*.*/usr/share/model")) and time.monotonic() < deadline:
+        time.sleep(0.001)
+    process.kill()
+    assert process.wait(timeout=TIMEOUT) == -signal.SIGKILL
+    left = partial_trees(cache)
+    assert len(left) == 1
+    return left[0]
+
+
+@pytest.mark.parametrize("no_cleanup", [{}, {"NO_CLEANUP": "1"}], ids=["private", "no-cleanup"])
+def test_an_extraction_killed_outright_is_reclaimed_by_the_next_run(runtime, tmp_path, tmpdir_env, no_cleanup):
+    """Issue 24's N12: SIGKILL (or the OOM killer, or a power cut) gives no chance to clean up; the
+    partial tree it leaves in the cache is deleted by the next extract-and-run (of any image)."""
+    big = appimage_of(runtime, mksquashfs(tiny_tree(tmp_path / "tree", b"\x01" * (256 << 20)), tmp_path / "t.sqfs"),
+                      tmp_path / "Big.AppImage")
+    env = {**tmpdir_env, "APPIMAGE_EXTRACT_AND_RUN": "1", **no_cleanup}
+    killed_mid_extraction(big, env)
+    small = image_with_model(runtime, tmp_path, "S", b"model S\n")
+    result = subprocess.run([str(small)], env=env, capture_output=True, text=True, timeout=TIMEOUT)
+    assert result.returncode == 0 and "model S" in result.stdout, result.stderr
+    assert partial_trees(extraction_cache(env)) == []
+
+
+def test_a_running_extraction_is_never_reclaimed(runtime, tmp_path, tmpdir_env):
+    """A run that is still using its private tree holds it: another run leaves it alone."""
+    appimage = image_with_model(runtime, tmp_path, "A", b"model A\n")
+    env = {**tmpdir_env, "APPIMAGE_EXTRACT_AND_RUN": "1"}
+    first = subprocess.Popen([str(appimage)], env={**env, "APP_SLEEP": "60"}, stdout=subprocess.PIPE, text=True)
+    appdir = first.stdout.readline().strip().partition("=")[2]
+    try:
+        assert Path(appdir).name in partial_trees(extraction_cache(env))
+        second = subprocess.run([str(appimage)], env=env, capture_output=True, text=True, timeout=TIMEOUT)
+        assert second.returncode == 0 and "model A" in second.stdout
+        assert Path(appdir, "usr/share/model").read_bytes() == b"model A\n"
+    finally:
+        first.terminate()
+        first.wait(timeout=TIMEOUT)
+    assert partial_trees(extraction_cache(env)) == []
 
 
 def as_user(uid: int, command: list[str], env: dict, cwd: Path) -> subprocess.CompletedProcess:

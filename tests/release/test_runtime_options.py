@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import shutil
 import stat
+import subprocess
 import tempfile
 from pathlib import Path
 
@@ -15,6 +16,7 @@ import pytest
 from release import gpg, signing
 from test_appimage_format import appdir, appimage, build_appimage, make_appdir, runtime  # noqa: F401
 from test_runtime import reported, run, tmpdir_env, tree  # noqa: F401
+from test_signing import move_section
 
 
 # ------------------------------------------------------------------------------------------------
@@ -75,24 +77,85 @@ needs_root = pytest.mark.skipif(os.geteuid() != 0 or shutil.which("setpriv") is 
                                 reason="needs root and setpriv to run as another user")
 
 
-@needs_root
-def test_a_portable_home_the_user_cannot_write_is_ignored(runtime, tmp_path):
-    """As type2-runtime: only a writable <file>.home becomes $HOME (here: root's, run as nobody)."""
+VICTIM, ATTACKER = 65534, 65533
+
+
+def run_as(uid: int, image: Path, shared: Path, tmp_path: Path) -> subprocess.CompletedProcess:
+    """A run of image by uid, extracted (FUSE as another user needs a desktop), with its own cache."""
+    cache = shared / f"cache-{uid}"  # extract-and-run's per-user cache must be that user's own
+    cache.mkdir(mode=0o700, exist_ok=True)
+    os.chown(cache, uid, uid)
+    env = {"PATH": os.environ["PATH"], "HOME": "/nonexistent", "TMPDIR": str(shared),
+           "XDG_CACHE_HOME": str(cache), "APPIMAGE_EXTRACT_AND_RUN": "1"}
+    return run(image, env=env, prefix=("setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups"))
+
+
+@pytest.fixture
+def shared_folder(runtime, tmp_path):  # noqa: F811
+    """A folder every user may write to, sticky like /tmp, holding the victim's AppImage."""
     shared = Path(tempfile.mkdtemp(prefix="appimage-user-"))
-    try:
-        shared.chmod(0o1777)
-        image = build_appimage(runtime, make_appdir(tmp_path / "AppDir", b"m"), shared / "T.AppImage")
-        Path(f"{image}.home").mkdir(mode=0o755)
-        cache = shared / "nobody-cache"  # extract-and-run's per-user cache must be nobody's own
-        cache.mkdir(mode=0o700)
-        os.chown(cache, 65534, 65534)
-        env = {"PATH": os.environ["PATH"], "HOME": "/nonexistent", "TMPDIR": str(shared),
-               "XDG_CACHE_HOME": str(cache), "APPIMAGE_EXTRACT_AND_RUN": "1"}
-        result = run(image, env=env, prefix=("setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"))
-        assert result.returncode == 0, result.stderr
-        assert reported(result.stdout)["HOME"] == ["/nonexistent"] and result.stderr == ""
-    finally:
-        shutil.rmtree(shared)
+    shared.chmod(0o1777)
+    image = build_appimage(runtime, make_appdir(tmp_path / "AppDir", b"m"), shared / "T.AppImage")
+    os.chown(image, VICTIM, VICTIM)
+    yield shared, image
+    shutil.rmtree(shared)
+
+
+@needs_root
+def test_a_portable_home_the_user_cannot_write_is_ignored(shared_folder, tmp_path):
+    """As type2-runtime: only a writable <file>.home becomes $HOME (here: root's, run as nobody),
+    and the run says why it is not used."""
+    shared, image = shared_folder
+    Path(f"{image}.home").mkdir(mode=0o755)
+    result = run_as(VICTIM, image, shared, tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert reported(result.stdout)["HOME"] == ["/nonexistent"]
+    assert result.stderr == f"appimage: not using {image}.home as $HOME: it belongs to uid 0, not to this user\n"
+
+
+@needs_root
+@pytest.mark.parametrize("planted", ["attacker-0777", "attacker-0755", "victim-group-writable",
+                                     "victim-in-an-open-folder", "symlink-to-attacker"])
+def test_a_portable_config_another_user_can_write_is_never_used(shared_folder, tmp_path, planted):
+    """Issue 24's N3: another local user makes <file>.config (with swi-prolog/init.pl) next to the
+    victim's AppImage in a shared folder; the victim's run must not take its settings from there."""
+    shared, image = shared_folder
+    config, folder = Path(f"{image}.config"), shared
+    if planted == "victim-in-an-open-folder":  # the victim's own, where anybody may swap it out
+        folder = shared / "open"
+        folder.mkdir()
+        folder.chmod(0o777)
+        image = Path(shutil.move(image, folder / image.name))
+        config = Path(f"{image}.config")
+    target = shared / "attackers" if planted == "symlink-to-attacker" else config
+    (target / "swi-prolog").mkdir(parents=True)
+    (target / "swi-prolog/init.pl").write_text(":- shell('touch PWNED').\n")
+    owner, mode = {"attacker-0777": (ATTACKER, 0o777), "attacker-0755": (ATTACKER, 0o755),
+                   "victim-group-writable": (VICTIM, 0o770), "symlink-to-attacker": (ATTACKER, 0o777)
+                   }.get(planted, (VICTIM, 0o700))
+    os.chown(target, owner, owner)
+    target.chmod(mode)
+    if planted == "symlink-to-attacker":
+        config.symlink_to(target)
+    result = run_as(VICTIM, image, shared, tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert reported(result.stdout)["XDG_CONFIG_HOME"] == [""]
+    notices = result.stderr.splitlines()
+    if planted == "symlink-to-attacker":
+        assert notices == []  # not a directory: ignored as before
+    else:
+        assert len(notices) == 1 and notices[0].startswith(f"appimage: not using {config} as $XDG_CONFIG_HOME: ")
+
+
+@needs_root
+def test_the_users_own_private_portable_config_is_used(shared_folder, tmp_path):
+    shared, image = shared_folder
+    config = Path(f"{image}.config")
+    config.mkdir(mode=0o700)
+    os.chown(config, VICTIM, VICTIM)
+    result = run_as(VICTIM, image, shared, tmp_path)
+    assert reported(result.stdout)["XDG_CONFIG_HOME"] == [str(config)], result.stderr
+    assert result.stderr == f"Setting $XDG_CONFIG_HOME to {config}\n"
 
 
 def test_a_file_named_like_the_portable_home_is_ignored(appimage, tmpdir_env, tmp_path):
@@ -120,6 +183,17 @@ def test_section_options_print_the_text_up_to_the_first_nul(appimage, tmpdir_env
     write(appimage, section, b"gh-releases-zsync|o|r|latest|x.zsync\0left over")
     result = run(appimage, option, env=tmpdir_env)
     assert result.returncode == 0 and result.stdout == "gh-releases-zsync|o|r|latest|x.zsync\n"
+
+
+@pytest.mark.parametrize("option, section", [("--appimage-signature", ".sha256_sig"),
+                                             ("--appimage-updateinfo", ".upd_info")])
+def test_a_section_outside_the_elf_part_is_not_printed(appimage, tmpdir_env, option, section):
+    """Issue 30's S3 on the runtime's side: a section header pointing into the squashfs."""
+    end, size = signing.elf_end_offset(appimage), signing.sections(appimage)[section].size
+    move_section(appimage, section, end - size + 1)
+    result = run(appimage, option, env=tmpdir_env)
+    assert (result.returncode, result.stdout) == (1, "")
+    assert result.stderr == f"appimage: the {section} section of {appimage} lies outside its ELF part\n"
 
 
 def rename_section(appimage: Path, old: bytes, new: bytes) -> None:

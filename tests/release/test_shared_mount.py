@@ -154,6 +154,17 @@ def test_a_user_dir_that_is_not_private_is_not_used(appimage, tmpdir_env, tmp_pa
     assert os.listdir(tmp_path / "elsewhere" if flaw == "symlink" else shared) == []
 
 
+def test_a_user_dir_it_cannot_open_says_why(appimage, tmpdir_env, world_readable_dir, desktop):
+    """Issue 24's N16: EACCES on the directory was reported as "is not a directory"."""
+    image = Path(shutil.copy2(appimage, world_readable_dir / appimage.name))
+    shared = user_dir(world_readable_dir, NOBODY)
+    shared.mkdir(mode=0)
+    os.chown(shared, NOBODY, NOBODY)
+    result = run(image, env={**tmpdir_env, "TMPDIR": str(world_readable_dir)}, prefix=desktop.prefix)
+    assert Path(appdir_of(result)).parent == world_readable_dir  # a private mount instead
+    assert result.stderr.splitlines() == [f"appimage: not sharing the mount: {shared}: Permission denied"]
+
+
 def stop_servers(image: Path) -> None:
     """SIGTERM to the image's lingering servers (their watchdogs ignore it): they unmount and go."""
     for pid in processes_of(image):

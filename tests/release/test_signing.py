@@ -182,6 +182,35 @@ def test_a_signature_too_big_for_its_section_is_a_build_error(appimage):
         signing.write_section(appimage, section, b"x" * 1025, ".sha256_sig")
 
 
+def move_section(appimage: Path, name: str, offset: int) -> None:
+    """Point section `name`'s header at another file offset (sh_offset of an ELF64 section header)."""
+    from elftools.elf.elffile import ELFFile
+
+    with appimage.open("r+b") as handle:
+        elf = ELFFile(handle)
+        index = next(i for i, section in enumerate(elf.iter_sections()) if section.name == name)
+        header = elf["e_shoff"] + index * elf["e_shentsize"]
+        handle.seek(header + 24)
+        handle.write(offset.to_bytes(8, "little"))
+
+
+@pytest.mark.parametrize("name", [".sha256_sig", ".sig_key"])
+@pytest.mark.parametrize("past_the_end", [1, 4096])
+def test_signature_sections_outside_the_elf_part_are_refused(appimage, name, past_the_end):
+    """Issue 30's S3: a section reaching past the ELF part would have the signature written into
+    (and the digest zero) bytes of the squashfs; one byte past is as bad as a page."""
+    end, size = signing.elf_end_offset(appimage), signing.sections(appimage)[name].size
+    move_section(appimage, name, end - size + past_the_end)
+    with pytest.raises(VerifyError, match="the signature sections lie outside its ELF part"):
+        signing.signature_sections(appimage)
+
+
+def test_a_signature_section_ending_at_the_elf_parts_end_is_inside(appimage):
+    end, size = signing.elf_end_offset(appimage), signing.sections(appimage)[".sig_key"].size
+    move_section(appimage, ".sig_key", end - size)
+    assert signing.signature_sections(appimage)[1] == signing.Section(end - size, size)
+
+
 # ------------------------------------------------------------------------------------------------
 # SHA256SUMS.asc
 
