@@ -235,10 +235,12 @@ def authenticate_sums(sums_path: Path | None, origin: str, workdir: Path, keyrin
     if sums_path is None or not sums_path.is_file():
         raise VerifyError(f"no {SUMS_NAME} at {origin}: with --keyring the release must come with signed "
                           f"checksums (pass --sums)")
+    signature = workdir / (SUMS_NAME + SUMS_SIGNATURE_SUFFIX)
+    signature.unlink(missing_ok=True)  # only this run's download counts
     try:
-        signature = fetch_metadata(origin + SUMS_SIGNATURE_SUFFIX, workdir / (SUMS_NAME + SUMS_SIGNATURE_SUFFIX))
+        signature = fetch_metadata(origin + SUMS_SIGNATURE_SUFFIX, signature)
     except DownloadError:
-        signature = workdir / "missing.asc"
+        pass  # verify_sums says that it is missing
     log.info(f"{SUMS_NAME}: signed by {verify_sums(sums_path, signature, keyring)}")
 
 

@@ -1,0 +1,83 @@
+"""Mutants of the safety checks, and the tests that must kill them.
+
+Each mutant is a one-line change to a check that protects users (a deleted verify, a flipped
+comparison, a dropped flag). `python tests/mutants.py` applies each one in turn to this checkout,
+runs the tests named for it, expects them to FAIL, and puts the file back; it first runs the same
+tests on the unchanged code, which must pass. A mutant whose tests pass is a missing test.
+
+    python tests/mutants.py               # all of them
+    python tests/mutants.py keyring-      # those whose name starts with keyring-
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+APP = "python/src/the_edge_agent"
+
+
+@dataclass(frozen=True)
+class Mutant:
+    name: str
+    path: str
+    old: str  # must occur exactly once in path
+    new: str
+    tests: tuple[str, ...]  # pytest node ids (files or file::test) that must fail with the mutant
+
+
+MUTANTS = (
+    # --- issue 30: test-appimage --keyring, names in SHA256SUMS ---
+    Mutant("keyring-no-authentication", "release/artifact_source.py",
+           "        authenticate_sums(sums_path, origin, source.workdir, keyring)\n", "        pass\n",
+           ("tests/release/test_artifact_keyring.py::test_sums_changed_after_signing_are_refused_before_the_file_is_used",)),
+    Mutant("keyring-lone-file-unverified", "release/artifact_source.py",
+           "if sums_path is None and keyring is None:", "if sums_path is None:",
+           ("tests/release/test_artifact_keyring.py::test_a_keyring_without_any_sha256sums_refuses_the_file",)),
+    Mutant("sums-name-keeps-its-directory", "release/checksums.py",
+           "_add(sums, Path(match.group(2)).name,", "_add(sums, match.group(2),",
+           ("tests/release/test_artifact_keyring.py::test_a_sums_name_with_a_directory_never_writes_outside_the_work_folder",
+            "tests/release/test_artifact_keyring.py::test_a_sums_name_with_a_directory_never_picks_a_local_file_outside_the_release")),
+)
+
+
+def run_tests(tests: tuple[str, ...]) -> int:
+    command = [sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider", "-p", "no:randomly", *tests]
+    return subprocess.run(command, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL).returncode
+
+
+def apply(mutant: Mutant) -> str:
+    """The file's original text; the mutant is in place when this returns."""
+    path = REPO / mutant.path
+    original = path.read_text()
+    if original.count(mutant.old) != 1:
+        raise SystemExit(f"{mutant.name}: {mutant.old!r} occurs {original.count(mutant.old)} times in {mutant.path}")
+    path.write_text(original.replace(mutant.old, mutant.new))
+    return original
+
+
+def main(prefixes: list[str]) -> int:
+    chosen = [m for m in MUTANTS if not prefixes or m.name.startswith(tuple(prefixes))]
+    survived = []
+    for tests in dict.fromkeys(m.tests for m in chosen):
+        if run_tests(tests) != 0:
+            print(f"FAIL on the unchanged code: {' '.join(tests)}")
+            return 2
+    for mutant in chosen:
+        original = apply(mutant)
+        try:
+            killed = run_tests(mutant.tests) != 0
+        finally:
+            (REPO / mutant.path).write_text(original)
+        print(f"{'killed  ' if killed else 'SURVIVED'} {mutant.name}: {mutant.path} by {' '.join(mutant.tests)}")
+        if not killed:
+            survived.append(mutant.name)
+    print(f"{len(chosen) - len(survived)} of {len(chosen)} mutants killed")
+    return 1 if survived else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))
