@@ -41,6 +41,25 @@ MUTANTS = (
            "_add(sums, Path(match.group(2)).name,", "_add(sums, match.group(2),",
            ("tests/release/test_artifact_keyring.py::test_a_sums_name_with_a_directory_never_writes_outside_the_work_folder",
             "tests/release/test_artifact_keyring.py::test_a_sums_name_with_a_directory_never_picks_a_local_file_outside_the_release")),
+    # --- issue 30: downloads ---
+    Mutant("resume-any-offset", "release/download.py",
+           "if response.status_code == 206 and match and int(match.group(1)) == part.size:",
+           "if response.status_code == 206 and match:",
+           ("tests/release/test_download.py::test_a_206_for_another_offset_is_never_spliced_onto_the_part",)),
+    Mutant("announced-cap-inclusive", "release/download.py",
+           "if remote.cap and length > remote.cap - start:", "if remote.cap and length >= remote.cap - start:",
+           ("tests/release/test_download.py::test_a_body_of_exactly_the_limit_is_accepted_announced_or_not",)),
+    Mutant("announced-cap-one-over", "release/download.py",
+           "if remote.cap and length > remote.cap - start:", "if remote.cap and length > remote.cap - start + 1:",
+           ("tests/release/test_download.py::test_announced_length_beyond_the_pin_is_refused_before_the_body",)),
+    Mutant("streamed-cap-inclusive", "release/download.py",
+           "if remote.cap and part.size + len(chunk) > remote.cap:",
+           "if remote.cap and part.size + len(chunk) >= remote.cap:",
+           ("tests/release/test_download.py::test_a_body_of_exactly_the_limit_is_accepted_announced_or_not",)),
+    Mutant("streamed-cap-one-over", "release/download.py",
+           "if remote.cap and part.size + len(chunk) > remote.cap:",
+           "if remote.cap and part.size + len(chunk) > remote.cap + 1:",
+           ("tests/release/test_download.py::test_one_byte_past_the_limit_is_refused_without_a_length",)),
 )
 
 
