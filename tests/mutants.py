@@ -60,6 +60,25 @@ MUTANTS = (
            "if remote.cap and part.size + len(chunk) > remote.cap:",
            "if remote.cap and part.size + len(chunk) > remote.cap + 1:",
            ("tests/release/test_download.py::test_one_byte_past_the_limit_is_refused_without_a_length",)),
+    # --- issue 30: the variant proof's emulation checks (a recorded tea, fast) ---
+    Mutant("emulation-effect-unchecked", "release/variant_proof.py",
+           "        if native and scores == host_scores:\n", "        if False:\n",
+           ("tests/release/test_variant_proof.py::test_an_emulation_that_did_not_take_effect_fails_the_proof_fast",)),
+    Mutant("emulated-held-to-rounding-only", "release/variant_proof.py",
+           "prover.prove_emulated(emulated_tea, machine, name, host_scores.get(name, 0) > 0)",
+           "prover.prove_emulated(emulated_tea, machine, name, False)",
+           ("tests/release/test_variant_proof.py::test_an_emulated_variant_within_rounding_but_not_equal_to_its_native_run_fails",)),
+    Mutant("emulated-always-against-native", "release/variant_proof.py",
+           "prover.prove_emulated(emulated_tea, machine, name, host_scores.get(name, 0) > 0)",
+           "prover.prove_emulated(emulated_tea, machine, name, True)",
+           ("tests/release/test_variant_proof.py::test_a_variant_this_host_cannot_run_is_held_to_the_reference_on_its_emulated_cpu",)),
+    Mutant("emulated-native-compare-rounded", "release/variant_proof.py",
+           "if emulated != self.probe(tea, Machine(), variant):",
+           "if mean_drift(emulated, self.probe(tea, Machine(), variant)) > DRIFT_TOLERANCE:",
+           ("tests/release/test_variant_proof.py::test_an_emulated_variant_within_rounding_but_not_equal_to_its_native_run_fails",)),
+    Mutant("emulated-picks-every-variant", "release/variant_proof.py",
+           "picked = runnable_by_score(variants, scores)[:1]", "picked = runnable_by_score(variants, scores)",
+           ("tests/release/test_variant_proof.py::test_prove_runs_every_runnable_variant_natively_and_the_picked_one_per_emulated_cpu",)),
 )
 
 
