@@ -79,6 +79,17 @@ MUTANTS = (
     Mutant("emulated-picks-every-variant", "release/variant_proof.py",
            "picked = runnable_by_score(variants, scores)[:1]", "picked = runnable_by_score(variants, scores)",
            ("tests/release/test_variant_proof.py::test_prove_runs_every_runnable_variant_natively_and_the_picked_one_per_emulated_cpu",)),
+    # --- issue 30: publish and merge ---
+    Mutant("dir-publish-size-only", "release/publish.py",
+           "same = dest.stat().st_size == item.size and sha256_file(dest) == item.sha256",
+           "same = dest.stat().st_size == item.size",
+           ("tests/release/test_publish.py::test_dir_publish_repairs_a_same_size_corruption",)),
+    Mutant("github-starter-asset-trusted", "release/github.py",
+           'return (self.state == "uploaded" and self.size == size', "return (self.size == size",
+           ("tests/release/test_publish.py::test_github_unfinished_upload_of_full_size_and_right_label_is_replaced",)),
+    Mutant("merge-manifests-any-commit", "release/checksums.py",
+           'for key in ("version", "commit"):', 'for key in ("version",):',
+           ("tests/release/test_checksums.py::test_merge_manifests_refuses_builds_of_another_commit",)),
 )
 
 

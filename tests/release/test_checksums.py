@@ -132,6 +132,19 @@ def test_merge_manifests_unions_artifacts_and_refuses_conflicts(tmp_path):
         merge_manifests([x86, write(tmp_path / "new.json", json.dumps(other_release))], tmp_path / "bad.json")
 
 
+def test_merge_manifests_refuses_builds_of_another_commit(tmp_path):
+    """Same version, other commit: two builds that must not be published as one release."""
+    x86 = json.loads(manifest(tmp_path / "x86.json", ("tea-x86_64.AppImage", "a" * 64)).read_text())
+    arm = json.loads(manifest(tmp_path / "arm.json", ("tea-aarch64.AppImage", "b" * 64)).read_text())
+    one = write(tmp_path / "one.json", json.dumps({**x86, "commit": "1" * 40}))
+    other = write(tmp_path / "other.json", json.dumps({**arm, "commit": "2" * 40}))
+    with pytest.raises(ChecksumError, match=f"is from commit {'2' * 40}, .* from {'1' * 40}"):
+        merge_manifests([one, other], tmp_path / "manifest.json")
+    assert not (tmp_path / "manifest.json").exists()
+    same = write(tmp_path / "same.json", json.dumps({**arm, "commit": "1" * 40}))
+    assert json.loads(merge_manifests([one, same], tmp_path / "manifest.json").read_text())["commit"] == "1" * 40
+
+
 def test_local_appimage_with_its_sums_line_is_accepted_in_place(dist, tmp_path):
     assert resolve(str(dist / NAME), tmp_path, sums=str(dist / "SHA256SUMS")) == dist / NAME
     assert resolve(str(dist / NAME), tmp_path) == dist / NAME  # the SHA256SUMS beside it is used

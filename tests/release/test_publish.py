@@ -152,6 +152,31 @@ def test_github_failure_after_two_parts_then_rerun_uploads_only_the_rest(dist, g
     assert server_files(github) == {name: (dist / name).read_bytes() for name in PUBLISHED}
 
 
+def test_github_unfinished_upload_of_full_size_and_right_label_is_replaced(dist, github):
+    """GitHub keeps an asset whose upload broke off as state "starter": its size and label may
+    already be right, its bytes are not to be trusted."""
+    github.fail_after, github.failure = 2, "drop-at-end"
+    with pytest.raises(PublishError, match="re-run publish"):
+        to_github(dist)
+    starter = github.release(TAG).named(PARTS[2])
+    assert starter.state == "starter" and starter.data == (dist / PARTS[2]).read_bytes()
+    github.fail_after = None
+    report = to_github(dist)
+    assert report.names("replace") == [PARTS[2]] and report.skipped == PARTS[:2]
+    assert server_files(github) == {name: (dist / name).read_bytes() for name in PUBLISHED}
+
+
+def test_dir_publish_repairs_a_same_size_corruption(dist, tmp_path):
+    mirror = tmp_path / "mirror"
+    publish(dist, f"dir:{mirror}", tag=TAG)
+    damaged = bytearray((mirror / PLAIN).read_bytes())
+    damaged[4096] ^= 0xFF
+    (mirror / PLAIN).write_bytes(bytes(damaged))
+    report = publish(dist, f"dir:{mirror}", tag=TAG)
+    assert report.names("replace") == [PLAIN]
+    assert (mirror / PLAIN).read_bytes() == (dist / PLAIN).read_bytes()
+
+
 def test_github_asset_recorded_with_other_bytes_is_replaced(dist, github):
     to_github(dist)
     asset = github.release(TAG).named(PLAIN)
