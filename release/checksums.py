@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Iterable
 
 from .download import sha256_file
-from .errors import ChecksumError
+from .errors import ChecksumError, ConfigError
 
 SUMS_NAME = "SHA256SUMS"
 MANIFEST_NAME = "manifest.json"
@@ -27,9 +27,13 @@ PLAIN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]*")  # a file name that cann
 def write_text_atomic(path: Path, text: str, mode: int = 0o644) -> Path:
     """Write via a temp name in the same dir, so a reader never sees half a file."""
     tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    tmp.chmod(mode)
-    os.replace(tmp, path)
+    try:
+        tmp.write_text(text)
+        tmp.chmod(mode)
+        os.replace(tmp, path)
+    except OSError as exc:  # a directory at path, a read-only or full disk: the user's to fix
+        tmp.unlink(missing_ok=True)
+        raise ConfigError(f"cannot write {path}: {exc.strerror or exc}") from None
     return path
 
 
@@ -101,11 +105,29 @@ def merge_sums(inputs: list[Path], out: Path) -> Path:
 def read_manifest(path: Path) -> dict:
     try:
         manifest = json.loads(Path(path).read_text())
-    except (OSError, ValueError) as exc:
-        raise ChecksumError(f"cannot read manifest {path}: {exc}") from None
+    except (OSError, ValueError, RecursionError) as exc:
+        raise ChecksumError(f"cannot read manifest {path}: {str(exc)[:200]}") from None
     if not isinstance(manifest, dict) or not isinstance(manifest.get("artifacts"), list):
         raise ChecksumError(f"{path} is not a tea-release manifest (no 'artifacts' list)")
+    problem = next(filter(None, map(artifact_problem, manifest["artifacts"])), None)
+    if problem:
+        raise ChecksumError(f"{path} is not a tea-release manifest: {problem}")
     return manifest
+
+
+def artifact_problem(artifact: object) -> str | None:
+    """Why an artifact record is unusable (every reader takes these fields for what they say), or None."""
+    def named(record: object) -> bool:
+        return isinstance(record, dict) and isinstance(record.get("name"), str)
+
+    if not (named(artifact) and isinstance(artifact.get("sha256"), str)):
+        return f"an artifact record without a name and sha256: {json.dumps(artifact)[:80]}"
+    parts = artifact.get("parts") or []
+    if not isinstance(parts, list) or not all(named(part) and isinstance(part.get("sha256"), str) for part in parts):
+        return f"the parts of {artifact['name']} are not records with a name and sha256"
+    wrong = [key for key in (*COMPANIONS, "model") if artifact.get(key) is not None
+             and not (named(artifact[key]) or (key == "model" and isinstance(artifact[key], dict)))]
+    return f"{artifact['name']}: its {wrong[0]} is not a record" if wrong else None
 
 
 def merge_manifests(inputs: list[Path], out: Path) -> Path:

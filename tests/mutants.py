@@ -90,6 +90,26 @@ MUTANTS = (
     Mutant("merge-manifests-any-commit", "release/checksums.py",
            'for key in ("version", "commit"):', 'for key in ("version",):',
            ("tests/release/test_checksums.py::test_merge_manifests_refuses_builds_of_another_commit",)),
+    # --- issue 24 N14: hostile manifests, ELF headers and SHA256SUMS give one line ---
+    Mutant("exec-format-error-traceback", "release/proc.py",
+           "    except OSError as exc:  # not a program", "    except ImportError as exc:  # not a program",
+           ("tests/release/test_hostile_input.py::test_test_appimage_refuses_a_hostile_elf_in_one_line",)),
+    Mutant("truncated-elf-traceback", "release/audit.py",
+           "        except ELFError as exc:  # a damaged", "        except ImportError as exc:  # a damaged",
+           ("tests/release/test_hostile_input.py::test_test_appimage_refuses_a_hostile_elf_in_one_line",)),
+    Mutant("unknown-machine-keyerror", "release/arch.py",
+           "    if arch not in QEMU_BINFMT:\n        return False\n", "",
+           ("tests/release/test_hostile_input.py::test_test_appimage_refuses_a_hostile_elf_in_one_line",)),
+    Mutant("manifest-records-unchecked", "release/checksums.py",
+           "problem = next(filter(None, map(artifact_problem, manifest[\"artifacts\"])), None)", "problem = None",
+           ("tests/release/test_hostile_input.py::test_test_appimage_refuses_a_hostile_manifest_in_one_line",
+            "tests/release/test_hostile_input.py::test_manifest_merge_refuses_a_hostile_manifest_in_one_line")),
+    Mutant("manifest-nesting-traceback", "release/checksums.py",
+           "except (OSError, ValueError, RecursionError) as exc:", "except (OSError, ValueError) as exc:",
+           ("tests/release/test_hostile_input.py::test_manifest_merge_refuses_a_hostile_manifest_in_one_line",)),
+    Mutant("unwritable-output-traceback", "release/checksums.py",
+           "    except OSError as exc:  # a directory at path", "    except ImportError as exc:  # a directory at path",
+           ("tests/release/test_hostile_input.py::test_checksums_merge_to_a_directory_is_one_line",)),
 )
 
 
