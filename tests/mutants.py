@@ -62,8 +62,12 @@ MUTANTS = (
            ("tests/release/test_download.py::test_one_byte_past_the_limit_is_refused_without_a_length",)),
     # --- issue 30: the variant proof's emulation checks (a recorded tea, fast) ---
     Mutant("emulation-effect-unchecked", "release/variant_proof.py",
-           "        if native and scores == host_scores:\n", "        if False:\n",
+           "if native and seen and all(scores == host_scores for scores in seen.values()):", "if False:",
            ("tests/release/test_variant_proof.py::test_an_emulation_that_did_not_take_effect_fails_the_proof_fast",)),
+    Mutant("emulation-effect-per-cpu", "release/variant_proof.py",
+           "if native and seen and all(scores == host_scores for scores in seen.values()):",
+           "if native and seen and any(scores == host_scores for scores in seen.values()):",
+           ("tests/release/test_variant_proof.py::test_an_emulated_cpu_equal_to_this_host_is_no_failure_when_the_others_differ",)),
     Mutant("emulated-held-to-rounding-only", "release/variant_proof.py",
            "prover.prove_emulated(emulated_tea, machine, name, host_scores.get(name, 0) > 0)",
            "prover.prove_emulated(emulated_tea, machine, name, False)",

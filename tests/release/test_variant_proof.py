@@ -174,18 +174,20 @@ PROBE = [-1.25, -0.5, -3.0]
 @dataclass(frozen=True)
 class RecordedTea(variant_proof.FrozenTea):
     """A frozen tea that answers each command the way the real one did on each machine, through the
-    seam every run goes through (FrozenTea.run). A variant the machine cannot execute dies with
+    seam every run goes through (FrozenTea.run), with the scores of `host` natively and of
+    `emulated[cpu]` under qemu. A variant the machine cannot execute dies with
     SIGILL; an emulated run without the bootloader's restart environment escapes qemu and sees this
     host, as the real one does. `probes[(cpu, variant)]` overrides the probe (default PROBE)."""
 
     host: dict = dataclasses.field(default_factory=lambda: dict(HOST_SCORES))
+    emulated: dict = dataclasses.field(default_factory=lambda: dict(CPU_SCORES))
     probes: dict = dataclasses.field(default_factory=dict)
     answer_text: str = "4"
 
     def run(self, machine: Machine, args: list[str], **extra: str) -> subprocess.CompletedProcess:
         escaped = machine.cpu and "_PYI_ARCHIVE_FILE" not in self.restarted_bootloader_env()
         cpu = None if escaped else machine.cpu
-        scores = self.host if cpu is None else CPU_SCORES[cpu]
+        scores = self.host if cpu is None else self.emulated[cpu]
         variant = extra.get(variant_proof.FORCE_ENV)
         if variant is not None and scores.get(variant, 0) <= 0:
             return subprocess.CompletedProcess(args, -signal.SIGILL, "", "")
@@ -232,6 +234,15 @@ def test_an_emulation_that_did_not_take_effect_fails_the_proof_fast(qemu):
     with pytest.raises(VerifyError, match="^qemu -cpu Westmere did not take effect"):
         variant_proof.prove(recorded(EscapingTea), sorted(HOST_SCORES), arch="x86_64", cpus=["Westmere"],
                             reference="4")
+
+
+def test_an_emulated_cpu_equal_to_this_host_is_no_failure_when_the_others_differ(qemu):
+    """Haswell under qemu on an AVX2-only host (an AMD EPYC here) scores the variants like the host."""
+    tea = recorded(emulated={**CPU_SCORES, "Haswell": HOST_SCORES})
+    record = variant_proof.prove(tea, sorted(HOST_SCORES), arch="x86_64", cpus=["Westmere", "Haswell"], reference="4")
+    assert record["emulated"]["haswell"] == {**record["emulated"]["haswell"], "cpu": "Haswell",
+                                             "probe": "identical to native"}
+    assert record["emulated"]["sse42"]["cpu"] == "Westmere"
 
 
 def test_an_emulated_variant_within_rounding_but_not_equal_to_its_native_run_fails(qemu):
