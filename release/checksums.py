@@ -19,6 +19,7 @@ from .errors import ChecksumError, ConfigError
 
 SUMS_NAME = "SHA256SUMS"
 MANIFEST_NAME = "manifest.json"
+SCRIPT_NAME = "reassemble.sh"  # release/reassemble.py: one per release, published (and listed) when any file is split
 _LINE = re.compile(r"^([0-9a-fA-F]{64}) [ *](.+)$")
 COMPANIONS = ("sbom", "zsync", "blockmap")  # manifest keys of the files published beside an artifact
 PLAIN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]*")  # a file name that cannot leave its directory
@@ -48,11 +49,14 @@ def companions(artifact: dict) -> list[dict]:
 
 def published_names(manifest: dict) -> list[str]:
     """The files a release publishes and SHA256SUMS lists: each artifact (or its parts when it was
-    split) and its companions."""
+    split) and its companions, then reassemble.sh when anything was split (listed, so the
+    signature of SHA256SUMS covers the script users run too)."""
     names: list[str] = []
     for artifact in manifest.get("artifacts", []):
         names += [part["name"] for part in artifact.get("parts") or []] or [artifact["name"]]
         names += [companion["name"] for companion in companions(artifact)]
+    if any(artifact.get("parts") for artifact in manifest.get("artifacts", [])):
+        names.append(SCRIPT_NAME)
     return names
 
 
@@ -93,11 +97,16 @@ def _add(sums: dict[str, str], name: str, sha: str, origin: str) -> None:
 
 
 def merge_sums(inputs: list[Path], out: Path) -> Path:
-    """Combine per-arch SHA256SUMS files; the same name with two hashes is an error."""
+    """Combine per-arch SHA256SUMS files; the same name with two hashes is an error. Each build's
+    reassemble.sh covers only its own parts: the merged sums list the release's, the one beside
+    `out` (`invoke manifest --merge` writes it), if any."""
     merged: dict[str, str] = {}
     for path in inputs:
         for name, sha in read_sums(path).items():
-            _add(merged, name, sha, str(path))
+            if name != SCRIPT_NAME:
+                _add(merged, name, sha, str(path))
+    if (Path(out).parent / SCRIPT_NAME).is_file():
+        merged[SCRIPT_NAME] = sha256_file(Path(out).parent / SCRIPT_NAME)
     Path(out).parent.mkdir(parents=True, exist_ok=True)
     return write_text_atomic(Path(out), format_sums(merged))
 

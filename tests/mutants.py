@@ -155,6 +155,29 @@ MUTANTS = (
     Mutant("pre-release-after-release", f"{APP}/version.py",
            "pre = (-1, 0) if match[5] and not match[4] else (3, 0)", "pre = (-1, 0)",
            ("tests/app/test_self_update.py::test_versions_compare_as_pep_440_orders_them",)),
+    # --- issue 24 N8: reassemble.sh is listed in SHA256SUMS ---
+    Mutant("script-not-listed", "release/checksums.py",
+           "        names.append(SCRIPT_NAME)\n", "",
+           ("tests/release/test_publish.py::test_reassemble_script_is_in_the_sums_and_checked_before_publishing",)),
+    Mutant("merged-sums-keep-each-builds-script", "release/checksums.py",
+           "            if name != SCRIPT_NAME:\n                _add(", "            if True:\n                _add(",
+           ("tests/release/test_checksums.py::test_merge_sums_lists_the_releases_reassemble_script_not_each_builds",)),
+    Mutant("merged-manifest-without-script", "release/commands.py",
+           "    script = reassemble.write_reassemble_script(merged.parent, checksums_module.read_manifest(merged))\n",
+           "    script = None\n",
+           ("tests/release/test_publish.py::test_merged_manifests_come_with_one_reassemble_script_for_every_split_file",)),
+    # --- issue 24 N18: the throwaway GnuPG home goes even without gpgconf ---
+    Mutant("gpg-cleanup-needs-gpgconf", "release/gpg.py",
+           "            if shutil.which(\"gpgconf\"):  # without it", "            if True:  # without it",
+           ("tests/release/test_signing.py::test_no_gnupg_home_is_left_behind_without_gpgconf",)),
+    Mutant("gpg-cleanup-as-on-main", "release/gpg.py",
+           "        try:\n            if shutil.which(\"gpgconf\"):  # without it the agent leaves by itself once its home "
+           "is gone\n                proc.run([\"gpgconf\", \"--homedir\", home, \"--kill\", \"all\"], check=False)\n"
+           "        finally:  # the home may hold the secret key: it goes whatever happened above\n"
+           "            shutil.rmtree(home, ignore_errors=True)\n",
+           "        proc.run([\"gpgconf\", \"--homedir\", home, \"--kill\", \"all\"], check=False)\n"
+           "        shutil.rmtree(home, ignore_errors=True)\n",
+           ("tests/release/test_signing.py::test_no_gnupg_home_is_left_behind_without_gpgconf",)),
 )
 
 

@@ -89,7 +89,8 @@ def test_write_sums_takes_basenames_only(dist):
 def test_published_names_lists_parts_instead_of_a_split_whole():
     manifest = {"artifacts": [{"name": "a", "parts": [{"name": "a.part01"}, {"name": "a.part02"}]},
                               {"name": "b", "parts": []}, {"name": "c"}]}
-    assert published_names(manifest) == ["a.part01", "a.part02", "b", "c"]
+    assert published_names(manifest) == ["a.part01", "a.part02", "b", "c", "reassemble.sh"]
+    assert published_names({"artifacts": [{"name": "b", "parts": []}, {"name": "c"}]}) == ["b", "c"]
 
 
 def write(path: Path, text: str) -> Path:
@@ -103,6 +104,19 @@ def test_merge_sums_combines_per_arch_files_and_agrees_on_repeats(tmp_path):
     out = merge_sums([x86, arm], tmp_path / "out" / "SHA256SUMS")
     assert out.read_text() == (f"{'c' * 64}  notes.txt\n{'b' * 64}  tea-aarch64.AppImage\n"
                                f"{'a' * 64}  tea-x86_64.AppImage\n")
+
+
+def test_merge_sums_lists_the_releases_reassemble_script_not_each_builds(tmp_path):
+    """Issue 24 N8: each build's reassemble.sh covers its own parts; the release publishes the
+    one `invoke manifest --merge` writes beside the merged sums, and lists it."""
+    x86 = write(tmp_path / "x86", f"{'a' * 64}  tea-x86_64.AppImage.part01\n{'1' * 64}  reassemble.sh\n")
+    arm = write(tmp_path / "arm", f"{'b' * 64}  tea-aarch64.AppImage.part01\n{'2' * 64}  reassemble.sh\n")
+    (tmp_path / "dist").mkdir()
+    without = read_sums(merge_sums([x86, arm], tmp_path / "dist" / "SHA256SUMS"))
+    assert sorted(without) == ["tea-aarch64.AppImage.part01", "tea-x86_64.AppImage.part01"]
+    script = write(tmp_path / "dist" / "reassemble.sh", "#!/bin/sh\n")
+    merged = read_sums(merge_sums([x86, arm], tmp_path / "dist" / "SHA256SUMS"))
+    assert merged["reassemble.sh"] == sha256(script.read_bytes()) and len(merged) == 3
 
 
 def test_merge_sums_refuses_two_hashes_for_one_name(tmp_path):
