@@ -178,6 +178,20 @@ MUTANTS = (
            "        proc.run([\"gpgconf\", \"--homedir\", home, \"--kill\", \"all\"], check=False)\n"
            "        shutil.rmtree(home, ignore_errors=True)\n",
            ("tests/release/test_signing.py::test_no_gnupg_home_is_left_behind_without_gpgconf",)),
+    # --- issue 24 N9: test-appimage's downloads are capped ---
+    Mutant("artifact-download-uncapped", "release/artifact_source.py",
+           "sha256, limit=self.limit(name)), self.cache_dir,", "sha256), self.cache_dir,",
+           ("tests/release/test_hostile_release.py::test_an_endless_artifact_stops_at_the_size_the_manifest_gives_it",)),
+    Mutant("manifest-sizes-ignored", "release/artifact_source.py",
+           "source = replace(source, sizes=described_sizes(manifest))", "source = replace(source, sizes={})",
+           ("tests/release/test_hostile_release.py::test_an_endless_part_stops_at_the_size_the_manifest_gives_it",)),
+    Mutant("sbom-capped-like-an-appimage", "release/artifact_source.py",
+           "return self.sizes.get(name) or (SBOM_LIMIT if name.endswith(SBOM_SUFFIX) else self.size_cap)",
+           "return self.sizes.get(name) or self.size_cap",
+           ("tests/release/test_hostile_release.py::test_an_endless_sbom_stops_at_its_limit_and_is_only_noted",)),
+    Mutant("default-cap-unpinned", "release/artifact_source.py",
+           "size_cap or load_pins().asset_size_cap", "size_cap or 1 << 40",
+           ("tests/release/test_hostile_release.py::test_the_default_cap_is_the_pinned_asset_size_cap",)),
 )
 
 
