@@ -192,6 +192,19 @@ MUTANTS = (
     Mutant("default-cap-unpinned", "release/artifact_source.py",
            "size_cap or load_pins().asset_size_cap", "size_cap or 1 << 40",
            ("tests/release/test_hostile_release.py::test_the_default_cap_is_the_pinned_asset_size_cap",)),
+    # --- issue 24 N14 in tea self-update: hostile block maps and GitHub answers ---
+    Mutant("blockmap-nesting-traceback", f"{APP}/update/blockmap.py",
+           "except (ValueError, KeyError, TypeError, AttributeError, RecursionError) as error:",
+           "except (ValueError, KeyError, TypeError, AttributeError) as error:",
+           ("tests/app/test_self_update.py::test_a_hostile_block_map_is_one_line",)),
+    Mutant("blockmap-zero-block-size", f"{APP}/update/blockmap.py",
+           "(self.block_size > 0 and len(self.digests) != self.blocks * DIGEST_BYTES,",
+           "(len(self.digests) != self.blocks * DIGEST_BYTES,",
+           ("tests/app/test_self_update.py::test_a_hostile_block_map_is_one_line",)),
+    Mutant("api-answer-nesting-traceback", f"{APP}/update/source.py",
+           "    except (ValueError, RecursionError):\n        raise UpdateError(f\"{what} is not JSON\")",
+           "    except ValueError:\n        raise UpdateError(f\"{what} is not JSON\")",
+           ("tests/app/test_self_update.py::test_a_hostile_github_answer_is_one_line",)),
 )
 
 

@@ -13,12 +13,16 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import json
 import os
 import re
 import shutil
 import signal
+import struct
 import subprocess
+import threading
 import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -717,3 +721,90 @@ def test_a_block_map_of_another_appimage_is_refused(pair, tmp_path):
         done = update(old, server)
     assert done.returncode == 3 and f"describes {other.name}: refusing it" in done.stderr, done.stderr
     assert server.sent.get(other.name, 0) == 0
+
+
+# --- hostile block maps, API answers and ELF headers: one line, never a traceback (issue 24, N14) ----
+
+
+def one_line_error(done: subprocess.CompletedProcess, needle: str) -> None:
+    """Refused (exit 3) in one line that names `needle`: after the line saying what is checked, if any."""
+    lines = done.stderr.strip().splitlines()
+    assert done.returncode == 3 and "Traceback" not in done.stderr and len(lines) <= 2, done.stderr
+    assert needle in lines[-1] and not lines[-1].startswith("tea: this AppImage"), done.stderr
+
+
+def blockmap_json(new: Path, **changes) -> str:
+    data = json.loads(BlockMap.from_json(delta.blockmap_path(new).read_text()).to_json())
+    return json.dumps({**data, **changes})
+
+
+HOSTILE_BLOCKMAPS = {
+    "nesting 100000 deep": lambda new: "[" * 100_000 + "]" * 100_000,
+    "a number": lambda new: "5",
+    "block size 0": lambda new: blockmap_json(new, block_size=0),
+    "a negative size": lambda new: blockmap_json(new, size=-5),
+    "blocks that are not base64": lambda new: blockmap_json(new, blocks="*" * 12),
+    "parts that are a string": lambda new: blockmap_json(new, parts="abc"),
+    "a size of 10**5000": lambda new: blockmap_json(new).replace('"size": ', '"size": 1' + "0" * 5000 + ", \"x\": ", 1),
+}
+
+
+@pytest.mark.parametrize("what", HOSTILE_BLOCKMAPS)
+def test_a_hostile_block_map_is_one_line(pair, tmp_path, what):
+    old, new = pair
+    served = publish(new, tmp_path / "served")
+    (served / delta.blockmap_path(new).name).write_text(HOSTILE_BLOCKMAPS[what](new))
+    checksums.write_sums(served, [line.split()[1] for line in (served / "SHA256SUMS").read_text().splitlines()])
+    one_line_error(update(old, served), f"{NEW}.blockmap")
+
+
+class _Answer(BaseHTTPRequestHandler):
+    body = b""
+
+    def do_GET(self) -> None:
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(self.body)))
+        self.end_headers()
+        self.wfile.write(self.body)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.mark.parametrize("body", [b"[" * 100_000 + b"]" * 100_000, b'{"assets": [1, 2]}', b'{"assets": "x"}',
+                                  b'{"assets": [{"name": ["x"], "browser_download_url": 5}]}', b"\xff\xfe"],
+                         ids=["nesting 100000 deep", "assets that are numbers", "assets that are a string",
+                              "a name that is a list", "not UTF-8"])
+def test_a_hostile_github_answer_is_one_line(runtime, tmp_path, signing_key, body):
+    """Signed, so that plain HTTP is allowed and the answer is what gets read."""
+    old = make_appimage(runtime, b"x" * 100, tmp_path / OLD, key=signing_key)
+    server = ThreadingHTTPServer(("127.0.0.1", 0), type("Handler", (_Answer,), {"body": body}))
+    threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True).start()
+    try:
+        done = run_tea("self-update", "--appimage", old, env={"GITHUB_API_URL": f"http://127.0.0.1:{server.server_address[1]}"})
+    finally:
+        server.shutdown()
+        server.server_close()
+    one_line_error(done, "owner/tea")
+
+
+def elf_field(path: Path, offset: int, fmt: str, value: int) -> Path:
+    data = bytearray(path.read_bytes())
+    struct.pack_into(fmt, data, offset, value)
+    path.write_bytes(bytes(data))
+    return path
+
+
+HOSTILE_ELF = {  # ELF64 little-endian header fields: e_shoff 0x28, e_shentsize 0x3A, e_shnum 0x3C, e_shstrndx 0x3E
+    "section table past the end": (0x28, "<Q", 1 << 60),
+    "zero-sized section entries": (0x3A, "<H", 0),
+    "one-byte section entries": (0x3A, "<H", 1),
+    "65535 sections": (0x3C, "<H", 0xFFFF),
+    "name table past the table": (0x3E, "<H", 0xFFFE),
+}
+
+
+@pytest.mark.parametrize("what", HOSTILE_ELF)
+def test_a_hostile_elf_header_of_the_installed_appimage_is_one_line(runtime, tmp_path, what):
+    old = elf_field(make_appimage(runtime, b"x" * 100, tmp_path / OLD), *HOSTILE_ELF[what])
+    one_line_error(run_tea("self-update", "--appimage", old, "--allow-unsigned"), str(old))

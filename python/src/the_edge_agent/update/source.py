@@ -112,5 +112,5 @@ def github_release(owner: str, repo: str, tag: str, *, pattern: str, fetch_json)
 def decode_json(data: bytes, what: str):
     try:
         return json.loads(data)
-    except ValueError:
+    except (ValueError, RecursionError):
         raise UpdateError(f"{what} is not JSON") from None
