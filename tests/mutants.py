@@ -205,6 +205,12 @@ MUTANTS = (
            "    except (ValueError, RecursionError):\n        raise UpdateError(f\"{what} is not JSON\")",
            "    except ValueError:\n        raise UpdateError(f\"{what} is not JSON\")",
            ("tests/app/test_self_update.py::test_a_hostile_github_answer_is_one_line",)),
+    Mutant("update-check-never-allows-unsigned", "release/update_check.py",
+           'unsigned = [] if carries_a_key(old) else ["--allow-unsigned"]', "unsigned = []",
+           ("tests/release/test_update_check.py::test_an_unsigned_old_updates_as_its_user_would_with_allow_unsigned",)),
+    Mutant("update-check-always-unsigned", "release/update_check.py",
+           "return section is not None and bool(signing.read_section(appimage, section).strip())", "return False",
+           ("tests/release/test_update_check.py::test_a_signed_appimage_carries_a_key_and_an_unsigned_one_none",)),
 )
 
 

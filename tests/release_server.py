@@ -83,7 +83,7 @@ class _TLSServer(ThreadingHTTPServer):
 
 class ReleaseServer:
     def __init__(self, root: Path, tls: Path | None = None) -> None:
-        self.root = Path(root)
+        self.root, self.tls = Path(root), tls
         self.faults: deque[str] = deque()
         self.requests: list[tuple[str, str, dict]] = []
         self.sent: dict[str, int] = defaultdict(int)
