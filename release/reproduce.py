@@ -4,8 +4,9 @@ The commit manifest.json records is cloned into a second checkout at another pat
 up to the AppImages (the same arch, flavors, model, packager and base as the manifest's, the same
 caches, no signing key); every AppImage's unsigned sha256 (the signature sections read as zeros,
 release/signing.py) must equal the manifest's `unsigned_sha256`. A build path that reaches an
-artifact (pip's direct_url.json did) makes them differ. The result goes into the manifest as
-`reproducible`, which SHA256SUMS does not cover, so the published files stay as they are.
+artifact (pip's direct_url.json did) makes them differ. The result goes into each rebuilt
+artifact's manifest record as `reproduced` (so it survives `invoke manifest --merge`); SHA256SUMS
+does not cover the manifest, so the published files stay as they are.
 """
 
 from __future__ import annotations
@@ -80,9 +81,9 @@ def compare(manifest: dict, arch: str, dist: Path) -> dict[str, str]:
     return found
 
 
-def reproduce(dist_dir: Path, *, arch: str | None = None, keep: bool = False) -> dict:
-    """Rebuild dist/'s AppImages of `arch` in a second checkout; record and return the verdict.
-    VerifyError (after recording it) when any differs."""
+def reproduce(dist_dir: Path, *, arch: str | None = None, keep: bool = False) -> dict[str, str]:
+    """Rebuild dist/'s AppImages of `arch` in a second checkout; record the verdict in the manifest
+    and return name → the second build's unsigned sha256. VerifyError (after recording) when any differs."""
     arch = arches.normalize(arch) if arch else arches.host_arch()
     if not (dist_dir / checksums.MANIFEST_NAME).is_file():
         raise ConfigError(f"{dist_dir}: no {checksums.MANIFEST_NAME}; run `invoke release` first")
@@ -102,17 +103,23 @@ def reproduce(dist_dir: Path, *, arch: str | None = None, keep: bool = False) ->
             log.info(f"reproduce: building {commit[:12]} again in {work / 'checkout'} ({' '.join(options)})")
             rebuilt = compare(manifest, arch, rebuild(second_checkout(commit, work / "checkout"), options))
     finally:
-        if not keep:
+        if keep:
+            log.info(f"reproduce: kept the second checkout and its build in {work}")
+        else:
             shutil.rmtree(work, ignore_errors=True)
-    expected = {a["name"]: a.get("unsigned_sha256") for a in manifest["artifacts"] if a["name"] in rebuilt}
-    differ = sorted(name for name, sha in rebuilt.items() if sha != expected[name])
-    record = {"method": METHOD, "arch": arch, "commit": commit, "identical": sorted(set(rebuilt) - set(differ)),
-              "differ": {name: {"first": expected[name], "second": rebuilt[name]} for name in differ},
-              "seconds": round(time.monotonic() - started, 1)}
-    finalize.write_manifest(dist_dir, {**manifest, "reproducible": record})
+    differ = sorted(name for name, sha in rebuilt.items() if sha != expected_digest(manifest, name))
+    seconds = round(time.monotonic() - started, 1)
+    for artifact in manifest["artifacts"]:
+        if artifact["name"] in rebuilt:
+            artifact["reproduced"] = {"identical": artifact["name"] not in differ, "method": METHOD,
+                                      "second_unsigned_sha256": rebuilt[artifact["name"]], "seconds": seconds}
+    finalize.write_manifest(dist_dir, manifest)
     if differ:
         raise VerifyError(f"not reproducible: {', '.join(differ)} built from {commit[:12]} in another checkout "
                           f"has another unsigned sha256 (recorded in manifest.json)")
-    log.info(f"reproduce: {len(rebuilt)} AppImage(s) byte-identical from a second checkout "
-             f"({record['seconds']} s)")
-    return record
+    log.info(f"reproduce: {len(rebuilt)} AppImage(s) byte-identical from a second checkout ({seconds} s)")
+    return rebuilt
+
+
+def expected_digest(manifest: dict, name: str) -> str | None:
+    return next(a.get("unsigned_sha256") for a in manifest["artifacts"] if a["name"] == name)

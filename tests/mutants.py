@@ -211,6 +211,21 @@ MUTANTS = (
     Mutant("update-check-always-unsigned", "release/update_check.py",
            "return section is not None and bool(signing.read_section(appimage, section).strip())", "return False",
            ("tests/release/test_update_check.py::test_a_signed_appimage_carries_a_key_and_an_unsigned_one_none",)),
+    # --- issue 24: byte-reproducible releases (invoke reproduce's decisions) ---
+    Mutant("reproduce-compares-nothing", "release/reproduce.py",
+           "differ = sorted(name for name, sha in rebuilt.items() if sha != expected_digest(manifest, name))",
+           "differ = []",
+           ("tests/release/test_reproduce.py::test_a_rebuild_with_other_bytes_fails_and_is_recorded",)),
+    Mutant("reproduce-compares-signed-bytes", "release/reproduce.py",
+           "found[artifact[\"name\"]] = signing.appimage_digest(rebuilt)",
+           "found[artifact[\"name\"]] = __import__(\"hashlib\").sha256(rebuilt.read_bytes()).hexdigest()",
+           ("tests/release/test_reproduce.py::test_the_signature_sections_do_not_count",)),
+    Mutant("reproduce-ignores-changes", "release/reproduce.py",
+           "    if changes:\n", "    if False:\n",
+           ("tests/release/test_reproduce.py::test_a_checkout_with_changes_beyond_the_commit_is_refused",)),
+    Mutant("install-origin-kept", "release/freeze.py",
+           "        origin.unlink()\n", "        continue\n",
+           ("tests/release/test_freeze.py::test_pip_install_origins_leave_the_bundle",)),
 )
 
 
