@@ -186,6 +186,7 @@ class EndlessFiles(_QuietHandler):
 
 
 ENDLESS = 256 << 20
+HUNG_UP = 48 << 20  # sent after the client's cap, at most: what loopback socket buffers hold, with room
 
 
 @pytest.fixture
@@ -211,7 +212,7 @@ def test_an_endless_artifact_stops_at_the_size_the_manifest_gives_it(endless, mi
     size = (mirror / PLAIN).stat().st_size
     with pytest.raises(DownloadError, match=f"sent more than the {size} bytes expected"):
         resolve(url, tmp_path, name=PLAIN)
-    assert sent[PLAIN] < size + (8 << 20) and biggest_written(tmp_path) <= size
+    assert sent[PLAIN] < HUNG_UP and biggest_written(tmp_path) <= size
 
 
 def test_an_endless_part_stops_at_the_size_the_manifest_gives_it(endless, mirror, tmp_path):
@@ -220,7 +221,7 @@ def test_an_endless_part_stops_at_the_size_the_manifest_gives_it(endless, mirror
     size = (mirror / PARTS[1]).stat().st_size
     with pytest.raises(DownloadError, match=f"{PARTS[1]}.*sent more than the {size} bytes expected"):
         resolve(url, tmp_path)
-    assert sent[PARTS[1]] < size + (8 << 20) and not (tmp_path / "work" / LLM).exists()
+    assert sent[PARTS[1]] < HUNG_UP and not (tmp_path / "work" / LLM).exists()
 
 
 def test_without_a_manifest_an_endless_artifact_stops_at_the_asset_size_cap(endless, mirror, tmp_path):
@@ -230,7 +231,7 @@ def test_without_a_manifest_an_endless_artifact_stops_at_the_asset_size_cap(endl
     with pytest.raises(DownloadError, match="sent more than the 4194304 bytes expected"):
         resolve_artifact(url, sums=None, cache_dir=tmp_path / "cache", workdir=tmp_path / "work", name=PLAIN,
                          size_cap=4 << 20)
-    assert sent[PLAIN] < (12 << 20) and biggest_written(tmp_path) <= 4 << 20
+    assert sent[PLAIN] < HUNG_UP and biggest_written(tmp_path) <= 4 << 20
 
 
 def test_the_default_cap_is_the_pinned_asset_size_cap(endless, mirror, tmp_path, monkeypatch):
@@ -259,5 +260,5 @@ def test_an_endless_sbom_stops_at_its_limit_and_is_only_noted(endless, mirror, t
     edit_sums(mirror, lambda sums: sums.update({sbom: sha256(b"{}")}))
     names.add(sbom)
     assert resolve(url, tmp_path, name=PLAIN).read_bytes() == (mirror / PLAIN).read_bytes()
-    assert sent[sbom] < SBOM_LIMIT + (8 << 20) and biggest_written(tmp_path) <= SBOM_LIMIT
+    assert sent[sbom] < SBOM_LIMIT + HUNG_UP and biggest_written(tmp_path) <= SBOM_LIMIT
     assert f"{sbom}: listed in SHA256SUMS but not at" in capfd.readouterr().err
