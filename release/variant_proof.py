@@ -84,9 +84,15 @@ class FrozenTea:
 
     def scores(self, machine: Machine) -> tuple[str, dict[str, int]]:
         """(cpu name, {variant: ggml score}) as the tea sees them on `machine`."""
+        cpu, _, scores = self.survey(machine)
+        return cpu, scores
+
+    def survey(self, machine: Machine) -> tuple[str, str | None, dict[str, int]]:
+        """(cpu name, the CPU its own instructions report, {variant: ggml score}) as the tea sees them."""
         done = self.run(machine, ["doctor", "--json"])
         report = json.loads(verify.expect(done, f"tea doctor --json {machine.describe()}"))
-        return report["cpu"]["name"], {v["name"]: v["score"] for v in report.get("variants", [])}
+        return (report["cpu"]["name"], report["cpu"].get("cpuid"),
+                {v["name"]: v["score"] for v in report.get("variants", [])})
 
     def answer(self, machine: Machine, variant: str, where: str) -> str:
         """local-chat.yaml's answer, exactly as a user runs it, with only `variant`."""
@@ -233,25 +239,33 @@ def prove(tea: FrozenTea, variants: list[str], *, arch: str, cpus: list[str], re
     prover = Prover(tea, reference, Machine() if on_host else Machine(cpus[-1], qemu))
     proven_natively: dict[str, float] = {}
     host_scores: dict[str, int] = {}
+    host_identity = None
     if native:
-        prover.host_cpu, host_scores = tea.scores(Machine())
+        prover.host_cpu, host_identity, host_scores = tea.survey(Machine())
         for name in runnable_by_score(variants, host_scores):
             proven_natively[name] = prover.prove_natively(name)
     emulated: dict[str, dict] = {}
-    seen = {cpu: emulated_tea.scores(Machine(cpu, qemu))[1] for cpu in cpus}
-    # One emulated model may equal this host (Haswell on an AVX2-only host); every one equal to it
-    # means the emulation never reached the inner tea.
-    if native and seen and all(scores == host_scores for scores in seen.values()):
-        raise VerifyError(f"qemu -cpu {', '.join(cpus)} did not take effect: tea saw this host's CPU features "
-                          f"under every emulated CPU")
-    for cpu, scores in seen.items():
+    for cpu in cpus:
         machine = Machine(cpu, qemu)
+        _, identity, scores = emulated_tea.survey(machine)
+        if native and not emulation_took_effect(host_identity, host_scores, identity, scores):
+            raise VerifyError(f"qemu -cpu {cpu} did not take effect: tea saw this host's CPU there")
         picked = runnable_by_score(variants, scores)[:1]  # what a real machine of this model runs
         for name in (n for n in picked if n not in emulated):
             emulated[name] = prover.prove_emulated(emulated_tea, machine, name, host_scores.get(name, 0) > 0)
     proven = set(proven_natively) | set(emulated)
     return {"shipped": variants, "host_cpu": prover.host_cpu, "native": proven_natively, "emulated": emulated,
             "answers": prover.verdicts, "unproven": [name for name in variants if name not in proven]}
+
+
+def emulation_took_effect(host_identity: str | None, host_scores: dict[str, int], identity: str | None,
+                          scores: dict[str, int]) -> bool:
+    """Did tea run on the emulated CPU? Its own CPUID/MIDR says so; an emulated model may offer ggml
+    exactly the host's features (Haswell on an AVX2-only host), so equal scores prove nothing then.
+    Without an identity on both sides, only different scores show it."""
+    if host_identity and identity:
+        return identity != host_identity
+    return scores != host_scores
 
 
 def frozen_tea(root: Path, home: Path, gguf: Path | None = None) -> FrozenTea:

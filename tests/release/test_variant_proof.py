@@ -175,9 +175,10 @@ PROBE = [-1.25, -0.5, -3.0]
 class RecordedTea(variant_proof.FrozenTea):
     """A frozen tea that answers each command the way the real one did on each machine, through the
     seam every run goes through (FrozenTea.run), with the scores of `host` natively and of
-    `emulated[cpu]` under qemu. A variant the machine cannot execute dies with
-    SIGILL; an emulated run without the bootloader's restart environment escapes qemu and sees this
-    host, as the real one does. `probes[(cpu, variant)]` overrides the probe (default PROBE)."""
+    `emulated[cpu]` under qemu, and the CPU's own identity (`tea doctor --json`'s cpuid: qemu's
+    model under emulation). A variant the machine cannot execute dies with SIGILL; an emulated run
+    without the bootloader's restart environment escapes qemu and sees this host, as the real one
+    does. `probes[(cpu, variant)]` overrides the probe (default PROBE)."""
 
     host: dict = dataclasses.field(default_factory=lambda: dict(HOST_SCORES))
     emulated: dict = dataclasses.field(default_factory=lambda: dict(CPU_SCORES))
@@ -192,7 +193,8 @@ class RecordedTea(variant_proof.FrozenTea):
         if variant is not None and scores.get(variant, 0) <= 0:
             return subprocess.CompletedProcess(args, -signal.SIGILL, "", "")
         if args[:2] == ["doctor", "--json"]:
-            out = {"cpu": {"name": cpu or "host CPU"}, "variants": [{"name": n, "score": s} for n, s in scores.items()]}
+            out = {"cpu": {"name": "host CPU", "cpuid": f"GenuineIntel QEMU {cpu}" if cpu else "AuthenticAMD host"},
+                   "variants": [{"name": n, "score": s} for n, s in scores.items()]}
         elif args[0] == variant_proof.PROBE_COMMAND:
             out = {"logprobs": self.probes.get((cpu, variant), PROBE)}
         else:
@@ -236,13 +238,13 @@ def test_an_emulation_that_did_not_take_effect_fails_the_proof_fast(qemu):
                             reference="4")
 
 
-def test_an_emulated_cpu_equal_to_this_host_is_no_failure_when_the_others_differ(qemu):
-    """Haswell under qemu on an AVX2-only host (an AMD EPYC here) scores the variants like the host."""
+def test_an_emulated_cpu_that_scores_like_this_host_is_no_failure(qemu):
+    """Haswell under qemu on an AVX2-only host (an AMD EPYC here) scores the variants like the host:
+    the warm-up release failed on it; tea's own CPUID tells the emulation apart."""
     tea = recorded(emulated={**CPU_SCORES, "Haswell": HOST_SCORES})
-    record = variant_proof.prove(tea, sorted(HOST_SCORES), arch="x86_64", cpus=["Westmere", "Haswell"], reference="4")
+    record = variant_proof.prove(tea, sorted(HOST_SCORES), arch="x86_64", cpus=["Haswell"], reference="4")
     assert record["emulated"]["haswell"] == {**record["emulated"]["haswell"], "cpu": "Haswell",
                                              "probe": "identical to native"}
-    assert record["emulated"]["sse42"]["cpu"] == "Westmere"
 
 
 def test_an_emulated_variant_within_rounding_but_not_equal_to_its_native_run_fails(qemu):
@@ -277,3 +279,14 @@ def test_a_variant_that_dies_natively_fails_the_proof_naming_it(qemu):
     with pytest.raises(VerifyError, match=r"^CPU variant 'sse42' natively on host CPU died with SIGILL$"):
         variant_proof.prove(recorded(Dies, host={"sse42": 8, "x64": 1}), ["sse42", "x64"], arch="x86_64", cpus=[],
                             reference="4")
+
+
+def test_an_emulated_cpu_is_told_by_its_own_identity_even_with_the_hosts_scores():
+    """An AVX2-only host emulating Haswell: ggml scores the same, CPUID differs, the emulation took effect."""
+    scores = {"haswell": 64, "sse42": 5, "x64": 1}
+    assert variant_proof.emulation_took_effect("AuthenticAMD AMD EPYC", scores,
+                                               "GenuineIntel Intel Core Processor (Haswell)", dict(scores))
+    assert not variant_proof.emulation_took_effect("AuthenticAMD AMD EPYC", scores, "AuthenticAMD AMD EPYC",
+                                                   {"sse42": 5, "x64": 1})
+    assert not variant_proof.emulation_took_effect(None, scores, None, dict(scores))
+    assert variant_proof.emulation_took_effect(None, scores, "GenuineIntel", {"sse42": 5, "x64": 1})

@@ -9,6 +9,7 @@ import platform
 from pathlib import Path
 from typing import Any
 
+from . import cpuid
 from .variant_guard import cpuinfo_identity
 
 # The /proc/cpuinfo flags that decide which ggml CPU variant runs (x86 `flags`, arm64 `Features`).
@@ -20,11 +21,13 @@ RELEVANT_FEATURES = {
 
 
 def cpu_report() -> dict[str, Any]:
+    """`cpuid` is what this process's instructions report (under qemu -cpu: the emulated CPU, while
+    /proc/cpuinfo, and so `name`, still describes the host)."""
     identity = cpuinfo_identity()
     flags = set((identity.get("flags") or identity.get("Features") or "").split())
     relevant = RELEVANT_FEATURES.get(platform.machine(), ())
     return {"name": identity.get("model name") or identity.get("CPU part", "unknown"), "arch": platform.machine(),
-            "kernel": platform.release(), "features": [f for f in relevant if f in flags],
+            "cpuid": cpuid.identity(), "kernel": platform.release(), "features": [f for f in relevant if f in flags],
             "missing": [f for f in relevant if f not in flags]}
 
 
