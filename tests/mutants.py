@@ -41,6 +41,9 @@ MUTANTS = (
            "_add(sums, Path(match.group(2)).name,", "_add(sums, match.group(2),",
            ("tests/release/test_artifact_keyring.py::test_a_sums_name_with_a_directory_never_writes_outside_the_work_folder",
             "tests/release/test_artifact_keyring.py::test_a_sums_name_with_a_directory_never_picks_a_local_file_outside_the_release")),
+    Mutant("keyring-embedded-signature-unchecked", "release/commands.py",
+           'log.info(f"{path.name}: embedded signature by {signing.verify_appimage(path, keyring)}")', "pass",
+           ("tests/release/test_artifact_keyring.py::test_with_a_keyring_an_appimage_without_its_embedded_signature_is_refused",)),
     # --- issue 30: downloads ---
     Mutant("resume-any-offset", "release/download.py",
            "if response.status_code == 206 and match and int(match.group(1)) == part.size:",

@@ -10,17 +10,19 @@ from __future__ import annotations
 import functools
 import hashlib
 import os
+import shutil
 import threading
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
 
-from release import gpg
+from release import commands, gpg, signing
 from release.artifact_source import resolve_artifact
 from release.checksums import write_sums
 from release.errors import ChecksumError, ConfigError, DownloadError, VerifyError
 from release.signing import sign_sums
+from test_appimage_format import appdir, appimage, runtime  # noqa: F401
 from tests.keys import generate_key
 
 NAME = "tea-python-0.1.0-x86_64.AppImage"
@@ -173,3 +175,34 @@ def test_a_sums_name_with_a_directory_never_picks_a_local_file_outside_the_relea
     except (ChecksumError, ConfigError):
         found = None
     assert found is None or found.resolve().parent == (www / "rel").resolve()
+
+
+# --- the AppImage's embedded signature, after the sums (commands.test_downloaded) ---------------------
+
+
+@pytest.fixture
+def appimage_release(tmp_path, appimage, signing_key) -> Path:
+    """A release directory holding a real (tiny), unsigned AppImage."""
+    root = tmp_path / "signed-release"
+    root.mkdir()
+    shutil.copyfile(appimage, root / NAME)
+    (root / NAME).chmod(0o755)
+    return root
+
+
+def sign_release(root: Path, key) -> None:
+    sign_sums(write_sums(root, [NAME]), key)
+
+
+def test_with_a_keyring_an_appimage_without_its_embedded_signature_is_refused(appimage_release, signing_key,
+                                                                             public_keyring, monkeypatch):
+    """Signed sums vouch for the bytes; the embedded signature must be the publisher's too."""
+    checked = []
+    monkeypatch.setattr(commands, "check_appimage", lambda path, **options: checked.append(path))
+    sign_release(appimage_release, signing_key)
+    with pytest.raises(VerifyError, match="carries no embedded signature"):
+        commands.test_downloaded(str(appimage_release / NAME), sums=None, systems=(), keyring=public_keyring)
+    signing.finish_appimage(appimage_release / NAME, signing_key)
+    sign_release(appimage_release, signing_key)
+    commands.test_downloaded(str(appimage_release / NAME), sums=None, systems=(), keyring=public_keyring)
+    assert checked == [appimage_release / NAME]
