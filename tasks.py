@@ -104,6 +104,16 @@ def manifest(c, merge, out):
     commands.merge_manifests([Path(p) for p in merge], Path(out))
 
 
+@task(help={"dist": "the release to check (default: dist)", "arch": "which AppImages (default: this machine's)",
+            "keep": "keep the second checkout and its build (printed) to compare by hand"})
+@commands.one_line_errors
+def reproduce(c, dist=None, arch=None, keep=False):
+    """Build dist/'s commit again in a second checkout; its AppImages must be byte-identical (recorded in the manifest)."""
+    from release import reproduce as reproducing
+
+    reproducing.reproduce(Path(dist or config.DIST_DIR), arch=arch, keep=keep)
+
+
 @task(help={"to": "github | dir:PATH", "tag": "release tag, e.g. v0.1.0", "repo": "owner/name (GitHub)",
             "draft": "create the GitHub release as a draft", "dry_run": "only list what would happen",
             "dist": "the directory to publish (default: dist)"})

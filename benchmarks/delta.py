@@ -10,7 +10,8 @@ not judged), the download cache shared (nothing is compiled again). N+1 is split
 (`--asset-size-cap` a third of its size), so one loopback server (tests/release_server.py) over
 its dist/ serves both clients: Debian's `zsync` fetches ranges of the whole file its .zsync names,
 `tea self-update` — N's own, on a hard-linked copy of N — maps its ranges onto the parts
-SHA256SUMS lists. Reported: the layout (aligned 64 KiB blocks of N+1 that N holds, at the same
+SHA256SUMS lists (over HTTPS, with --allow-unsigned: the releases are unsigned, and zsync speaks
+plain HTTP only, so the same directory is served both ways). Reported: the layout (aligned 64 KiB blocks of N+1 that N holds, at the same
 offset and anywhere on the grid), then for each client the bytes the server sent / the size of
 N+1 and the wall time, against a full download of N+1 (`curl`) from the same server: at loopback
 speed, then once with the server paced to `--mbit` (a home connection; 0: skip).
@@ -29,7 +30,7 @@ from pathlib import Path
 from _common import REPO, alternate, header, load_average, timed_run
 
 from release.download import sha256_file
-from tests.release_server import ReleaseServer
+from tests.release_server import ReleaseServer, self_signed
 from the_edge_agent.update.blockmap import BLOCK_SIZE, block_digest, read_blocks
 
 EDITED = "python/src/the_edge_agent/commands.py"
@@ -75,12 +76,12 @@ def layout_report(old: Path, new: Path) -> None:
           f"({same / len(after):.1%}), {anywhere} found on N's grid ({anywhere / len(after):.1%})")
 
 
-def clients(old: Path, new: Path, server: ReleaseServer, scratch: Path) -> dict:
-    """One measure per client: wall and CPU seconds, bytes the server sent."""
-    def sent(command: list[str]) -> dict[str, float]:
-        server.sent.clear()
-        times, _ = timed_run(command)
-        return {**times, "bytes": server.bytes_sent}
+def clients(old: Path, new: Path, server: ReleaseServer, secure: ReleaseServer, scratch: Path) -> dict:
+    """One measure per client: wall and CPU seconds, bytes the server sent (`secure`: the HTTPS one)."""
+    def sent(command: list[str], through: ReleaseServer = server) -> dict[str, float]:
+        through.sent.clear()
+        times, _ = timed_run(command, env={**os.environ, "SSL_CERT_FILE": str(secure.tls)})
+        return {**times, "bytes": through.bytes_sent}
 
     def full() -> dict[str, float]:
         out = scratch / "full.AppImage"
@@ -99,7 +100,7 @@ def clients(old: Path, new: Path, server: ReleaseServer, scratch: Path) -> dict:
         shutil.rmtree(copy.parent, ignore_errors=True)
         copy.parent.mkdir()
         os.link(old, copy)
-        found = sent([str(copy), "self-update", "--release", server.url])
+        found = sent([str(copy), "self-update", "--release", secure.url, "--allow-unsigned"], secure)
         return {**found, "same": float(sha256_file(copy) == sha256_file(new))}
 
     return {"full download (curl)": full, "zsync (whole file)": zsync, "tea self-update (parts)": self_update}
@@ -146,13 +147,13 @@ def run(scratch: Path, runs: int, mbit: float) -> None:
     print(f"N: {old.name} {old.stat().st_size / 1e6:.1f} MB; N+1: {size / 1e6:.1f} MB, "
           f"published as {len(list(new.parent.glob(new.name + '.part*')))} parts")
     layout_report(old, new)
-    with ReleaseServer(new.parent) as server:
+    with ReleaseServer(new.parent) as server, ReleaseServer(new.parent, tls=self_signed(scratch)) as secure:
         header("update N -> N+1 over loopback", runs)
-        report(alternate(clients(old, new, server, scratch), runs), size)
+        report(alternate(clients(old, new, server, secure, scratch), runs), size)
         if mbit:
-            server.rate = mbit * 1e6 / 8
+            server.rate = secure.rate = mbit * 1e6 / 8
             print(f"update N -> N+1 with the server paced to {mbit:g} Mbit/s: one run each", flush=True)
-            report(alternate(clients(old, new, server, scratch), 1), size)
+            report(alternate(clients(old, new, server, secure, scratch), 1), size)
 
 
 if __name__ == "__main__":

@@ -47,7 +47,7 @@ class SectionTable:
 def section_table(path: Path) -> SectionTable:
     with path.open("rb") as handle:
         ident = handle.read(64)
-    if ident[:4] != b"\x7fELF" or ident[4] not in (1, 2) or ident[5] not in (1, 2):
+    if len(ident) < 64 or ident[:4] != b"\x7fELF" or ident[4] not in (1, 2) or ident[5] not in (1, 2):
         raise VerifyError(f"{path} is not an ELF file")
     order = "<" if ident[5] == 1 else ">"
     field, shoff_at, sizes_at = (order + "Q", 0x28, 0x3A) if ident[4] == 2 else (order + "I", 0x20, 0x2E)

@@ -31,6 +31,8 @@ def host_arch() -> str:
 
 def binfmt_registered(arch: str, binfmt_dir: Path = BINFMT_DIR) -> bool:
     """True when the kernel runs `arch` binaries through qemu-user (binfmt_misc entry enabled)."""
+    if arch not in QEMU_BINFMT:
+        return False
     entry = binfmt_dir / QEMU_BINFMT[arch]
     try:
         return entry.read_text().splitlines()[0].strip() == "enabled"
@@ -42,6 +44,9 @@ def require_runnable(arch: str, binfmt_dir: Path = BINFMT_DIR) -> str:
     """Fail with the fix when the host can neither run nor emulate `arch`."""
     if arch == host_arch() or binfmt_registered(arch, binfmt_dir):
         return "native" if arch == host_arch() else "emulated"
+    if arch not in QEMU_BINFMT:
+        raise ConfigError(f"this {host_arch()} host cannot run {arch} binaries, and tea-release emulates only "
+                          f"{', '.join(QEMU_BINFMT)}")
     raise ConfigError(
         f"this {host_arch()} host cannot run {arch} binaries: build on an {arch} machine, or enable "
         f"emulation with `apt-get install qemu-user-static binfmt-support` (binfmt entry {QEMU_BINFMT[arch]})")

@@ -7,6 +7,9 @@ which are exactly `<name>.part01`, `.part02`, ... (all of them, in that order). 
 against its line before anything runs it; a cached download is re-hashed, not trusted by size.
 manifest.json, which SHA256SUMS does not cover, never names a file or vouches for bytes: when it
 describes the artifact it must agree with SHA256SUMS and with the joined parts, or nothing runs.
+No download is open-ended: a file is cut off at the size the manifest gives it, else at the
+release's asset size cap (release.toml: anything bigger is published in parts), an SBOM at
+SBOM_LIMIT.
 """
 
 from __future__ import annotations
@@ -15,12 +18,13 @@ import hashlib
 import os
 import re
 import shutil
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from urllib.parse import urlsplit
 
 from . import log
 from .checksums import MANIFEST_NAME, PLAIN_NAME, SUMS_NAME, missing_line, read_manifest, read_sums, verify_file
+from .config import load_pins
 from .download import RemoteFile, download, fetch, sha256_file
 from .errors import ChecksumError, ConfigError, DownloadError, VerifyError
 from .split import part_names
@@ -28,6 +32,7 @@ from .split import part_names
 APPIMAGE_SUFFIX = ".AppImage"
 SBOM_SUFFIX = ".cdx.json"  # release/sbom.py
 METADATA_LIMIT = 1 << 20  # SHA256SUMS and manifest.json are a few KiB; a server may not send more
+SBOM_LIMIT = 64 << 20  # a CycloneDX SBOM of thousands of components is a few MiB
 
 
 def is_url(spec: str) -> bool:
@@ -36,11 +41,17 @@ def is_url(spec: str) -> bool:
 
 @dataclass(frozen=True)
 class ReleaseSource:
-    """Where a release's files live (a directory or a base URL ending in '/'), and where to put copies."""
+    """Where a release's files live (a directory or a base URL ending in '/'), where to put copies,
+    and the most bytes a file of it may have (`sizes` by name, else `size_cap`)."""
 
     base: str
     cache_dir: Path
     workdir: Path
+    size_cap: int
+    sizes: dict[str, int] = field(default_factory=dict)
+
+    def limit(self, name: str) -> int:
+        return self.sizes.get(name) or (SBOM_LIMIT if name.endswith(SBOM_SUFFIX) else self.size_cap)
 
     @property
     def remote(self) -> bool:
@@ -61,7 +72,8 @@ class ReleaseSource:
             if not path.is_file():
                 raise ConfigError(f"{path} does not exist: give an AppImage, a release directory or a URL")
             return verify_file(path, sha256)
-        return fetch(RemoteFile(name, (self.locate(name),), sha256), self.cache_dir, verify=True)
+        return fetch(RemoteFile(name, (self.locate(name),), sha256, limit=self.limit(name)), self.cache_dir,
+                     verify=True)
 
 
 def fetch_metadata(spec: str, local: Path) -> Path:
@@ -118,6 +130,16 @@ def listed_parts(sums: dict[str, str], name: str, origin: str) -> list[str]:
         raise ChecksumError(f"{origin} lists the parts of {name} out of sequence ({', '.join(found)}):"
                             " refusing to join them")
     return expected
+
+
+def described_sizes(manifest: dict | None) -> dict[str, int]:
+    """The sizes the manifest gives its artifacts and their parts."""
+    sizes = {}
+    for artifact in (manifest or {}).get("artifacts", []):
+        for record in (artifact, *(artifact.get("parts") or [])):
+            if isinstance(record.get("size"), int) and record["size"] > 0:
+                sizes[record["name"]] = record["size"]
+    return sizes
 
 
 def manifest_hash(manifest: dict | None, name: str, parts: list[str], sums: dict[str, str], origin: str) -> str | None:
@@ -179,11 +201,12 @@ def reassemble(source: ReleaseSource, sums: dict[str, str], name: str, parts: li
 
 
 def resolve_artifact(spec: str, *, sums: str | None, cache_dir: Path, workdir: Path,
-                     name: str | None = None, keyring: Path | None = None) -> Path:
+                     name: str | None = None, keyring: Path | None = None, size_cap: int | None = None) -> Path:
     """The local, verified AppImage that spec (path, URL, release dir or base URL) stands for;
-    with a keyring, SHA256SUMS must carry a good signature by one of its keys first."""
+    with a keyring, SHA256SUMS must carry a good signature by one of its keys first. A file the
+    manifest does not size is cut off at `size_cap` (default: the pinned asset size cap)."""
     base, name = split_spec(str(spec), name)
-    source = ReleaseSource(base, Path(cache_dir), Path(workdir))
+    source = ReleaseSource(base, Path(cache_dir), Path(workdir), size_cap or load_pins().asset_size_cap)
     source.workdir.mkdir(parents=True, exist_ok=True)
     sums_path = fetch_metadata(sums, source.workdir / SUMS_NAME) if sums else source_sums(source, name)
     if sums_path is None and keyring is None:
@@ -197,7 +220,9 @@ def resolve_artifact(spec: str, *, sums: str | None, cache_dir: Path, workdir: P
     parts = listed_parts(checksums, name, origin)
     if not parts and name not in checksums:
         raise missing_line(origin, name)
-    described = manifest_hash(load_manifest(source), name, parts, checksums, origin)
+    manifest = load_manifest(source)
+    source = replace(source, sizes=described_sizes(manifest))
+    described = manifest_hash(manifest, name, parts, checksums, origin)
     expected = [(origin, checksums[name])] if name in checksums else []
     expected += [(MANIFEST_NAME, described)] if described else []
     if name in checksums and (not parts or (not source.remote and Path(source.locate(name)).is_file())):
@@ -235,10 +260,12 @@ def authenticate_sums(sums_path: Path | None, origin: str, workdir: Path, keyrin
     if sums_path is None or not sums_path.is_file():
         raise VerifyError(f"no {SUMS_NAME} at {origin}: with --keyring the release must come with signed "
                           f"checksums (pass --sums)")
+    signature = workdir / (SUMS_NAME + SUMS_SIGNATURE_SUFFIX)
+    signature.unlink(missing_ok=True)  # only this run's download counts
     try:
-        signature = fetch_metadata(origin + SUMS_SIGNATURE_SUFFIX, workdir / (SUMS_NAME + SUMS_SIGNATURE_SUFFIX))
+        signature = fetch_metadata(origin + SUMS_SIGNATURE_SUFFIX, signature)
     except DownloadError:
-        signature = workdir / "missing.asc"
+        pass  # verify_sums says that it is missing
     log.info(f"{SUMS_NAME}: signed by {verify_sums(sums_path, signature, keyring)}")
 
 

@@ -18,6 +18,7 @@ from functools import cache
 from pathlib import Path
 from typing import Iterable
 
+from elftools.common.exceptions import ELFError
 from elftools.elf.dynamic import DynamicSection
 from elftools.elf.elffile import ELFFile
 from elftools.elf.gnuversions import GNUVerNeedSection
@@ -119,7 +120,10 @@ def scan_appdir(appdir: Path, *, arch: str,
 def elf_machine(path: Path) -> str:
     """"x86_64" / "aarch64" (other machines by their lower-cased ELF name, e.g. "em_386")."""
     with path.open("rb") as handle:
-        return _machine(ELFFile(handle))
+        try:
+            return _machine(ELFFile(handle))
+        except ELFError as exc:  # a damaged or hostile header: one line, not a traceback
+            raise VerifyError(f"{path}: not a readable ELF file ({exc})") from None
 
 
 def read_elf(path: Path) -> ElfInfo:

@@ -15,10 +15,11 @@ from pathlib import Path
 from typing import Iterable
 
 from .download import sha256_file
-from .errors import ChecksumError
+from .errors import ChecksumError, ConfigError
 
 SUMS_NAME = "SHA256SUMS"
 MANIFEST_NAME = "manifest.json"
+SCRIPT_NAME = "reassemble.sh"  # release/reassemble.py: one per release, published (and listed) when any file is split
 _LINE = re.compile(r"^([0-9a-fA-F]{64}) [ *](.+)$")
 COMPANIONS = ("sbom", "zsync", "blockmap")  # manifest keys of the files published beside an artifact
 PLAIN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]*")  # a file name that cannot leave its directory
@@ -27,9 +28,13 @@ PLAIN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]*")  # a file name that cann
 def write_text_atomic(path: Path, text: str, mode: int = 0o644) -> Path:
     """Write via a temp name in the same dir, so a reader never sees half a file."""
     tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    tmp.chmod(mode)
-    os.replace(tmp, path)
+    try:
+        tmp.write_text(text)
+        tmp.chmod(mode)
+        os.replace(tmp, path)
+    except OSError as exc:  # a directory at path, a read-only or full disk: the user's to fix
+        tmp.unlink(missing_ok=True)
+        raise ConfigError(f"cannot write {path}: {exc.strerror or exc}") from None
     return path
 
 
@@ -44,11 +49,14 @@ def companions(artifact: dict) -> list[dict]:
 
 def published_names(manifest: dict) -> list[str]:
     """The files a release publishes and SHA256SUMS lists: each artifact (or its parts when it was
-    split) and its companions."""
+    split) and its companions, then reassemble.sh when anything was split (listed, so the
+    signature of SHA256SUMS covers the script users run too)."""
     names: list[str] = []
     for artifact in manifest.get("artifacts", []):
         names += [part["name"] for part in artifact.get("parts") or []] or [artifact["name"]]
         names += [companion["name"] for companion in companions(artifact)]
+    if any(artifact.get("parts") for artifact in manifest.get("artifacts", [])):
+        names.append(SCRIPT_NAME)
     return names
 
 
@@ -89,11 +97,16 @@ def _add(sums: dict[str, str], name: str, sha: str, origin: str) -> None:
 
 
 def merge_sums(inputs: list[Path], out: Path) -> Path:
-    """Combine per-arch SHA256SUMS files; the same name with two hashes is an error."""
+    """Combine per-arch SHA256SUMS files; the same name with two hashes is an error. Each build's
+    reassemble.sh covers only its own parts: the merged sums list the release's, the one beside
+    `out` (`invoke manifest --merge` writes it), if any."""
     merged: dict[str, str] = {}
     for path in inputs:
         for name, sha in read_sums(path).items():
-            _add(merged, name, sha, str(path))
+            if name != SCRIPT_NAME:
+                _add(merged, name, sha, str(path))
+    if (Path(out).parent / SCRIPT_NAME).is_file():
+        merged[SCRIPT_NAME] = sha256_file(Path(out).parent / SCRIPT_NAME)
     Path(out).parent.mkdir(parents=True, exist_ok=True)
     return write_text_atomic(Path(out), format_sums(merged))
 
@@ -101,11 +114,29 @@ def merge_sums(inputs: list[Path], out: Path) -> Path:
 def read_manifest(path: Path) -> dict:
     try:
         manifest = json.loads(Path(path).read_text())
-    except (OSError, ValueError) as exc:
-        raise ChecksumError(f"cannot read manifest {path}: {exc}") from None
+    except (OSError, ValueError, RecursionError) as exc:
+        raise ChecksumError(f"cannot read manifest {path}: {str(exc)[:200]}") from None
     if not isinstance(manifest, dict) or not isinstance(manifest.get("artifacts"), list):
         raise ChecksumError(f"{path} is not a tea-release manifest (no 'artifacts' list)")
+    problem = next(filter(None, map(artifact_problem, manifest["artifacts"])), None)
+    if problem:
+        raise ChecksumError(f"{path} is not a tea-release manifest: {problem}")
     return manifest
+
+
+def artifact_problem(artifact: object) -> str | None:
+    """Why an artifact record is unusable (every reader takes these fields for what they say), or None."""
+    def named(record: object) -> bool:
+        return isinstance(record, dict) and isinstance(record.get("name"), str)
+
+    if not (named(artifact) and isinstance(artifact.get("sha256"), str)):
+        return f"an artifact record without a name and sha256: {json.dumps(artifact)[:80]}"
+    parts = artifact.get("parts") or []
+    if not isinstance(parts, list) or not all(named(part) and isinstance(part.get("sha256"), str) for part in parts):
+        return f"the parts of {artifact['name']} are not records with a name and sha256"
+    wrong = [key for key in (*COMPANIONS, "model") if artifact.get(key) is not None
+             and not (named(artifact[key]) or (key == "model" and isinstance(artifact[key], dict)))]
+    return f"{artifact['name']}: its {wrong[0]} is not a record" if wrong else None
 
 
 def merge_manifests(inputs: list[Path], out: Path) -> Path:

@@ -213,7 +213,13 @@ def checksums(dist: Path, merge: list[Path], out: Path | None) -> None:
 
 
 def merge_manifests(inputs: list[Path], out: Path) -> None:
-    log.info(f"wrote {checksums_module.merge_manifests(inputs, out)}")
+    """The release's manifest, and beside it the reassemble.sh of all its split files (each build's
+    covers only its own; `invoke checksums --merge` then lists this one)."""
+    from . import reassemble
+
+    merged = checksums_module.merge_manifests(inputs, out)
+    script = reassemble.write_reassemble_script(merged.parent, checksums_module.read_manifest(merged))
+    log.info(f"wrote {merged}" + (f" and {script}" if script else ""))
 
 
 def publish(dist: Path, target: str, *, tag: str | None, repo: str | None, draft: bool, dry_run: bool) -> None:

@@ -106,13 +106,13 @@ class FinalizeStep(BaseStep):
                     "artifacts": artifacts, "tools": tool_versions(settings),
                     "provenance": provenance.record(PINS_FILE, settings.release_date, build_system(ctx)),
                     "build_seconds": round(sum(ctx.timings.values()), 1), "step_seconds": ctx.timings}
+        script = reassemble.write_reassemble_script(dist, manifest)  # before the sums, which list it
+        if script is not None:
+            ctx.register(Kind.SCRIPT, script)
         sums = ctx.register(Kind.CHECKSUMS, checksums.write_sums(dist, checksums.published_names(manifest),
                                                                  known=known_hashes(artifacts))).path
         signature = signing.sign_sums(sums, settings.signing_key)
         if signature is not None:
             ctx.register(Kind.SIGNATURE, signature)
-        script = reassemble.write_reassemble_script(dist, manifest)
-        if script is not None:
-            ctx.register(Kind.SCRIPT, script)
         ctx.register(Kind.MANIFEST, write_manifest(dist, manifest))
         return {"artifacts": sorted(names)}

@@ -182,6 +182,23 @@ def strip_own_libraries(root: Path, strip: str = "strip") -> int:
     return len(libraries)
 
 
+def drop_install_origins(root: Path) -> list[str]:
+    """pip records where it installed a distribution from in `direct_url.json`: this checkout for
+    the app, the download cache for the llama.cpp and janus-swi wheels. Those are the builder's
+    paths; bundled, they would ship to every user and make the same commit build differently in
+    another checkout. Each is removed with its RECORD line; returns the distributions changed."""
+    changed = []
+    for origin in sorted(root.rglob("*.dist-info/direct_url.json")):
+        origin.unlink()
+        record = origin.with_name("RECORD")
+        if record.is_file():
+            entry = f"{origin.parent.name}/{origin.name},"
+            lines = record.read_text().splitlines(keepends=True)
+            record.write_text("".join(line for line in lines if not line.startswith(entry)))
+        changed.append(origin.parent.name)
+    return changed
+
+
 def check_frozen(command: list[str], version: str) -> None:
     """The step only succeeds if the frozen program answers like the source one. It runs on the
     build host: the base it was built for (this machine may be older, or of another arch)."""
@@ -238,5 +255,6 @@ def freeze(ctx: Context, flavor: Flavor, prolog: Artifact | None) -> dict:
              env={"PYTHONHASHSEED": "0", "SOURCE_DATE_EPOCH": "0", **source_tea(ctx, flavor)[1]})
     deduped = dedupe_shared_libs(onedir(settings, flavor))
     strip_own_libraries(onedir(settings, flavor), strip=host.strip)
+    drop_install_origins(onedir(settings, flavor))
     check_frozen(host.command([host.inside(onedir(settings, flavor) / "tea")]), settings.version)
     return {"onedir": str(onedir(settings, flavor)), "deduplicated_libs": deduped, "built_in": host.kind}

@@ -109,8 +109,11 @@ def gnupg(error: type[Exception] = BuildError) -> Iterator[GnuPG]:
     try:
         yield GnuPG(home, error)
     finally:
-        proc.run(["gpgconf", "--homedir", home, "--kill", "all"], check=False)
-        shutil.rmtree(home, ignore_errors=True)
+        try:
+            if shutil.which("gpgconf"):  # without it the agent leaves by itself once its home is gone
+                proc.run(["gpgconf", "--homedir", home, "--kill", "all"], check=False)
+        finally:  # the home may hold the secret key: it goes whatever happened above
+            shutil.rmtree(home, ignore_errors=True)
 
 
 class Signer:

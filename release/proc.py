@@ -77,6 +77,8 @@ def run(cmd: Sequence[str | os.PathLike], *, what: str | None = None, env: Mappi
             _append(done.stdout + done.stderr)
     except FileNotFoundError:
         raise error(f"{what}: command not found: {argv[0]} (run `invoke deps`)") from None
+    except OSError as exc:  # not a program this machine runs (ENOEXEC), not executable, ...
+        raise error(f"{what}: cannot run {argv[0]}: {exc.strerror or exc}") from None
     except subprocess.TimeoutExpired:
         raise error(f"{what} timed out after {timeout:.0f} s: {_short(argv)}{_where(log_path)}") from None
     if check and done.returncode != 0:

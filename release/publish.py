@@ -20,7 +20,6 @@ from .checksums import MANIFEST_NAME, SUMS_NAME, expected_sha256, published_name
 from .download import sha256_file
 from .errors import ChecksumError, ConfigError, PublishError
 from .github import Asset, GitHub, github_token
-from .reassemble import SCRIPT_NAME
 from .signing import sums_signature_path
 
 
@@ -65,10 +64,7 @@ class Report:
 def published_files(dist_dir: Path, manifest: dict) -> list[Path]:
     """Binaries first (parts instead of a split whole), then reassemble.sh, manifest, SHA256SUMS
     and its signature, when the release was signed."""
-    names = published_names(manifest)
-    if any(artifact.get("parts") for artifact in manifest["artifacts"]):
-        names.append(SCRIPT_NAME)
-    names += [MANIFEST_NAME, SUMS_NAME]
+    names = published_names(manifest) + [MANIFEST_NAME, SUMS_NAME]
     if sums_signature_path(Path(dist_dir) / SUMS_NAME).is_file():
         names.append(sums_signature_path(Path(dist_dir) / SUMS_NAME).name)
     paths = [Path(dist_dir) / name for name in names]

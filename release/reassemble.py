@@ -10,10 +10,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from .checksums import PLAIN_NAME, write_text_atomic
+from .checksums import PLAIN_NAME, SCRIPT_NAME, write_text_atomic
 from .errors import ConfigError
-
-SCRIPT_NAME = "reassemble.sh"
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 
 _HEADER = """\

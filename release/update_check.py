@@ -14,7 +14,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from . import log, proc
+from . import log, proc, signing
 from .appdir import link_or_copy
 from .artifact_source import is_url
 from .delta import zsync_path
@@ -32,12 +32,23 @@ def last_line(stderr: str) -> str:
     return (stderr.strip().splitlines() or ["(no output)"])[-1]
 
 
+def carries_a_key(appimage: Path) -> bool:
+    """Whether the AppImage is signed: its `.sig_key` holds the publisher's key."""
+    try:
+        section = signing.sections(appimage).get(signing.KEY_SECTION)
+    except VerifyError:  # no ELF section table: nothing to hold a key
+        return False
+    return section is not None and bool(signing.read_section(appimage, section).strip())
+
+
 def self_update(old: Path, release: str, expected: str, work: Path) -> str:
-    """Run OLD's `tea self-update` on a copy; its summary line."""
+    """Run OLD's `tea self-update` on a copy, as its user would (an unsigned OLD only updates with
+    --allow-unsigned, and then only over HTTPS or from a directory); its summary line."""
     copy = work / "self-update" / old.name
     link_or_copy(old, copy)
-    done = proc.run([copy, "self-update", "--release", release], what=f"{old.name} self-update", timeout=3600,
-                    check=False, error=VerifyError)
+    unsigned = [] if carries_a_key(old) else ["--allow-unsigned"]
+    done = proc.run([copy, "self-update", "--release", release, *unsigned], what=f"{old.name} self-update",
+                    timeout=3600, check=False, error=VerifyError)
     if done.returncode != 0:
         if "invalid choice: 'self-update'" in done.stderr:
             raise VerifyError(f"{old.name} has no `tea self-update` (it predates delta updates): give a newer OLD")

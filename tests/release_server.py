@@ -13,7 +13,9 @@ equation on the wire. `faults` is consumed one per ranged GET:
 - "tamper" flips one byte of the body.
 `stall_after`: after that many body bytes in all, the server stops sending and holds the
 connection until `release()` (a download that is killed half-way). `rate` (bytes per second)
-paces every answer like a slower link.
+paces every answer like a slower link. `redirect_to` (a base URL) answers every request for a
+file with a 302 to that file there. With `tls` (a PEM file holding a key and its certificate,
+see self_signed) it speaks HTTPS; a client trusts it through SSL_CERT_FILE=that file.
 Used by the tests and the delta benchmark.
 """
 
@@ -21,6 +23,8 @@ from __future__ import annotations
 
 import contextlib
 import re
+import ssl
+import subprocess
 import threading
 import time
 from collections import defaultdict, deque
@@ -47,20 +51,57 @@ def parse_ranges(header: str, size: int) -> list[tuple[int, int]]:
     return found
 
 
+def self_signed(directory: Path) -> Path:
+    """A key and a self-signed certificate for 127.0.0.1 in one PEM file (made once per directory)."""
+    pem = Path(directory) / "loopback-tls.pem"
+    if not pem.exists():
+        Path(directory).mkdir(parents=True, exist_ok=True)
+        subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+                        "-nodes", "-days", "2", "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
+                        "-keyout", str(pem.with_suffix(".key")), "-out", str(pem.with_suffix(".crt"))],
+                       check=True, capture_output=True)
+        pem.write_bytes(pem.with_suffix(".key").read_bytes() + pem.with_suffix(".crt").read_bytes())
+    return pem
+
+
+class _TLSServer(ThreadingHTTPServer):
+    """The TLS handshake happens in the request's own thread: a slow client never holds up the others."""
+
+    context: ssl.SSLContext
+
+    def get_request(self):
+        connection, address = super().get_request()
+        return self.context.wrap_socket(connection, server_side=True, do_handshake_on_connect=False), address
+
+    def finish_request(self, request, client_address) -> None:
+        try:
+            request.do_handshake()
+        except (ssl.SSLError, OSError):
+            return
+        super().finish_request(request, client_address)
+
+
 class ReleaseServer:
-    def __init__(self, root: Path) -> None:
-        self.root = Path(root)
+    def __init__(self, root: Path, tls: Path | None = None) -> None:
+        self.root, self.tls = Path(root), tls
         self.faults: deque[str] = deque()
         self.requests: list[tuple[str, str, dict]] = []
         self.sent: dict[str, int] = defaultdict(int)
         self.stall_after: int | None = None
         self.rate: float | None = None
+        self.redirect_to: str | None = None
         self.stalled = threading.Event()
         self._go_on = threading.Event()
         self.lock = threading.Lock()
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), type("Handler", (_Handler,), {"server_state": self}))
+        handler = type("Handler", (_Handler,), {"server_state": self})
+        if tls is None:
+            self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        else:
+            self.httpd = _TLSServer(("127.0.0.1", 0), handler)
+            self.httpd.context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            self.httpd.context.load_cert_chain(tls)
         self.httpd.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/"
+        self.url = f"{'https' if tls else 'http'}://127.0.0.1:{self.httpd.server_address[1]}/"
         threading.Thread(target=self.httpd.serve_forever, args=(0.05,), daemon=True).start()
 
     @property
@@ -107,14 +148,18 @@ class _Handler(BaseHTTPRequestHandler):
         with state.lock:
             state.requests.append((self.command, self.path, dict(self.headers)))
         match = PLAIN.fullmatch(self.path)
+        if match and state.redirect_to:
+            return self.empty(302, {"Location": state.redirect_to + match[1]})
         path = state.root / match[1] if match else None
         if path is None or not path.is_file():
             return self.empty(404)
         with path.open("rb") as handle:
             send_file(self, FileBytes(handle, path.stat().st_size), body, lambda n: self.count(path.name, n), state)
 
-    def empty(self, status: int) -> None:
+    def empty(self, status: int, headers: dict[str, str] | None = None) -> None:
         self.send_response(status)
+        for name, value in (headers or {}).items():
+            self.send_header(name, value)
         self.send_header("Content-Length", "0")
         self.end_headers()
 

@@ -113,7 +113,8 @@ def test_release_job_attests_every_published_file_before_publishing():
     assert steps[attest]["with"] == {"subject-path": "dist/*"}
     publish = next(i for i, step in enumerate(steps) if "invoke publish" in step.get("run", ""))
     merge = next(i for i, step in enumerate(steps) if "invoke checksums" in step.get("run", ""))
-    assert merge < attest < publish  # attests the merged, signed sums and what gets published
+    manifest = next(i for i, step in enumerate(steps) if "invoke manifest" in step.get("run", ""))
+    assert manifest < merge < attest < publish  # the merged sums list the merged manifest's reassemble.sh
     assert "TEA_RELEASE_SIGNING_KEY" in steps[merge]["env"]
 
 

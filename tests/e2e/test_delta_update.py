@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from tests.e2e.test_incremental import copy_repo
-from tests.release_server import ReleaseServer
+from tests.release_server import ReleaseServer, self_signed
 from the_edge_agent.update.blockmap import BLOCK_SIZE, block_digest, read_blocks
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("delta")]
@@ -78,13 +78,15 @@ def test_self_update_from_the_parts_transfers_at_most_5_percent(releases, tmp_pa
     installed = tmp_path / "Applications" / old.name
     installed.parent.mkdir()
     shutil.copy2(old, installed)
-    with ReleaseServer(published) as server:
-        done = subprocess.run([str(installed), "self-update", "--release", server.url], capture_output=True,
-                              text=True, timeout=600)
+    tls = self_signed(tmp_path)
+    env = {**os.environ, "SSL_CERT_FILE": str(tls)}  # unsigned releases: over HTTPS, when asked
+    with ReleaseServer(published, tls=tls) as server:
+        done = subprocess.run([str(installed), "self-update", "--release", server.url, "--allow-unsigned"],
+                              capture_output=True, text=True, timeout=600, env=env)
         assert done.returncode == 0, done.stderr
         sent = dict(server.sent)
-        again = subprocess.run([str(installed), "self-update", "--check", "--release", server.url],
-                               capture_output=True, text=True, timeout=600)
+        again = subprocess.run([str(installed), "self-update", "--check", "--release", server.url,
+                                "--allow-unsigned"], capture_output=True, text=True, timeout=600, env=env)
     assert sha256(installed) == sha256(new) and os.access(installed, os.X_OK)
     assert all(name.startswith((new.name + ".part", new.name + ".blockmap", "SHA256SUMS")) for name in sent)
     print(f"\nself-update: {sum(sent.values())} bytes of {new.stat().st_size} "

@@ -3,8 +3,8 @@
 It answers the calls release/github.py makes the way github.com does: a token is required, a
 draft release is visible only in the release list, an upload of `cap` bytes or more gets the 422
 GitHub sends ("size must be less than ..."), and a second asset with one name is refused. It can
-be told to fail uploads after N successes — dropping the connection half-way (leaving a "starter"
-asset, as GitHub does) or answering 500 — and serves asset bytes under /download/ (with byte
+be told to fail uploads after N successes — dropping the connection half-way or after the last
+byte (leaving a "starter" asset, as GitHub does) or answering 500 — and serves asset bytes under /download/ (with byte
 ranges) so a published release can be fetched back. Like github.com for a public repository, it
 answers `releases/latest` and `releases/tags/TAG` without a token (what `tea self-update` asks).
 """
@@ -66,7 +66,7 @@ class FakeGitHub:
         self.requests: list[tuple[str, str]] = []
         self.downloaded: dict[str, int] = {}  # asset name → body bytes sent under /download/
         self.fail_after: int | None = None  # uploads after this many successes fail
-        self.failure = "drop"  # or "500"
+        self.failure = "drop"  # or "500", or "drop-at-end" (every byte received, still a "starter" asset)
         self.lock = threading.Lock()
         self._ids = itertools.count(1)
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self))
@@ -233,7 +233,8 @@ def _fail_upload(h, fake: FakeGitHub, release: FakeRelease, query: dict) -> None
     if fake.failure == "500":
         h.drain()
         return h.send_json(500, {"message": "Server Error"})
-    received = h.drain(limit=int(h.headers.get("Content-Length", 0)) // 2)
+    length = int(h.headers.get("Content-Length", 0))
+    received = h.drain(limit=length if fake.failure == "drop-at-end" else length // 2)
     with fake.lock:
         asset = FakeAsset(fake.next_id(), query["name"], query.get("label", ""), received, state="starter")
         release.assets[asset.id] = asset

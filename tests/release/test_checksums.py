@@ -89,7 +89,8 @@ def test_write_sums_takes_basenames_only(dist):
 def test_published_names_lists_parts_instead_of_a_split_whole():
     manifest = {"artifacts": [{"name": "a", "parts": [{"name": "a.part01"}, {"name": "a.part02"}]},
                               {"name": "b", "parts": []}, {"name": "c"}]}
-    assert published_names(manifest) == ["a.part01", "a.part02", "b", "c"]
+    assert published_names(manifest) == ["a.part01", "a.part02", "b", "c", "reassemble.sh"]
+    assert published_names({"artifacts": [{"name": "b", "parts": []}, {"name": "c"}]}) == ["b", "c"]
 
 
 def write(path: Path, text: str) -> Path:
@@ -103,6 +104,19 @@ def test_merge_sums_combines_per_arch_files_and_agrees_on_repeats(tmp_path):
     out = merge_sums([x86, arm], tmp_path / "out" / "SHA256SUMS")
     assert out.read_text() == (f"{'c' * 64}  notes.txt\n{'b' * 64}  tea-aarch64.AppImage\n"
                                f"{'a' * 64}  tea-x86_64.AppImage\n")
+
+
+def test_merge_sums_lists_the_releases_reassemble_script_not_each_builds(tmp_path):
+    """Issue 24 N8: each build's reassemble.sh covers its own parts; the release publishes the
+    one `invoke manifest --merge` writes beside the merged sums, and lists it."""
+    x86 = write(tmp_path / "x86", f"{'a' * 64}  tea-x86_64.AppImage.part01\n{'1' * 64}  reassemble.sh\n")
+    arm = write(tmp_path / "arm", f"{'b' * 64}  tea-aarch64.AppImage.part01\n{'2' * 64}  reassemble.sh\n")
+    (tmp_path / "dist").mkdir()
+    without = read_sums(merge_sums([x86, arm], tmp_path / "dist" / "SHA256SUMS"))
+    assert sorted(without) == ["tea-aarch64.AppImage.part01", "tea-x86_64.AppImage.part01"]
+    script = write(tmp_path / "dist" / "reassemble.sh", "#!/bin/sh\n")
+    merged = read_sums(merge_sums([x86, arm], tmp_path / "dist" / "SHA256SUMS"))
+    assert merged["reassemble.sh"] == sha256(script.read_bytes()) and len(merged) == 3
 
 
 def test_merge_sums_refuses_two_hashes_for_one_name(tmp_path):
@@ -130,6 +144,19 @@ def test_merge_manifests_unions_artifacts_and_refuses_conflicts(tmp_path):
     other_release = json.loads(arm.read_text()) | {"version": "0.2.0"}
     with pytest.raises(ChecksumError, match="version 0.2.0"):
         merge_manifests([x86, write(tmp_path / "new.json", json.dumps(other_release))], tmp_path / "bad.json")
+
+
+def test_merge_manifests_refuses_builds_of_another_commit(tmp_path):
+    """Same version, other commit: two builds that must not be published as one release."""
+    x86 = json.loads(manifest(tmp_path / "x86.json", ("tea-x86_64.AppImage", "a" * 64)).read_text())
+    arm = json.loads(manifest(tmp_path / "arm.json", ("tea-aarch64.AppImage", "b" * 64)).read_text())
+    one = write(tmp_path / "one.json", json.dumps({**x86, "commit": "1" * 40}))
+    other = write(tmp_path / "other.json", json.dumps({**arm, "commit": "2" * 40}))
+    with pytest.raises(ChecksumError, match=f"is from commit {'2' * 40}, .* from {'1' * 40}"):
+        merge_manifests([one, other], tmp_path / "manifest.json")
+    assert not (tmp_path / "manifest.json").exists()
+    same = write(tmp_path / "same.json", json.dumps({**arm, "commit": "1" * 40}))
+    assert json.loads(merge_manifests([one, same], tmp_path / "manifest.json").read_text())["commit"] == "1" * 40
 
 
 def test_local_appimage_with_its_sums_line_is_accepted_in_place(dist, tmp_path):

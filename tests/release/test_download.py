@@ -36,7 +36,8 @@ class BlobServer:
     `faults` is consumed one per GET of /file: an int status, a (status, headers) pair, "drop"
     (send half the body, then close), "ignore-range" (answer 200 with everything), "endless" (no
     length, then the blob over and over, up to ENDLESS bytes), "dup-length" (Content-Length: N, N)
-    or "two-lengths" (Content-Length: N, N+1).
+    or "two-lengths" (Content-Length: N, N+1), "no-length" (the blob, then hang up: no Content-Length) or
+    "wrong-offset" (a 206 from byte 0, whatever range was asked for).
     """
 
     def __init__(self, data: bytes) -> None:
@@ -112,6 +113,10 @@ class BlobHandler(BaseHTTPRequestHandler):
         if start is not None and start >= len(data):
             return self.empty(416, {"Content-Range": f"bytes */{len(data)}"})
         self.send_response(200 if start is None else 206)
+        if fault == "wrong-offset":
+            start = 0  # a 206 for another range than the one asked for
+        if fault == "no-length":
+            return self.close_delimited(data)
         if start is not None:
             self.send_header("Content-Range", f"bytes {start}-{len(data) - 1}/{len(data)}")
         length = len(data) - (start or 0)
@@ -124,6 +129,13 @@ class BlobHandler(BaseHTTPRequestHandler):
         if body:
             self.send_body(payload[: len(payload) // 2] if fault == "drop" else payload)
         self.close_connection = fault == "drop"
+
+    def close_delimited(self, data: bytes) -> None:
+        """The body ends where the connection does (HTTP/1.0 style): only the client can cap it."""
+        self.send_header("Connection", "close")
+        self.end_headers()
+        self.close_connection = True
+        self.count(data)
 
     def endless(self) -> None:
         """A hostile server: no length, and bytes until the client hangs up (or ENDLESS)."""
@@ -444,6 +456,35 @@ def test_announced_length_beyond_the_pin_is_refused_before_the_body(tmp_path, se
     remote = RemoteFile("blob.bin", (small.url + "/file",), None, None, limit=999)
     with pytest.raises(DownloadError, match="announces 1000 bytes, more than the 999 expected"):
         download(remote, tmp_path / "x", retry=FAST)
+
+
+def test_a_body_of_exactly_the_limit_is_accepted_announced_or_not(tmp_path, servers):
+    small = servers(os.urandom(1000))
+    small.faults.extend([None, "no-length"])
+    for run in ("announced", "close-delimited"):
+        dest = tmp_path / run
+        assert download(small.remote(sha256=None, size=None, limit=1000), dest, retry=FAST) == small.sha256
+        assert dest.read_bytes() == small.data
+
+
+def test_one_byte_past_the_limit_is_refused_without_a_length(tmp_path, servers):
+    small = servers(os.urandom(1000))
+    small.faults.extend(["no-length"] * 3)
+    with pytest.raises(DownloadError, match="sent more than the 999 bytes expected"):
+        download(small.remote(sha256=None, size=None, limit=999), tmp_path / "x", retry=FAST)
+    assert not (tmp_path / "x").exists() and not (tmp_path / "x.part").exists()
+
+
+def test_a_206_for_another_offset_is_never_spliced_onto_the_part(tmp_path, server):
+    """An unpinned file has no sha256 to catch spliced bytes afterwards: they would become its pin."""
+    dest = tmp_path / "blob.bin"
+    part = dest.with_name(dest.name + ".part")
+    part.write_bytes(server.data[:1000])
+    cache.write_json(part.with_name(part.name + ".json"), {"url": server.url + "/file", "etag": server.etag})
+    server.faults.append("wrong-offset")
+    assert download(server.remote(sha256=None, size=None), dest, retry=FAST) == server.sha256
+    assert dest.read_bytes() == server.data
+    assert [headers.get("Range") for headers in server.gets()] == ["bytes=1000-", None]
 
 
 def test_wrong_bytes_from_one_mirror_fall_back_to_the_next(tmp_path, servers):

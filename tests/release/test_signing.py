@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 import subprocess
 import tempfile
 from pathlib import Path
@@ -306,6 +307,21 @@ def test_no_gnupg_home_is_left_behind(appimage, signing_key, monkeypatch):
         monkeypatch.setattr(tempfile, "tempdir", private)
         signing.finish_appimage(appimage, signing_key)
         assert os.listdir(private) == []
+
+
+def test_no_gnupg_home_is_left_behind_without_gpgconf(sums, signing_key, public_keyring, tmp_path, monkeypatch):
+    """Issue 24 N18: a missing gpgconf used to end the cleanup before the home (and the secret key
+    imported into it) was removed."""
+    only_gpg = tmp_path / "bin"
+    only_gpg.mkdir()
+    (only_gpg / "gpg").symlink_to(shutil.which("gpg"))
+    with tempfile.TemporaryDirectory(dir="/tmp") as private:
+        monkeypatch.setattr(tempfile, "tempdir", private)
+        monkeypatch.setenv("PATH", str(only_gpg))
+        signature = signing.sign_sums(sums, signing_key)
+        assert os.listdir(private) == []
+    monkeypatch.undo()
+    assert signing.verify_sums(sums, signature, public_keyring) == signing_key.fingerprint
 
 
 def test_a_temp_dir_too_long_for_the_agent_socket_still_signs(appimage, signing_key, tmp_path, monkeypatch,

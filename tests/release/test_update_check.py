@@ -7,9 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from release import update_check
+from release import signing, update_check
 from release.download import sha256_file
 from release.errors import VerifyError
+from test_appimage_format import appdir, appimage, runtime  # noqa: F401
 
 
 def stand_in(path: Path, script: str) -> Path:
@@ -50,3 +51,17 @@ def test_a_failing_update_is_one_line(tmp_path, new, script, message):
     with pytest.raises(VerifyError, match=message.replace("(", r"\(").replace(")", r"\)")):
         update_check.check_update(stand_in(tmp_path / "old.AppImage", script + "\n"), new, str(new.parent),
                                   whole_published=False, work=tmp_path / "work")
+
+
+def test_an_unsigned_old_updates_as_its_user_would_with_allow_unsigned(tmp_path, new):
+    """Issue 24 N7: an unsigned tea self-updates only when asked; a signed one is never asked."""
+    old = stand_in(tmp_path / "old.AppImage", f'echo "$@" > {tmp_path / "args"}\ntarget=$(readlink -f "$0")\n'
+                                              f'cp {new} "$target.tmp" && mv "$target.tmp" "$target"\n')
+    update_check.check_update(old, new, str(new.parent), whole_published=False, work=tmp_path / "work")
+    assert (tmp_path / "args").read_text().split() == ["self-update", "--release", str(new.parent), "--allow-unsigned"]
+
+
+def test_a_signed_appimage_carries_a_key_and_an_unsigned_one_none(appimage, signing_key):
+    assert not update_check.carries_a_key(appimage)
+    signing.finish_appimage(appimage, signing_key)
+    assert update_check.carries_a_key(appimage)

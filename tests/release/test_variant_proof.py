@@ -7,7 +7,11 @@ dies with SIGILL must fail the step with one line naming it.
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import os
+import signal
+import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -158,6 +162,123 @@ def test_without_a_native_run_an_emulated_probe_is_held_to_the_reference():
         "rounding: mean |d log p| 0.200"
     with pytest.raises(VerifyError, match="off by 1.00 nats"):
         prover.prove_emulated(tea, Machine("max", "qemu"), "sse42", native=False)
+
+
+# --- prove()'s decisions on a recorded machine: no AppDir, no model, no qemu -------------------------
+
+HOST_SCORES = {"haswell": 64, "sandybridge": 32, "sse42": 8, "x64": 1, "zen4": 0}
+CPU_SCORES = {"Westmere": {"sse42": 8, "x64": 1}, "SandyBridge": {"sandybridge": 32, "sse42": 8, "x64": 1}}
+PROBE = [-1.25, -0.5, -3.0]
+
+
+@dataclass(frozen=True)
+class RecordedTea(variant_proof.FrozenTea):
+    """A frozen tea that answers each command the way the real one did on each machine, through the
+    seam every run goes through (FrozenTea.run), with the scores of `host` natively and of
+    `emulated[cpu]` under qemu, and the CPU's own identity (`tea doctor --json`'s cpuid: qemu's
+    model under emulation). A variant the machine cannot execute dies with SIGILL; an emulated run
+    without the bootloader's restart environment escapes qemu and sees this host, as the real one
+    does. `probes[(cpu, variant)]` overrides the probe (default PROBE)."""
+
+    host: dict = dataclasses.field(default_factory=lambda: dict(HOST_SCORES))
+    emulated: dict = dataclasses.field(default_factory=lambda: dict(CPU_SCORES))
+    probes: dict = dataclasses.field(default_factory=dict)
+    answer_text: str = "4"
+
+    def run(self, machine: Machine, args: list[str], **extra: str) -> subprocess.CompletedProcess:
+        escaped = machine.cpu and "_PYI_ARCHIVE_FILE" not in self.restarted_bootloader_env()
+        cpu = None if escaped else machine.cpu
+        scores = self.host if cpu is None else self.emulated[cpu]
+        variant = extra.get(variant_proof.FORCE_ENV)
+        if variant is not None and scores.get(variant, 0) <= 0:
+            return subprocess.CompletedProcess(args, -signal.SIGILL, "", "")
+        if args[:2] == ["doctor", "--json"]:
+            out = {"cpu": {"name": "host CPU", "cpuid": f"GenuineIntel QEMU {cpu}" if cpu else "AuthenticAMD host"},
+                   "variants": [{"name": n, "score": s} for n, s in scores.items()]}
+        elif args[0] == variant_proof.PROBE_COMMAND:
+            out = {"logprobs": self.probes.get((cpu, variant), PROBE)}
+        else:
+            out = {"answer": self.answer_text}
+        return subprocess.CompletedProcess(args, 0, json.dumps(out), "")
+
+
+class EscapingTea(RecordedTea):
+    def restarted_bootloader_env(self) -> dict[str, str]:
+        return {}
+
+
+@pytest.fixture
+def qemu(tmp_path, monkeypatch) -> None:
+    """qemu-x86_64-static on PATH (never run: the recorded tea answers for it)."""
+    (tmp_path / "bin").mkdir()
+    (tmp_path / "bin" / "qemu-x86_64-static").write_text("#!/bin/sh\nexit 99\n")
+    (tmp_path / "bin" / "qemu-x86_64-static").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{tmp_path / 'bin'}:{os.environ['PATH']}")
+    monkeypatch.setattr(variant_proof.arches, "host_arch", lambda: "x86_64")
+
+
+def recorded(cls=RecordedTea, **fields) -> RecordedTea:
+    return cls(Path("/appdir/usr/bin/tea"), Path("/appdir/model.gguf"), {}, **fields)
+
+
+def test_prove_runs_every_runnable_variant_natively_and_the_picked_one_per_emulated_cpu(qemu):
+    record = variant_proof.prove(recorded(), sorted(HOST_SCORES), arch="x86_64", cpus=["Westmere", "SandyBridge"],
+                                 reference="4")
+    assert set(record["native"]) == {"haswell", "sandybridge", "sse42", "x64"}
+    assert set(record["answers"].values()) == {"identical"}
+    assert {name: run["cpu"] for name, run in record["emulated"].items()} == {"sse42": "Westmere",
+                                                                             "sandybridge": "SandyBridge"}
+    assert {run["probe"] for run in record["emulated"].values()} == {"identical to native"}
+    assert record["unproven"] == ["zen4"] and record["host_cpu"] == "host CPU"
+
+
+def test_an_emulation_that_did_not_take_effect_fails_the_proof_fast(qemu):
+    with pytest.raises(VerifyError, match="^qemu -cpu Westmere did not take effect"):
+        variant_proof.prove(recorded(EscapingTea), sorted(HOST_SCORES), arch="x86_64", cpus=["Westmere"],
+                            reference="4")
+
+
+def test_an_emulated_cpu_that_scores_like_this_host_is_no_failure(qemu):
+    """Haswell under qemu on an AVX2-only host (an AMD EPYC here) scores the variants like the host:
+    the warm-up release failed on it; tea's own CPUID tells the emulation apart."""
+    tea = recorded(emulated={**CPU_SCORES, "Haswell": HOST_SCORES})
+    record = variant_proof.prove(tea, sorted(HOST_SCORES), arch="x86_64", cpus=["Haswell"], reference="4")
+    assert record["emulated"]["haswell"] == {**record["emulated"]["haswell"], "cpu": "Haswell",
+                                             "probe": "identical to native"}
+
+
+def test_an_emulated_variant_within_rounding_but_not_equal_to_its_native_run_fails(qemu):
+    """Rounding excuses another variant, never the same code on another CPU."""
+    tea = recorded(probes={("Westmere", "sse42"): [-1.25, -0.5, -3.01]})
+    with pytest.raises(VerifyError, match="'sse42' under qemu -cpu Westmere computes other log-probabilities"):
+        variant_proof.prove(tea, sorted(HOST_SCORES), arch="x86_64", cpus=["Westmere"], reference="4")
+
+
+def test_a_variant_this_host_cannot_run_is_held_to_the_reference_on_its_emulated_cpu(qemu):
+    """On a host without AVX the emulated SandyBridge's variant is proven against the host's best
+    variant, within rounding: it never runs natively (it would die)."""
+    host = {"sse42": 8, "x64": 1, "sandybridge": 0}
+    tea = recorded(host=host, probes={("SandyBridge", "sandybridge"): [-1.3, -0.5, -3.0]})
+    record = variant_proof.prove(tea, sorted(host), arch="x86_64", cpus=["SandyBridge"], reference="4")
+    assert set(record["native"]) == {"sse42", "x64"} and record["unproven"] == []
+    assert record["emulated"]["sandybridge"]["probe"] == "rounding: mean |d log p| 0.017"
+    far = recorded(host=host, probes={("SandyBridge", "sandybridge"): [-3.0, -2.5, -3.0]})
+    with pytest.raises(VerifyError, match="'sandybridge' under qemu -cpu SandyBridge probe, and .* off by 1.25"):
+        variant_proof.prove(far, sorted(host), arch="x86_64", cpus=["SandyBridge"], reference="4")
+
+
+def test_a_variant_that_dies_natively_fails_the_proof_naming_it(qemu):
+    class Dies(RecordedTea):
+        """sse42 scores on this host, yet dies there (an instruction it should not use)."""
+
+        def run(self, machine, args, **extra):
+            if extra.get(variant_proof.FORCE_ENV) == "sse42" and not machine.cpu:
+                return subprocess.CompletedProcess(args, -signal.SIGILL, "", "")
+            return super().run(machine, args, **extra)
+
+    with pytest.raises(VerifyError, match=r"^CPU variant 'sse42' natively on host CPU died with SIGILL$"):
+        variant_proof.prove(recorded(Dies, host={"sse42": 8, "x64": 1}), ["sse42", "x64"], arch="x86_64", cpus=[],
+                            reference="4")
 
 
 def test_an_emulated_cpu_is_told_by_its_own_identity_even_with_the_hosts_scores():

@@ -68,6 +68,11 @@ def parser() -> argparse.ArgumentParser:
                              "(default: the key a signed AppImage carries)")
     update.add_argument("--appimage", type=Path, metavar="PATH",
                         help="the AppImage to update (default: $APPIMAGE, the one running)")
+    update.add_argument("--allow-unsigned", action="store_true",
+                        help="update an unsigned AppImage without --keyring: SHA256SUMS is then trusted as "
+                             "fetched, so only over HTTPS (or from a local directory)")
+    update.add_argument("--allow-downgrade", action="store_true",
+                        help="take the release even when it is older than this tea")
     update.set_defaults(handler=command_self_update)
     return root
 

@@ -2,9 +2,12 @@
 
 1. One read of the installed file: the digest of each aligned block. Same size and every block
    equal: it is up to date, and nothing is written.
-2. The new file is assembled in `.<name>.<sha256[:16]>.update` beside the AppImage (the only
-   place the updater writes), locked against a second updater. A partial left by an interrupted
-   run is kept: its blocks that already match the block map are done.
+2. The new file is assembled as `<sha256[:16]>` in `.<name>.update/` beside the AppImage (the
+   only place the updater writes): a directory it makes itself, only its user may enter, and that
+   it refuses unless it is exactly that (another user could otherwise plant a symlink there and
+   have the update write into the victim's files). It is opened by descriptor, the partial with
+   O_NOFOLLOW (and O_EXCL when new), and locked against a second updater. A partial left by an
+   interrupted run is kept: its blocks that already match the block map are done.
 3. Every block the new file shares with the old one (wherever it sits there) is copied from it;
    the rest is fetched in runs of consecutive blocks, mapped onto the release's files (the whole
    AppImage, or its .partNN parts). Each fetched block is checked against the block map before it
@@ -19,7 +22,6 @@ import contextlib
 import fcntl
 import hashlib
 import os
-import re
 import stat
 import sys
 import time
@@ -120,28 +122,67 @@ def make_plan(blockmap: BlockMap, digests: list[bytes], done: set[int]) -> Plan:
     return plan
 
 
-def partial_path(target: Path, blockmap: BlockMap) -> Path:
-    return target.with_name(f".{target.name}.{blockmap.sha256[:16]}.update")
+def work_dir(target: Path) -> Path:
+    return target.with_name(f".{target.name}.update")
 
 
-def remove_other_partials(target: Path, keep: Path) -> None:
-    """Partials of another release of this AppImage are of no use any more."""
-    pattern = re.compile(re.escape(f".{target.name}.") + r"[0-9a-f]{16}\.update")
-    for path in target.parent.iterdir():
-        if pattern.fullmatch(path.name) and path != keep:
-            path.unlink(missing_ok=True)
+def partial_name(blockmap: BlockMap) -> str:
+    return blockmap.sha256[:16]
 
 
 @contextlib.contextmanager
-def locked_partial(path: Path, size: int) -> Iterator[tuple[int, bool]]:
-    """(descriptor, whether it holds an earlier run's work) of the partial file, locked."""
-    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+def private_work_dir(target: Path) -> Iterator[int]:
+    """A descriptor of the work directory, locked: made here if missing, and refused unless it is a
+    real directory of this user that no one else may write (nothing in it is another user's)."""
+    path = work_dir(target)
+    with contextlib.suppress(FileExistsError):
+        os.mkdir(path, 0o700)
     try:
+        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError:  # a symlink (ELOOP) or not a directory
+        raise UpdateError(f"{path} is not a directory the update made: remove it, then run `tea self-update` "
+                          f"again") from None
+    try:
+        info = os.fstat(fd)
+        if info.st_uid != os.geteuid() or info.st_mode & 0o077:
+            raise UpdateError(f"{path} is not private to you (owner {info.st_uid}, mode "
+                              f"{stat.S_IMODE(info.st_mode):o}): remove it, then run `tea self-update` again")
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            raise UpdateError(f"another `tea self-update` is updating {path.parent}: wait for it") from None
-        resumed = os.fstat(fd).st_size == size
+            raise UpdateError(f"another `tea self-update` is updating {target}: wait for it") from None
+        try:
+            yield fd
+        finally:
+            with contextlib.suppress(OSError):  # only when empty: an interrupted run's partial stays
+                os.rmdir(path)
+    finally:
+        os.close(fd)
+
+
+def remove_other_partials(directory: int, keep: str) -> None:
+    """Partials of another release of this AppImage are of no use any more."""
+    for name in os.listdir(directory):
+        if name != keep:
+            os.unlink(name, dir_fd=directory)
+
+
+@contextlib.contextmanager
+def opened_partial(directory: int, name: str, size: int, where: Path) -> Iterator[tuple[int, bool]]:
+    """(descriptor, whether it holds an earlier run's work) of the partial file `name` in the work
+    directory `where` (open as `directory`); never through a symlink."""
+    flags = os.O_RDWR | os.O_NOFOLLOW | os.O_CLOEXEC
+    try:
+        try:
+            fd, resumed = os.open(name, flags | os.O_CREAT | os.O_EXCL, 0o600, dir_fd=directory), False
+        except FileExistsError:
+            fd, resumed = os.open(name, flags, dir_fd=directory), True
+    except OSError as error:  # ELOOP: a symlink
+        raise UpdateError(f"{where / name}: {error.strerror}: remove {where}, then run `tea self-update` again") from None
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise UpdateError(f"{where / name} is not a file: remove {where}, then run `tea self-update` again")
+        resumed = resumed and os.fstat(fd).st_size == size
         if not resumed:
             os.ftruncate(fd, 0)
             os.ftruncate(fd, size)
@@ -222,30 +263,28 @@ def write_checked(fd: int, blockmap: BlockMap, index: int, pending: bytearray, s
     return index + 1
 
 
-def verify_whole(path: Path, blockmap: BlockMap) -> None:
+def whole_digest(fd: int, blockmap: BlockMap) -> str:
+    """The sha256 of the partial file (one read)."""
     progress = Progress(f"verifying {blockmap.name}", blockmap.size)
     digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in read_blocks(handle, 1 << 20):
-            digest.update(block)
-            progress.add(len(block))
+    for start in range(0, blockmap.size, 1 << 20):
+        block = os.pread(fd, min(1 << 20, blockmap.size - start), start)
+        digest.update(block)
+        progress.add(len(block))
     progress.close()
-    if digest.hexdigest() != blockmap.sha256:
-        path.unlink(missing_ok=True)
-        raise UpdateError(f"the assembled {blockmap.name} has sha256 {digest.hexdigest()[:16]}…, the release "
-                          f"says {blockmap.sha256[:16]}…: discarded it (the installed AppImage is unchanged)")
+    return digest.hexdigest()
 
 
-def replace(target: Path, partial: Path, fd: int) -> None:
+def replace(target: Path, directory: int, name: str, fd: int) -> None:
     """The new file takes the old one's mode and place, atomically."""
     os.fchmod(fd, stat.S_IMODE(target.stat().st_mode))
     os.fsync(fd)
-    os.replace(partial, target)
-    directory = os.open(target.parent, os.O_RDONLY | os.O_DIRECTORY)
+    os.replace(name, target, src_dir_fd=directory)
+    parent = os.open(target.parent, os.O_RDONLY | os.O_DIRECTORY)
     try:
-        os.fsync(directory)
+        os.fsync(parent)
     finally:
-        os.close(directory)
+        os.close(parent)
 
 
 @dataclass
@@ -261,19 +300,24 @@ def update(target: Path, blockmap: BlockMap, files: list[SourceFile], transport:
     digests = old_digests(target, blockmap)
     if up_to_date(target, blockmap, digests):
         return Outcome(False)
-    partial = partial_path(target, blockmap)
     if check:
         plan = make_plan(blockmap, digests, set())
         return Outcome(True, len(plan.reuse), plan.fetch_bytes(blockmap))
-    remove_other_partials(target, partial)
-    with locked_partial(partial, blockmap.size) as (fd, resumed):
-        plan = make_plan(blockmap, digests, blocks_in_place(fd, blockmap) if resumed else set())
-        copy_reused(target, fd, blockmap, plan)
-        fetched = plan.fetch_bytes(blockmap)
-        progress = Progress(f"downloading {blockmap.name}", fetched)
-        for run in plan.runs():
-            fetch_run(fd, blockmap, files, run, transport, progress)
-        progress.close()
-        verify_whole(partial, blockmap)
-        replace(target, partial, fd)
+    name = partial_name(blockmap)
+    with private_work_dir(target) as directory:
+        remove_other_partials(directory, name)
+        with opened_partial(directory, name, blockmap.size, work_dir(target)) as (fd, resumed):
+            plan = make_plan(blockmap, digests, blocks_in_place(fd, blockmap) if resumed else set())
+            copy_reused(target, fd, blockmap, plan)
+            fetched = plan.fetch_bytes(blockmap)
+            progress = Progress(f"downloading {blockmap.name}", fetched)
+            for run in plan.runs():
+                fetch_run(fd, blockmap, files, run, transport, progress)
+            progress.close()
+            digest = whole_digest(fd, blockmap)
+            if digest != blockmap.sha256:
+                os.unlink(name, dir_fd=directory)
+                raise UpdateError(f"the assembled {blockmap.name} has sha256 {digest[:16]}…, the release says "
+                                  f"{blockmap.sha256[:16]}…: discarded it (the installed AppImage is unchanged)")
+            replace(target, directory, name, fd)
     return Outcome(True, len(plan.reuse), fetched)

@@ -89,7 +89,7 @@ class BlockMap:
             parts = tuple(Part(str(p["name"]), int(p["size"])) for p in data.get("parts") or ())
             found = cls(str(data["name"]), int(data["size"]), str(data["sha256"]),
                         base64.b64decode(data["blocks"], validate=True), parts, int(data["block_size"]))
-        except (ValueError, KeyError, TypeError, AttributeError) as error:
+        except (ValueError, KeyError, TypeError, AttributeError, RecursionError) as error:
             raise BlockMapError(f"malformed block map ({error})") from None
         found.check()
         return found
@@ -100,7 +100,8 @@ class BlockMap:
             (not PLAIN_NAME.fullmatch(self.name), f"bad file name {self.name!r}"),
             (not re.fullmatch(r"[0-9a-f]{64}", self.sha256), "bad sha256"),
             (self.block_size <= 0 or self.size < 0, "bad sizes"),
-            (len(self.digests) != self.blocks * DIGEST_BYTES, "digest count does not match the size"),
+            (self.block_size > 0 and len(self.digests) != self.blocks * DIGEST_BYTES,
+             "digest count does not match the size"),
             (bool(self.parts) and sum(p.size for p in self.parts) != self.size, "parts do not add up to the size"),
             (any(not PLAIN_NAME.fullmatch(p.name) or p.size <= 0 for p in self.parts), "bad part name or size"),
         ]

@@ -1,9 +1,14 @@
-"""`tea self-update [--check] [--release URL|DIR] [--keyring FILE] [--appimage PATH]`.
+"""`tea self-update [--check] [--release URL|DIR] [--keyring FILE] [--appimage PATH] [--allow-unsigned]
+[--allow-downgrade]`.
 
 The AppImage to update is the one tea runs from ($APPIMAGE, set by the AppImage runtime). Its
 update information says where the next release is; the release's SHA256SUMS is the trust root
 (its signature is checked with the publisher's key when the AppImage is signed, or with
---keyring): the block map, and through it every byte of the new file, must match it.
+--keyring): the block map, and through it every byte of the new file, must match it. An unsigned
+AppImage without --keyring has only TLS to vouch for SHA256SUMS: it updates only when asked with
+--allow-unsigned, and only over HTTPS (or from a local directory). A release older than the
+running tea is refused unless asked with --allow-downgrade (an old release signed by the same key
+may carry fixed holes).
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ import time
 from pathlib import Path
 
 from ..errors import UpdateError
+from ..version import package_version, version_key
 from . import elf, signature, source
 from .apply import Outcome, SourceFile, megabytes, update
 from .blockmap import SUFFIX, BlockMap, BlockMapError
@@ -69,17 +75,39 @@ def optional(transport: Transport, location: str, limit: int) -> bytes | None:
         return None
 
 
-def checked_sums(target: Path, release: source.Release, transport: Transport, keyring: Path | None) -> dict[str, str]:
+def publisher_key(target: Path, keyring: Path | None, allow_unsigned: bool) -> str:
+    """The key SHA256SUMS.asc must be signed with; "" only for an unsigned AppImage whose user said so."""
+    key = read_keyring(keyring) if keyring else elf.section_text(target, elf.SIGNING_KEY)
+    if not key and not allow_unsigned:
+        raise UpdateError("this AppImage is not signed and no --keyring was given: nothing would prove the update "
+                          "is the publisher's. Pass --keyring FILE, or --allow-unsigned to trust SHA256SUMS as "
+                          "fetched over HTTPS")
+    return key
+
+
+def checked_sums(target: Path, release: source.Release, transport: Transport, key: str) -> dict[str, str]:
     """The release's SHA256SUMS, its signature checked when there is a key to check it with."""
     text = transport.whole(release.locate(SUMS), LIMITS["sums"])
-    key = read_keyring(keyring) if keyring else elf.section_text(target, elf.SIGNING_KEY)
     if key:
         fingerprint = signature.verify(text, optional(transport, release.locate(SIGNATURE), LIMITS["sums"]), key,
                                        target.parent)
         say(f"{SUMS}: signed by {fingerprint}")
     else:
-        say(f"this AppImage is not signed: the update is checked against {SUMS} only")
+        say(f"this AppImage is not signed: the update is checked against {SUMS} only, as fetched over HTTPS "
+            f"(--allow-unsigned)")
     return parse_sums(text)
+
+
+def refuse_downgrade(name: str, allow_downgrade: bool) -> None:
+    """A release older than the running tea is no update (an old one may carry fixed holes)."""
+    if allow_downgrade:
+        return
+    offered, running = source.version_in_name(name), package_version()
+    if offered is None or version_key(offered) is None:
+        raise UpdateError(f"cannot tell the version of {name}: refusing it (--allow-downgrade takes it anyway)")
+    if version_key(offered) < (version_key(running) or version_key("0")):
+        raise UpdateError(f"the release offers {name}, older than this tea {running}: refusing to downgrade "
+                          f"(--allow-downgrade installs it anyway)")
 
 
 def read_keyring(keyring: Path) -> str:
@@ -108,10 +136,11 @@ def source_files(release: source.Release, sums: dict[str, str], blockmap: BlockM
 def self_update(args: argparse.Namespace) -> int:
     started = time.monotonic()
     target = target_of(args.appimage)
-    transport = Transport()
+    key = publisher_key(target, args.keyring, args.allow_unsigned)
+    transport = Transport(https_only=not key)
     release = source.resolve(elf.section_text(target, elf.UPDATE_INFORMATION), args.release,
                              lambda url: source.decode_json(transport.whole(url, LIMITS["api"]), url))
-    sums = checked_sums(target, release, transport, args.keyring)
+    sums = checked_sums(target, release, transport, key)
     name = release.appimage_name(list(sums))
     try:
         blockmap = BlockMap.from_json(listed(sums, name + SUFFIX,
@@ -120,6 +149,7 @@ def self_update(args: argparse.Namespace) -> int:
         raise UpdateError(f"{name}{SUFFIX}: {error}") from None
     if blockmap.name != name:
         raise UpdateError(f"{name}{SUFFIX} describes {blockmap.name}: refusing it")
+    refuse_downgrade(name, args.allow_downgrade)
     outcome = update(target, blockmap, source_files(release, sums, blockmap), transport, check=args.check)
     report(target, blockmap, outcome, transport, args.check, time.monotonic() - started)
     return 1 if args.check and outcome.updated else 0

@@ -64,6 +64,12 @@ class Release:
         return self.base or "GitHub"
 
 
+def version_in_name(name: str) -> str | None:
+    """The version in a release file's name, `tea-<flavor>-<version>-<arch>.AppImage`."""
+    match = re.fullmatch(r"tea-.+?-(\d[^-]*)-[^-]+\.AppImage", name)
+    return match[1] if match else None
+
+
 def parse(information: str) -> tuple[str, list[str]]:
     """(transport, fields) of update information this updater understands."""
     fields = information.split("|")
@@ -106,5 +112,5 @@ def github_release(owner: str, repo: str, tag: str, *, pattern: str, fetch_json)
 def decode_json(data: bytes, what: str):
     try:
         return json.loads(data)
-    except ValueError:
+    except (ValueError, RecursionError):
         raise UpdateError(f"{what} is not JSON") from None

@@ -6,7 +6,9 @@ exactly that range (a server that ignores Range, or answers another range, is re
 would land in the wrong place). A dropped connection or a 5xx is retried from the first byte not
 yet received, a few times; no answer is read past the length asked for. Every byte received is
 counted (`received`). HTTPS uses the system's CA certificates, wherever this distribution keeps
-them (the frozen app's OpenSSL only knows the build system's place).
+them (the frozen app's OpenSSL only knows the build system's place). With `https_only` (an
+unsigned AppImage: nothing but TLS vouches for the bytes) a plain-HTTP URL, or a redirect to one,
+is refused.
 """
 
 from __future__ import annotations
@@ -43,6 +45,18 @@ def tls_context() -> ssl.SSLContext:
     return context
 
 
+def refuse_plain_http(url: str) -> None:
+    if not url.startswith("https://"):
+        raise UpdateError(f"{display(url)}: refusing plain HTTP for an unsigned AppImage (anyone on the way "
+                          f"could change what it sends): use an https:// release, or --keyring")
+
+
+class _NoPlainRedirect(urllib.request.HTTPRedirectHandler):
+    def redirect_request(self, request, answer, code, message, headers, new_url):
+        refuse_plain_http(new_url)
+        return super().redirect_request(request, answer, code, message, headers, new_url)
+
+
 @dataclass
 class Transport:
     """Reads files by URL or path; `received` counts the bytes that came over the network."""
@@ -52,6 +66,7 @@ class Transport:
     delay: float = 1.0
     received: int = 0
     requests: int = 0
+    https_only: bool = False
 
     def whole(self, location: str, limit: int) -> bytes:
         """A small file (SHA256SUMS, its signature, a block map, an API answer), at most `limit` bytes."""
@@ -111,12 +126,14 @@ class Transport:
                 yield chunk
 
     def _open(self, url: str, headers: dict[str, str]):
+        if self.https_only:
+            refuse_plain_http(url)
         request = urllib.request.Request(url, headers={"User-Agent": f"tea-self-update/{package_version()}",
                                                        "Accept-Encoding": "identity", **headers})
         self.requests += 1
+        handlers = [urllib.request.HTTPSHandler(context=tls_context()), *([_NoPlainRedirect] if self.https_only else [])]
         try:
-            return urllib.request.urlopen(request, timeout=self.timeout,
-                                          context=tls_context() if url.startswith("https:") else None)
+            return urllib.request.build_opener(*handlers).open(request, timeout=self.timeout)
         except urllib.error.HTTPError as error:
             if error.code >= 500 or error.code == 429:
                 raise ConnectionError(f"HTTP {error.code}") from None
